@@ -1,0 +1,51 @@
+# mmpool — build, test, run, bench.
+#   make            build target/release/libmmpool.so (with the malloc overrides)
+#   make run        build and run the demo workload on the pool
+#   make test       every test: Rust unit/integration, C tests, real programs
+#   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
+
+CARGO  ?= cargo
+CC     ?= gcc
+LIB    := target/release/libmmpool.so
+CFLAGS := -O2 -g -Wall -Wextra -Werror -pthread -Iinclude
+BUILD  := target/c
+
+.PHONY: all lib run test test-rust test-c test-programs lint header clean
+
+all: lib
+
+lib:
+	$(CARGO) build --release --locked --features override
+
+$(BUILD):
+	mkdir -p $(BUILD)
+
+$(BUILD)/demo: c-tests/demo.c include/mmpool.h | $(BUILD)
+	$(CC) $(CFLAGS) -o $@ $< -ldl
+
+run: lib $(BUILD)/demo
+	LD_PRELOAD=$(CURDIR)/$(LIB) $(BUILD)/demo
+
+test: lib lint test-rust test-c test-programs
+	@echo "make test: all suites passed"
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features override -- -D warnings
+
+test-rust:
+	$(CARGO) test --locked
+
+test-c: lib
+	scripts/run-c-tests.sh --smoke
+
+test-programs: lib
+	scripts/test-programs.sh
+
+# Regenerate include/mmpool.h from the Rust sources (a test fails when stale).
+header:
+	MMPOOL_UPDATE_HEADER=1 $(CARGO) test --locked --test header
+
+clean:
+	$(CARGO) clean
