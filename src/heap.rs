@@ -1,0 +1,667 @@
+//! Per-thread heaps: the malloc and free fast paths and their slow paths.
+//!
+//! Owns [`Heap`] (size class -> current slab, the slab lists, the remote
+//! queue), the abandoned-slab lists, and the heap pool. Calls `slab`,
+//! `span`, `pagemap`, `size_class`, `tls`, `runtime`.
+//!
+//! A heap is touched by its thread only, except `remote`: other threads
+//! push blocks they free there with one CAS, and the owner collects them
+//! in its slow path. At thread exit the heap's slabs are *abandoned*: empty
+//! ones go back to the span cache, the others to a global list, owned by
+//! nobody, until their last block is freed (then the span goes back) or a
+//! thread adopts them for its own allocations.
+//!
+//! Invariants of a heap `h` (owner thread, or the exiting thread):
+//! - `current[c]` is the first slab of `avail[c]`, or the empty slab;
+//!   `direct[i]` equals `current[DIRECT_CLASS[i]]`;
+//! - every slab on `avail[c]` or `full` has `owner & !OWNER_FLAGS == h`,
+//!   and `OWNER_FULL` exactly when it is on `full`;
+//! - abandoned slabs have `owner & !OWNER_FLAGS == 0` and are on
+//!   `ABANDONED[class]`, changed only under its lock.
+
+use crate::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE, TAG_SLAB};
+use crate::runtime::free_key;
+use crate::size_class::{
+    block_size, class_of, direct_index, CLASS_SIZE, DIRECT_LEN, DIRECT_MAX, GRANULE, MIN_ALIGN,
+    NUM_CLASSES, SLAB_GRANULES,
+};
+use crate::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INTERIOR};
+use crate::span::SPANS;
+use crate::sync::Lock;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+
+/// A doubly linked list of slabs through their `next`/`prev` links.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct SlabList {
+    first: *mut Slab,
+    last: *mut Slab,
+}
+
+const EMPTY_LIST: SlabList = SlabList {
+    first: null_mut(),
+    last: null_mut(),
+};
+
+impl SlabList {
+    unsafe fn push_front(&mut self, s: *mut Slab) {
+        // SAFETY: caller owns the list and `s`, which is on no list.
+        unsafe {
+            (*s).prev = null_mut();
+            (*s).next = self.first;
+            if self.first.is_null() {
+                self.last = s;
+            } else {
+                (*self.first).prev = s;
+            }
+        }
+        self.first = s;
+    }
+
+    unsafe fn push_back(&mut self, s: *mut Slab) {
+        // SAFETY: as in push_front.
+        unsafe {
+            (*s).next = null_mut();
+            (*s).prev = self.last;
+            if self.last.is_null() {
+                self.first = s;
+            } else {
+                (*self.last).next = s;
+            }
+        }
+        self.last = s;
+    }
+
+    unsafe fn remove(&mut self, s: *mut Slab) {
+        // SAFETY: `s` is on this list (caller).
+        unsafe {
+            if (*s).prev.is_null() {
+                self.first = (*s).next;
+            } else {
+                (*(*s).prev).next = (*s).next;
+            }
+            if (*s).next.is_null() {
+                self.last = (*s).prev;
+            } else {
+                (*(*s).next).prev = (*s).prev;
+            }
+            (*s).next = null_mut();
+            (*s).prev = null_mut();
+        }
+    }
+
+    fn pop_front(&mut self) -> *mut Slab {
+        let s = self.first;
+        if !s.is_null() {
+            // SAFETY: `s` is on this list.
+            unsafe { self.remove(s) };
+        }
+        s
+    }
+}
+
+/// A thread's heap.
+#[repr(C)]
+pub struct Heap {
+    /// `(size + 15) / 16` -> current slab of that size's class, for
+    /// requests up to 1 KiB: the malloc fast path is one load from here.
+    pub direct: [*mut Slab; DIRECT_LEN],
+    /// Current slab of each class.
+    pub current: [*mut Slab; NUM_CLASSES],
+    avail: [SlabList; NUM_CLASSES],
+    full: SlabList,
+    /// Blocks freed by other threads, linked through their first word.
+    pub remote: AtomicPtr<Block>,
+    pool_next: *mut Heap,
+    slow_calls: u32,
+}
+
+/// A `Sync` wrapper for statics that hold raw pointers.
+#[repr(transparent)]
+pub struct Shared<T>(pub T);
+// SAFETY: the wrapped statics are either never written (the empty slab) or
+// written only through atomics (the empty heap's remote queue stays null:
+// no slab is ever owned by the empty heap).
+unsafe impl<T> Sync for Shared<T> {}
+
+/// The slab of the empty heap: no free block, owned by nobody, never
+/// written.
+pub static EMPTY_SLAB: Shared<Slab> = Shared(Slab {
+    head: SpanHead {
+        tag: TAG_SLAB,
+        granules: 0,
+        owner: AtomicUsize::new(0),
+    },
+    free: null_mut(),
+    local_free: null_mut(),
+    used: 0,
+    capacity: 0,
+    block_size: 0,
+    class: 0,
+    bump: 0,
+    end: 0,
+    next: null_mut(),
+    prev: null_mut(),
+});
+
+const fn empty_slab_ptr() -> *mut Slab {
+    &EMPTY_SLAB.0 as *const Slab as *mut Slab
+}
+
+/// The heap every thread starts with: all its slabs are the empty slab,
+/// so every allocation takes the slow path, which creates a real heap.
+pub static EMPTY_HEAP: Shared<Heap> = Shared(Heap {
+    direct: [empty_slab_ptr(); DIRECT_LEN],
+    current: [empty_slab_ptr(); NUM_CLASSES],
+    avail: [EMPTY_LIST; NUM_CLASSES],
+    full: EMPTY_LIST,
+    remote: AtomicPtr::new(null_mut()),
+    pool_next: null_mut(),
+    slow_calls: 0,
+});
+
+/// Address of the empty heap.
+#[inline(always)]
+pub fn empty_heap() -> *mut Heap {
+    &EMPTY_HEAP.0 as *const Heap as *mut Heap
+}
+
+// ---------------------------------------------------------------------------
+// Fast paths
+
+/// Allocate a block for a request of at most 1 KiB.
+///
+/// Fast path: one table load, one pop, about a dozen instructions.
+///
+/// # Safety
+/// `heap` must be the calling thread's heap (`tls::heap()`).
+#[inline(always)]
+pub unsafe fn alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
+    debug_assert!(size <= DIRECT_MAX);
+    // SAFETY: direct_index(size) < DIRECT_LEN for size <= DIRECT_MAX; the
+    // heap's slabs are valid (heap invariant) and only this thread pops.
+    unsafe {
+        let slab = *(*heap).direct.get_unchecked(direct_index(size));
+        let b = (*slab).pop();
+        if !b.is_null() {
+            return b.cast();
+        }
+    }
+    // SAFETY: forwarded contract.
+    unsafe { alloc_slow(heap, class_of(size)) }
+}
+
+/// Allocate a block of class `class`.
+///
+/// # Safety
+/// As [`alloc_direct`]; `class < NUM_CLASSES`.
+#[inline]
+pub unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
+    // SAFETY: class < NUM_CLASSES (contract); see alloc_direct.
+    unsafe {
+        let slab = *(*heap).current.get_unchecked(class);
+        let b = (*slab).pop();
+        if !b.is_null() {
+            return b.cast();
+        }
+        alloc_slow(heap, class)
+    }
+}
+
+/// Free `p`, whose span header `head` the page map returned.
+///
+/// Fast path (a block of a slab of the calling thread's heap): compare the
+/// owner, check the double-free key, push on `local_free`.
+///
+/// # Safety
+/// `head` must be `PAGEMAP.lookup(p)`, non-null.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
+    let heap = crate::tls::heap();
+    // SAFETY: `head` is a live span header (page map invariant). When the
+    // owner is our heap the span is a slab of ours with no flags set, and
+    // `p` is one of its blocks (unless the caller passes garbage, which
+    // the key check and the slow paths catch where they can).
+    unsafe {
+        if (*head).owner.load(Ordering::Relaxed) == heap as usize {
+            let slab = head.cast::<Slab>();
+            let b = p.cast::<Block>();
+            let key = free_key();
+            if (*b).key == key {
+                return free_suspect(heap, slab, b);
+            }
+            if (*slab).push_local(b, key) {
+                slab_emptied(heap, slab);
+            }
+        } else {
+            free_slow(heap, p, head);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Allocation slow path
+
+/// The slow path of allocation: create the thread's heap, collect frees,
+/// change slabs, adopt an abandoned slab, or take a new span.
+#[cold]
+#[inline(never)]
+unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
+    if heap == empty_heap() {
+        heap = crate::runtime::create_thread_heap();
+        if heap.is_null() {
+            crate::diag::set_errno(libc::ENOMEM);
+            return null_mut();
+        }
+    }
+    // SAFETY: `heap` is the calling thread's live heap.
+    unsafe {
+        let h = &mut *heap;
+        h.slow_calls = h.slow_calls.wrapping_add(1);
+        if h.slow_calls % 64 == 0 {
+            SPANS.tick();
+            crate::large::tick();
+        }
+        drain_remote(heap);
+        if let Some(b) = pop_from_avail(h, class) {
+            return b;
+        }
+        for _ in 0..4 {
+            match adopt_abandoned(heap, class) {
+                Some(()) => {
+                    if let Some(b) = pop_from_avail(h, class) {
+                        return b;
+                    }
+                }
+                None => break,
+            }
+        }
+        let span = match SPANS.acquire(SLAB_GRANULES[class] as usize) {
+            Some(s) => s,
+            None => {
+                crate::diag::set_errno(libc::ENOMEM);
+                return null_mut();
+            }
+        };
+        let s = Slab::init(span.as_ptr(), class, heap as usize);
+        h.avail[class].push_front(s);
+        set_current(h, class);
+        (*s).refill(free_key());
+        (*s).pop().cast()
+    }
+}
+
+/// Pop from the first slab of `avail[class]` that has a free block,
+/// moving exhausted slabs to the full list.
+unsafe fn pop_from_avail(h: &mut Heap, class: usize) -> Option<*mut u8> {
+    let key = free_key();
+    loop {
+        let s = h.avail[class].first;
+        if s.is_null() {
+            set_current(h, class);
+            return None;
+        }
+        // SAFETY: `s` is a slab of this heap (list invariant).
+        unsafe {
+            if (*s).refill(key) {
+                set_current(h, class);
+                return Some((*s).pop().cast());
+            }
+            h.avail[class].remove(s);
+            (*s).head.owner.fetch_or(OWNER_FULL, Ordering::Relaxed);
+            h.full.push_back(s);
+        }
+    }
+}
+
+/// Re-point `current[class]` (and its direct entries) at the first slab of
+/// `avail[class]`.
+fn set_current(h: &mut Heap, class: usize) {
+    let s = if h.avail[class].first.is_null() {
+        empty_slab_ptr()
+    } else {
+        h.avail[class].first
+    };
+    h.current[class] = s;
+    let bs = CLASS_SIZE[class] as usize;
+    if bs <= DIRECT_MAX {
+        let lo = if class == 0 {
+            0
+        } else {
+            CLASS_SIZE[class - 1] as usize / MIN_ALIGN + 1
+        };
+        let hi = bs / MIN_ALIGN;
+        for e in &mut h.direct[lo..=hi] {
+            *e = s;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Free slow paths
+
+/// Every free the fast path does not finish: large blocks, interior
+/// pointers, full slabs, other threads' slabs, abandoned slabs, errors.
+#[cold]
+#[inline(never)]
+unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
+    // SAFETY: `head` is a live span header (page map invariant).
+    let tag = unsafe { (*head).tag };
+    match tag {
+        TAG_SLAB => {}
+        // SAFETY: a LARGE header heads a large block's mapping.
+        TAG_LARGE => return unsafe { crate::large::free(p, head) },
+        TAG_FREE => crate::diag::fatal(
+            "free(): double free or invalid pointer (memory already freed)",
+            p as usize,
+        ),
+        _ => crate::diag::fatal("free(): corrupted span header for", p as usize),
+    }
+    let slab = head.cast::<Slab>();
+    // SAFETY: a SLAB header heads a slab span whose header fields other
+    // than the free lists are stable while any of its blocks is live.
+    let b = unsafe {
+        let owner = (*slab).head.owner.load(Ordering::Acquire);
+        match (*slab).block_containing(p as usize) {
+            Some(b) if b == p as usize => b,
+            Some(b) if owner & OWNER_INTERIOR != 0 => b,
+            _ => crate::diag::fatal("free(): invalid pointer (not a block start)", p as usize),
+        }
+    };
+    // SAFETY: `b` is a block of `slab`.
+    unsafe { dispatch_free(heap, slab, b as *mut Block, true) }
+}
+
+/// Free block `b` of `slab` wherever its owner is: here, in another
+/// thread (its remote queue), or nowhere (abandoned, under the lock).
+unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: bool) {
+    let key = free_key();
+    loop {
+        // SAFETY: the slab is live while `b` is live.
+        let owner = unsafe { (*slab).head.owner.load(Ordering::Acquire) };
+        let h = owner & !OWNER_FLAGS;
+        if h == heap as usize {
+            // SAFETY: our own slab.
+            return unsafe { free_local(heap, slab, b, check) };
+        }
+        if h != 0 {
+            // Another thread's heap: one CAS onto its remote queue. Heap
+            // structs are never unmapped, so a stale owner is still safe to
+            // push to; its next user re-dispatches.
+            // SAFETY: `h` is (or was) a heap; `b` is a block we hand over.
+            unsafe {
+                let target = &(*(h as *mut Heap)).remote;
+                (*b).key = key;
+                let mut old = target.load(Ordering::Relaxed);
+                loop {
+                    (*b).next = old;
+                    match target.compare_exchange_weak(old, b, Ordering::Release, Ordering::Relaxed)
+                    {
+                        Ok(_) => return,
+                        Err(cur) => old = cur,
+                    }
+                }
+            }
+        }
+        // Abandoned: free under the lock, unless adopted meanwhile.
+        let mut lists = ABANDONED.lock();
+        // SAFETY: as above.
+        if unsafe { (*slab).head.owner.load(Ordering::Acquire) } & !OWNER_FLAGS != 0 {
+            continue;
+        }
+        // SAFETY: abandoned slabs are only touched under this lock.
+        unsafe {
+            if check && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
+                drop(lists);
+                crate::diag::fatal("free(): double free", b as usize);
+            }
+            if (*slab).push_local(b, key) {
+                lists[(*slab).class as usize].remove(slab);
+                drop(lists);
+                release_slab(slab);
+            }
+        }
+        return;
+    }
+}
+
+/// Free a block of one of our own slabs, whatever its flags.
+unsafe fn free_local(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: bool) {
+    let key = free_key();
+    // SAFETY: our heap and slab; owner-thread-only fields.
+    unsafe {
+        if check && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
+            crate::diag::fatal("free(): double free", b as usize);
+        }
+        let h = &mut *heap;
+        if (*slab).head.owner.load(Ordering::Relaxed) & OWNER_FULL != 0 {
+            h.full.remove(slab);
+            (*slab).head.owner.fetch_and(!OWNER_FULL, Ordering::Relaxed);
+            let class = (*slab).class as usize;
+            h.avail[class].push_back(slab);
+            if h.avail[class].first == slab {
+                set_current(h, class);
+            }
+        }
+        if (*slab).push_local(b, key) {
+            slab_emptied(heap, slab);
+        }
+    }
+}
+
+/// The fast path found the double-free key in a block being freed: either
+/// a double free, or user data that happens to equal the key.
+#[cold]
+#[inline(never)]
+unsafe fn free_suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) {
+    // SAFETY: our own slab (the fast path checked the owner).
+    unsafe { free_local(heap, slab, b, true) }
+}
+
+/// A slab of ours has no block in use: keep it if it is the class's only
+/// slab (so a malloc/free loop does not bounce spans), else give it back.
+#[cold]
+#[inline(never)]
+unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
+    // SAFETY: our heap and slab, on avail[class] (emptied slabs are never
+    // on the full list: the full flag is cleared before the push).
+    unsafe {
+        let h = &mut *heap;
+        let class = (*slab).class as usize;
+        if h.avail[class].first == slab && (*slab).next.is_null() {
+            return;
+        }
+        h.avail[class].remove(slab);
+        set_current(h, class);
+        release_slab(slab);
+    }
+}
+
+unsafe fn release_slab(slab: *mut Slab) {
+    // SAFETY: nobody uses the slab any more (callers).
+    unsafe {
+        let granules = (*slab).head.granules as usize;
+        SPANS.release(NonNull::new_unchecked(slab.cast()), granules);
+    }
+}
+
+/// Collect the blocks other threads freed into our slabs.
+unsafe fn drain_remote(heap: *mut Heap) {
+    // SAFETY: `heap` is ours; the queue holds blocks handed over by CAS.
+    unsafe {
+        if (*heap).remote.load(Ordering::Relaxed).is_null() {
+            return;
+        }
+        let mut b = (*heap).remote.swap(null_mut(), Ordering::Acquire);
+        while !b.is_null() {
+            let next = (*b).next;
+            let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
+            dispatch_free(heap, slab, b, false);
+            b = next;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Abandoned slabs
+
+/// Slabs of exited threads, per class.
+pub static ABANDONED: Lock<[SlabListSend; NUM_CLASSES]> =
+    Lock::new([SlabListSend(EMPTY_LIST); NUM_CLASSES]);
+
+/// A slab list that may sit in a global (only touched under its lock).
+#[derive(Clone, Copy)]
+pub struct SlabListSend(SlabList);
+// SAFETY: only accessed under the ABANDONED lock.
+unsafe impl Send for SlabListSend {}
+
+impl core::ops::Deref for SlabListSend {
+    type Target = SlabList;
+    fn deref(&self) -> &SlabList {
+        &self.0
+    }
+}
+impl core::ops::DerefMut for SlabListSend {
+    fn deref_mut(&mut self) -> &mut SlabList {
+        &mut self.0
+    }
+}
+
+/// Take one abandoned slab of `class` into `heap`. `None`: there is none.
+unsafe fn adopt_abandoned(heap: *mut Heap, class: usize) -> Option<()> {
+    let s = {
+        let mut lists = ABANDONED.lock();
+        let s = lists[class].pop_front();
+        if s.is_null() {
+            return None;
+        }
+        // SAFETY: abandoned slab, taken off the list under the lock.
+        unsafe {
+            let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
+            (*s).head
+                .owner
+                .store(heap as usize | flags, Ordering::Release);
+        }
+        s
+    };
+    // SAFETY: the slab is ours now; a remote free racing with the owner
+    // change lands on our remote queue.
+    unsafe { (*heap).avail[class].push_back(s) };
+    Some(())
+}
+
+/// Give up a heap at thread exit: its slabs are freed or abandoned, its
+/// remote queue drained, its struct returned to the pool.
+///
+/// # Safety
+/// `heap` must be the calling thread's heap, which it stops using.
+pub unsafe fn abandon(heap: *mut Heap) {
+    // SAFETY: the exiting thread still owns `heap`.
+    unsafe {
+        drain_remote(heap);
+        let h = &mut *heap;
+        {
+            // Lock order: ABANDONED, then the span cache (release_slab).
+            let mut lists = ABANDONED.lock();
+            for class in 0..=NUM_CLASSES {
+                let list = if class == NUM_CLASSES {
+                    &mut h.full
+                } else {
+                    &mut h.avail[class]
+                };
+                loop {
+                    let s = list.pop_front();
+                    if s.is_null() {
+                        break;
+                    }
+                    if (*s).used == 0 {
+                        release_slab(s);
+                        continue;
+                    }
+                    let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
+                    (*s).head.owner.store(flags, Ordering::Release);
+                    lists[(*s).class as usize].push_back(s);
+                }
+            }
+        }
+        for c in 0..NUM_CLASSES {
+            set_current(h, c);
+        }
+        // Blocks pushed while we abandoned: their slabs are abandoned now,
+        // so dispatch frees them under the lock.
+        drain_remote(heap);
+        crate::runtime::heap_pool_put(heap);
+    }
+}
+
+/// Make a fresh heap struct in place.
+///
+/// # Safety
+/// `h` must point to writable memory for a `Heap` nobody else uses, whose
+/// `remote` field (if the memory held a heap before) is preserved.
+pub unsafe fn init_heap(h: *mut Heap) {
+    // SAFETY: contract.
+    unsafe {
+        for e in (*h).direct.iter_mut() {
+            *e = empty_slab_ptr();
+        }
+        for e in (*h).current.iter_mut() {
+            *e = empty_slab_ptr();
+        }
+        for l in (*h).avail.iter_mut() {
+            *l = EMPTY_LIST;
+        }
+        (*h).full = EMPTY_LIST;
+        (*h).pool_next = null_mut();
+        (*h).slow_calls = 0;
+    }
+}
+
+/// The pool link of a heap struct.
+///
+/// # Safety
+/// `h` must be a heap struct in the pool (or being put there).
+pub unsafe fn pool_next(h: *mut Heap) -> *mut *mut Heap {
+    // SAFETY: contract.
+    unsafe { &mut (*h).pool_next }
+}
+
+/// Mark the slab holding `p` as holding interior (aligned) pointers, so
+/// its frees take the slow path that maps them to block starts.
+///
+/// # Safety
+/// `p` must be a block just allocated by the calling thread from its heap.
+pub unsafe fn mark_interior(p: *mut u8) {
+    let head = PAGEMAP.lookup(p as usize);
+    // SAFETY: `p` is a live slab block of ours (contract).
+    unsafe { (*head).owner.fetch_or(OWNER_INTERIOR, Ordering::Relaxed) };
+}
+
+/// Usable size of a slab block at `p` (which may be interior).
+///
+/// # Safety
+/// `head` must be the live slab header of `p`'s span.
+pub unsafe fn usable_size(p: usize, head: *mut SpanHead) -> usize {
+    let slab = head.cast::<Slab>();
+    // SAFETY: contract.
+    unsafe {
+        match (*slab).block_containing(p) {
+            Some(b) => b + (*slab).block_size as usize - p,
+            None => 0,
+        }
+    }
+}
+
+/// Find the class for an aligned request served from a slab without
+/// interior pointers: the smallest class >= `size` whose block size is a
+/// multiple of `align` (block addresses are `span + 128 + i * size`, so
+/// `align <= 128` suffices).
+pub fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
+    if align > crate::size_class::SLAB_HEADER {
+        return None;
+    }
+    (class_of(size.max(1))..NUM_CLASSES).find(|&c| block_size(c) % align == 0)
+}
+
+const _: () = assert!(GRANULE % crate::size_class::SLAB_HEADER == 0);

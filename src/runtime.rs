@@ -1,0 +1,223 @@
+//! Process-level machinery: lazy initialisation, the double-free key,
+//! heap structs for threads, thread exit, and fork.
+//!
+//! The first call may come from ld.so, from libc before any constructor
+//! has run, or from a thread created before `main`, so everything starts
+//! from const-initialised statics and [`ensure_init`] runs on the first
+//! slow path (and from an `.init_array` constructor, to create the
+//! pthread key early: keys numbered 32 and above make
+//! `pthread_setspecific` call `calloc`). Calls `heap`, `span`, `large`,
+//! `sync`, `tls`, `os`, `diag`.
+
+use crate::heap::{self, Heap};
+use crate::os::{PageSource, OS};
+use crate::sync::{self, Lock};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
+static THREAD_KEY: AtomicUsize = AtomicUsize::new(usize::MAX);
+static KEY_DONE: AtomicBool = AtomicBool::new(false);
+
+/// The value written in the second word of every free block; a block being
+/// freed that already holds it is checked for a double free.
+#[inline(always)]
+pub fn free_key() -> usize {
+    FREE_KEY.load(Ordering::Relaxed)
+}
+
+/// Set up what the slow paths need; idempotent and cheap once done.
+pub fn ensure_init() {
+    if STATE.load(Ordering::Acquire) == READY {
+        return;
+    }
+    if STATE
+        .compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        // Another thread is initialising (or this one, re-entered from
+        // pthread_atfork's allocation): heaps need the free key and the
+        // thread key, which come first.
+        while !KEY_DONE.load(Ordering::Acquire) {
+            core::hint::spin_loop();
+        }
+        return;
+    }
+    // 16 random bytes the kernel gave the process: no syscall, no
+    // allocation. Fall back to an address-derived value.
+    // SAFETY: getauxval has no preconditions; AT_RANDOM points to 16
+    // readable bytes when present.
+    let mut key = unsafe {
+        let r = libc::getauxval(libc::AT_RANDOM) as *const usize;
+        if r.is_null() {
+            &STATE as *const _ as usize ^ 0x9e37_79b9_7f4a_7c15
+        } else {
+            r.read_unaligned() ^ r.add(1).read_unaligned().rotate_left(17)
+        }
+    };
+    key |= 1; // never a valid pointer, never zero
+    FREE_KEY.store(key, Ordering::Release);
+    create_thread_key();
+    KEY_DONE.store(true, Ordering::Release);
+    // May allocate (glibc grows its handler list): the key is ready, so
+    // a nested malloc works.
+    // SAFETY: the handlers are `extern "C"` functions that live forever.
+    unsafe {
+        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    }
+    STATE.store(READY, Ordering::Release);
+}
+
+fn create_thread_key() {
+    let mut k: libc::pthread_key_t = 0;
+    // SAFETY: `k` is a valid out-parameter; the destructor lives forever.
+    if unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) } == 0 {
+        THREAD_KEY.store(k as usize, Ordering::Release);
+    } else {
+        crate::diag::warn(
+            "pthread_key_create failed: memory of exiting threads will not be reclaimed",
+        );
+    }
+}
+
+/// Runs from `.init_array`, before `main` and before most other
+/// libraries' constructors, so our pthread key gets a low number.
+extern "C" fn constructor() {
+    ensure_init();
+}
+
+#[used]
+#[link_section = ".init_array"]
+static CONSTRUCTOR: extern "C" fn() = constructor;
+
+// ---------------------------------------------------------------------------
+// Heap structs
+
+struct Pool {
+    free: *mut Heap,
+    chunk_cur: usize,
+    chunk_end: usize,
+}
+// SAFETY: only accessed under the pool lock.
+unsafe impl Send for Pool {}
+
+static POOL: Lock<Pool> = Lock::new(Pool {
+    free: null_mut(),
+    chunk_cur: 0,
+    chunk_end: 0,
+});
+/// Heaps in use by live threads.
+pub static LIVE_HEAPS: AtomicUsize = AtomicUsize::new(0);
+/// Threads that ever got a heap.
+pub static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+const POOL_CHUNK: usize = 256 * 1024;
+
+fn heap_pool_take() -> *mut Heap {
+    let mut p = POOL.lock();
+    if !p.free.is_null() {
+        let h = p.free;
+        // SAFETY: pooled heaps are valid heap structs.
+        p.free = unsafe { *heap::pool_next(h) };
+        return h;
+    }
+    let size = core::mem::size_of::<Heap>().next_multiple_of(64);
+    if p.chunk_end - p.chunk_cur < size {
+        match OS.map(POOL_CHUNK, crate::os::PAGE) {
+            Some(c) => {
+                p.chunk_cur = c.as_ptr() as usize;
+                p.chunk_end = p.chunk_cur + POOL_CHUNK;
+            }
+            None => return null_mut(),
+        }
+    }
+    let h = p.chunk_cur as *mut Heap;
+    p.chunk_cur += size;
+    h
+}
+
+/// Return a heap struct to the pool (thread exit). Its remote queue stays:
+/// blocks pushed late are drained by the next thread that takes it.
+///
+/// # Safety
+/// `h` must be an abandoned heap nobody uses any more.
+pub unsafe fn heap_pool_put(h: *mut Heap) {
+    LIVE_HEAPS.fetch_sub(1, Ordering::Relaxed);
+    let mut p = POOL.lock();
+    // SAFETY: contract.
+    unsafe { *heap::pool_next(h) = p.free };
+    p.free = h;
+}
+
+/// Give the calling thread a heap (its first slow path). Null when out of
+/// memory.
+pub fn create_thread_heap() -> *mut Heap {
+    ensure_init();
+    let h = heap_pool_take();
+    if h.is_null() {
+        return h;
+    }
+    // SAFETY: a fresh or pooled heap struct (pool memory is zeroed at
+    // first, so a fresh struct's remote queue is null).
+    unsafe { heap::init_heap(h) };
+    crate::tls::set_heap(h);
+    LIVE_HEAPS.fetch_add(1, Ordering::Relaxed);
+    THREADS_SEEN.fetch_add(1, Ordering::Relaxed);
+    let k = THREAD_KEY.load(Ordering::Acquire);
+    if k != usize::MAX {
+        // SAFETY: a key we created. With a key below 32 this does not
+        // allocate; above, glibc's calloc re-enters us with the heap set.
+        unsafe { libc::pthread_setspecific(k as libc::pthread_key_t, h.cast()) };
+    }
+    h
+}
+
+/// The pthread key destructor: the thread is exiting.
+extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
+    let h = arg.cast::<Heap>();
+    if h.is_null() {
+        return;
+    }
+    // Later frees by other destructors of this thread take the slow path;
+    // a later malloc makes a new heap and registers it again (glibc runs
+    // destructors up to four rounds).
+    crate::tls::set_heap(heap::empty_heap());
+    // SAFETY: `h` was this thread's heap; it no longer uses it.
+    unsafe { heap::abandon(h) };
+}
+
+// ---------------------------------------------------------------------------
+// fork: take every global lock before, release in parent and child, so the
+// child never inherits a lock held by a thread that does not exist there.
+// Order: heap pool, abandoned slabs, span cache, large cache.
+
+extern "C" fn fork_prepare() {
+    sync::hold(&POOL);
+    sync::hold(&heap::ABANDONED);
+    sync::hold(crate::span::SPANS.lock_for_fork());
+    sync::hold(crate::large::lock_for_fork());
+}
+
+fn release_all() {
+    // SAFETY: fork_prepare took all of these in this thread (parent), or
+    // the child is a copy of that thread and the only one left.
+    unsafe {
+        sync::release(crate::large::lock_for_fork());
+        sync::release(crate::span::SPANS.lock_for_fork());
+        sync::release(&heap::ABANDONED);
+        sync::release(&POOL);
+    }
+}
+
+extern "C" fn fork_parent() {
+    release_all();
+}
+
+extern "C" fn fork_child() {
+    release_all();
+}

@@ -1,0 +1,305 @@
+//! Slabs: a span carved into equal blocks of one size class.
+//!
+//! Owns the slab header and its free lists. Free lists are sharded as in
+//! mimalloc: `malloc` pops `free`; the owning thread pushes freed blocks on
+//! `local_free`; the two are swapped only when `free` runs dry, so the
+//! slow path runs regularly. (Blocks freed by other threads travel through
+//! the owning heap's `remote` queue, see `heap`.) Blocks carry no header:
+//! a free block holds the next-pointer in its first word and the
+//! double-free key in its second.
+//!
+//! Never-used blocks are carved lazily from `bump`, a page at a time, so a
+//! slab's resident memory follows its use.
+//!
+//! Invariant, for a slab owned by a live heap:
+//! `used + |free| + |local_free| + (end - bump) / block_size == capacity`.
+//! Calls `pagemap` (for the header type) and `size_class`.
+
+use crate::os::PAGE;
+use crate::pagemap::{SpanHead, TAG_SLAB};
+use crate::size_class::{block_size, slab_capacity, GRANULE, SLAB_GRANULES, SLAB_HEADER};
+use core::ptr::null_mut;
+use core::sync::atomic::AtomicUsize;
+
+/// A free block: the link, then the double-free key.
+#[repr(C)]
+pub struct Block {
+    /// Next free block.
+    pub next: *mut Block,
+    /// [`crate::runtime::free_key`] while the block is free, else anything.
+    pub key: usize,
+}
+
+/// The header at the head of a slab span.
+#[repr(C)]
+pub struct Slab {
+    /// Tag `SLAB`, length, owner (heap address | flags).
+    pub head: SpanHead,
+    /// Blocks `malloc` pops.
+    pub free: *mut Block,
+    /// Blocks the owning thread freed since the last collection.
+    pub local_free: *mut Block,
+    /// Blocks handed out and not yet back on this slab's lists.
+    pub used: u32,
+    /// Blocks in the slab.
+    pub capacity: u32,
+    /// Size of each block.
+    pub block_size: u32,
+    /// Size class.
+    pub class: u32,
+    /// First block never carved.
+    pub bump: usize,
+    /// End of the block area.
+    pub end: usize,
+    /// Link in the owner's (or the abandoned) list.
+    pub next: *mut Slab,
+    /// Link in the owner's (or the abandoned) list.
+    pub prev: *mut Slab,
+}
+
+const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
+
+/// Owner flag: the slab is on its heap's full list.
+pub const OWNER_FULL: usize = 1;
+/// Owner flag: aligned allocations handed out interior pointers.
+pub const OWNER_INTERIOR: usize = 2;
+/// Owner flag bits.
+pub const OWNER_FLAGS: usize = 3;
+
+impl Slab {
+    /// Write a fresh header for class `class` at `span` (of the class's
+    /// slab size), owned by `owner`.
+    ///
+    /// # Safety
+    /// `span` must be a span of `SLAB_GRANULES[class]` granules that
+    /// nobody else uses.
+    pub unsafe fn init(span: *mut u8, class: usize, owner: usize) -> *mut Slab {
+        let s = span.cast::<Slab>();
+        let bs = block_size(class);
+        let cap = slab_capacity(class);
+        let first = span as usize + SLAB_HEADER;
+        // SAFETY: the span is ours (contract) and large enough.
+        unsafe {
+            s.write(Slab {
+                head: SpanHead {
+                    tag: TAG_SLAB,
+                    granules: SLAB_GRANULES[class] as u32,
+                    owner: AtomicUsize::new(owner),
+                },
+                free: null_mut(),
+                local_free: null_mut(),
+                used: 0,
+                capacity: cap as u32,
+                block_size: bs as u32,
+                class: class as u32,
+                bump: first,
+                end: first + cap * bs,
+                next: null_mut(),
+                prev: null_mut(),
+            });
+        }
+        s
+    }
+
+    /// Address of the first block.
+    #[inline]
+    pub fn first_block(&self) -> usize {
+        self as *const Slab as usize + SLAB_HEADER
+    }
+
+    /// Bytes spanned by the slab.
+    #[inline]
+    pub fn span_bytes(&self) -> usize {
+        self.head.granules as usize * GRANULE
+    }
+
+    /// Pop a block from `free`, or null.
+    ///
+    /// # Safety
+    /// Only the owning thread may call this; `free` must be a valid list.
+    #[inline(always)]
+    pub unsafe fn pop(&mut self) -> *mut Block {
+        let b = self.free;
+        if !b.is_null() {
+            // SAFETY: `b` is a free block of this slab (list invariant).
+            unsafe {
+                self.free = (*b).next;
+                (*b).key = 0;
+            }
+            self.used += 1;
+        }
+        b
+    }
+
+    /// Push a block freed by the owner onto `local_free`. Returns true when
+    /// the slab has become empty.
+    ///
+    /// # Safety
+    /// Owner thread only; `b` must be a block of this slab that is in use.
+    #[inline(always)]
+    pub unsafe fn push_local(&mut self, b: *mut Block, key: usize) -> bool {
+        // SAFETY: the block is ours and at least 16 bytes (contract).
+        unsafe {
+            (*b).next = self.local_free;
+            (*b).key = key;
+        }
+        self.local_free = b;
+        self.used -= 1;
+        self.used == 0
+    }
+
+    /// Refill `free`: from `local_free`, else by carving fresh blocks.
+    /// Returns false when the slab has no free block at all.
+    ///
+    /// # Safety
+    /// Owner thread only.
+    pub unsafe fn refill(&mut self, key: usize) -> bool {
+        if !self.free.is_null() {
+            return true;
+        }
+        if !self.local_free.is_null() {
+            self.free = self.local_free;
+            self.local_free = null_mut();
+            return true;
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.carve(key) }
+    }
+
+    /// Carve about a page of never-used blocks onto `free`.
+    unsafe fn carve(&mut self, key: usize) -> bool {
+        let bs = self.block_size as usize;
+        if self.bump + bs > self.end {
+            return false;
+        }
+        let n = (PAGE / bs).max(1).min((self.end - self.bump) / bs);
+        let start = self.bump;
+        self.bump += n * bs;
+        let mut next = self.free;
+        for i in (0..n).rev() {
+            let b = (start + i * bs) as *mut Block;
+            // SAFETY: the block lies in the never-used part of our span.
+            unsafe {
+                (*b).next = next;
+                (*b).key = key;
+            }
+            next = b;
+        }
+        self.free = next;
+        true
+    }
+
+    /// Are there blocks to hand out without carving?
+    #[inline]
+    pub fn has_free(&self) -> bool {
+        !self.free.is_null()
+            || !self.local_free.is_null()
+            || self.bump + (self.block_size as usize) <= self.end
+    }
+
+    /// The start of the block containing `p`, or `None` when `p` is not
+    /// inside a block that was ever handed out.
+    pub fn block_containing(&self, p: usize) -> Option<usize> {
+        let first = self.first_block();
+        if p < first || p >= self.bump {
+            return None;
+        }
+        let bs = self.block_size as usize;
+        Some(first + (p - first) / bs * bs)
+    }
+
+    /// Is `b` on `free` or `local_free`? (The double-free check; O(free).)
+    ///
+    /// # Safety
+    /// Owner thread only, or under the abandoned-slabs lock.
+    pub unsafe fn is_on_free_lists(&self, b: usize) -> bool {
+        for mut cur in [self.free, self.local_free] {
+            while !cur.is_null() {
+                if cur as usize == b {
+                    return true;
+                }
+                // SAFETY: list invariant.
+                cur = unsafe { (*cur).next };
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::testing::HeapSource;
+    use crate::os::PageSource;
+    use crate::size_class::{class_of, NUM_CLASSES};
+    use std::collections::BTreeSet;
+
+    const KEY: usize = 0x1234_5678_9abc_def0;
+
+    fn with_slab(class: usize, f: impl FnOnce(&mut Slab)) {
+        let src = HeapSource::default();
+        let size = SLAB_GRANULES[class] as usize * GRANULE;
+        let span = src.map(size, GRANULE).unwrap();
+        // SAFETY: fresh span of the class's size.
+        let s = unsafe { &mut *Slab::init(span.as_ptr(), class, 0x1000) };
+        f(s);
+        // SAFETY: from map above.
+        unsafe { src.unmap(span, size) };
+    }
+
+    #[test]
+    fn hands_out_every_block_once_then_runs_dry() {
+        for class in [0, 5, 12, 20, NUM_CLASSES - 1] {
+            with_slab(class, |s| {
+                let mut seen = BTreeSet::new();
+                // SAFETY: single-threaded owner.
+                while unsafe { s.refill(KEY) } {
+                    let b = unsafe { s.pop() } as usize;
+                    assert_eq!(b % 16, 0);
+                    assert!(b >= s.first_block() && b + s.block_size as usize <= s.end);
+                    assert!(seen.insert(b), "block handed out twice");
+                }
+                assert_eq!(seen.len(), s.capacity as usize);
+                assert_eq!(s.used, s.capacity);
+                assert!(!s.has_free());
+            });
+        }
+    }
+
+    #[test]
+    fn freed_blocks_come_back_and_emptiness_is_reported() {
+        with_slab(class_of(48), |s| {
+            // SAFETY: single-threaded owner; blocks come from pop.
+            unsafe {
+                assert!(s.refill(KEY));
+                let a = s.pop();
+                let b = s.pop();
+                assert!(!s.push_local(a, KEY));
+                assert!(s.is_on_free_lists(a as usize));
+                assert!(!s.is_on_free_lists(b as usize));
+                assert!(s.push_local(b, KEY), "last block back: empty");
+                assert_eq!((*b).key, KEY);
+                // Drain `free`, then local_free is swapped in.
+                while !s.pop().is_null() {}
+                assert!(s.refill(KEY));
+                let c = s.pop();
+                assert!(c == a || c == b);
+                assert_eq!((*c).key, 0, "pop clears the key");
+            }
+        });
+    }
+
+    #[test]
+    fn interior_pointers_map_to_their_block() {
+        with_slab(class_of(100), |s| {
+            // SAFETY: owner.
+            unsafe { s.refill(KEY) };
+            let first = s.first_block();
+            let bs = s.block_size as usize;
+            assert_eq!(s.block_containing(first), Some(first));
+            assert_eq!(s.block_containing(first + bs + 5), Some(first + bs));
+            assert_eq!(s.block_containing(first - 1), None);
+            assert_eq!(s.block_containing(s.bump), None, "never carved");
+        });
+    }
+}
