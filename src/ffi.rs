@@ -12,8 +12,11 @@
 use crate::libc_api;
 use core::ffi::{c_char, c_void};
 
-/// Allocate `size` bytes, aligned to 16 bytes (8 for blocks under 16).
+/// Allocate `size` bytes, aligned to 16 bytes.
 /// Returns NULL and sets `errno = ENOMEM` on failure. Same as `malloc`.
+///
+/// # Safety
+/// Any argument is accepted; the block must later be freed once.
 #[no_mangle]
 pub unsafe extern "C" fn mmpool_malloc(size: usize) -> *mut c_void {
     // SAFETY: the C contract of malloc.
@@ -22,6 +25,9 @@ pub unsafe extern "C" fn mmpool_malloc(size: usize) -> *mut c_void {
 
 /// Allocate `count * size` zeroed bytes; NULL with `errno = ENOMEM` when
 /// the product overflows or memory is exhausted. Same as `calloc`.
+///
+/// # Safety
+/// Any argument is accepted; the block must later be freed once.
 #[no_mangle]
 pub unsafe extern "C" fn mmpool_calloc(count: usize, size: usize) -> *mut c_void {
     // SAFETY: the C contract of calloc.
@@ -31,6 +37,10 @@ pub unsafe extern "C" fn mmpool_calloc(count: usize, size: usize) -> *mut c_void
 /// Resize a block, keeping its contents. `ptr == NULL` allocates;
 /// `size == 0` frees `ptr` and returns NULL (as glibc). On failure returns
 /// NULL, sets `errno = ENOMEM`, and leaves `ptr` valid. Same as `realloc`.
+///
+/// # Safety
+/// `ptr` must be NULL or a live block from this library (or from the
+/// allocator the program used before it), not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn mmpool_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: the C contract of realloc.
@@ -40,6 +50,10 @@ pub unsafe extern "C" fn mmpool_realloc(ptr: *mut c_void, size: usize) -> *mut c
 /// Free a block (NULL is ignored). A double free or a pointer into the
 /// middle of a block stops the program with an `mmpool:` message; a
 /// pointer from another allocator is handed to it. Same as `free`.
+///
+/// # Safety
+/// `ptr` must be NULL or a live block from this library (or from the
+/// allocator the program used before it), not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn mmpool_free(ptr: *mut c_void) {
     // SAFETY: the C contract of free.
@@ -50,6 +64,9 @@ pub unsafe extern "C" fn mmpool_free(ptr: *mut c_void) {
 /// to 1 GiB and beyond). NULL with `errno = EINVAL` for an alignment that
 /// is not a power of two, `ENOMEM` when out of memory. Same as
 /// `aligned_alloc`; free the block with `mmpool_free`.
+///
+/// # Safety
+/// Any argument is accepted; the block must later be freed once.
 #[no_mangle]
 pub unsafe extern "C" fn mmpool_aligned_alloc(alignment: usize, size: usize) -> *mut c_void {
     // SAFETY: the C contract of aligned_alloc.
@@ -58,15 +75,21 @@ pub unsafe extern "C" fn mmpool_aligned_alloc(alignment: usize, size: usize) -> 
 
 /// Bytes usable in the block at `ptr` (at least what was asked; writing
 /// up to it is safe). 0 for NULL. Same as `malloc_usable_size`.
+///
+/// # Safety
+/// `ptr` must be NULL or a live block from this library (or from the
+/// allocator the program used before it), not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn mmpool_usable_size(ptr: *const c_void) -> usize {
     // SAFETY: the C contract of malloc_usable_size.
     unsafe { libc_api::usable_size(ptr.cast()) }
 }
 
-/// True when the pool handed out `ptr` (a live block start, or an address
-/// inside a live block). False for NULL, stack and static addresses, and
-/// blocks of other allocators. Never crashes, whatever the argument.
+/// True when `ptr` lies in memory the pool handed out: a large block's
+/// start, or an address inside a small block. False for NULL, stack and
+/// static addresses, blocks of other allocators, and freed large blocks.
+/// (A freed small block stays inside the pool's slabs, so this is an
+/// origin test, not a liveness test.) Never crashes, whatever the argument.
 #[no_mangle]
 pub extern "C" fn mmpool_owns(ptr: *const c_void) -> bool {
     libc_api::owns(ptr.cast())

@@ -665,3 +665,98 @@ pub fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
 }
 
 const _: () = assert!(GRANULE % crate::size_class::SLAB_HEADER == 0);
+
+/// Check every invariant of the calling thread's heap and its slabs;
+/// abort with a message naming the first violation. Returns the number of
+/// slabs checked. Meant for tests, after every operation.
+pub fn check_thread_heap() -> usize {
+    let heap = crate::tls::heap();
+    if heap == empty_heap() {
+        return 0;
+    }
+    let fail = |what: &str, s: *mut Slab| -> ! { crate::diag::fatal(what, s as usize) };
+    let mut n = 0;
+    // SAFETY: the calling thread owns its heap and slabs; lists are valid
+    // unless the invariants are already broken, which is what we look for.
+    unsafe {
+        let h = &*heap;
+        for class in 0..=NUM_CLASSES {
+            let list = if class == NUM_CLASSES {
+                &h.full
+            } else {
+                &h.avail[class]
+            };
+            let mut s = list.first;
+            let mut prev = null_mut();
+            while !s.is_null() {
+                n += 1;
+                let sl = &*s;
+                let owner = sl.head.owner.load(Ordering::Relaxed);
+                if sl.head.tag != TAG_SLAB {
+                    fail("check: slab without SLAB tag", s);
+                }
+                if owner & !OWNER_FLAGS != heap as usize {
+                    fail("check: slab on a heap list owned by another heap", s);
+                }
+                if (owner & OWNER_FULL != 0) != (class == NUM_CLASSES) {
+                    fail("check: full flag does not match the list", s);
+                }
+                if class < NUM_CLASSES && sl.class as usize != class {
+                    fail("check: slab on the wrong class list", s);
+                }
+                if sl.prev != prev {
+                    fail("check: broken back link", s);
+                }
+                let bs = sl.block_size as usize;
+                let count = |mut b: *mut Block| {
+                    let mut k = 0usize;
+                    while !b.is_null() {
+                        let a = b as usize;
+                        if a < sl.first_block() || a >= sl.bump || (a - sl.first_block()) % bs != 0
+                        {
+                            fail("check: free list holds a foreign block", s);
+                        }
+                        if (*b).key != free_key() {
+                            fail("check: free block without the key (use after free?)", s);
+                        }
+                        k += 1;
+                        if k > sl.capacity as usize {
+                            fail("check: free list cycle", s);
+                        }
+                        b = (*b).next;
+                    }
+                    k
+                };
+                let uncarved = (sl.end - sl.bump) / bs;
+                let total = sl.used as usize + count(sl.free) + count(sl.local_free) + uncarved;
+                if total != sl.capacity as usize {
+                    fail("check: used + free + local_free + uncarved != capacity", s);
+                }
+                prev = s;
+                s = sl.next;
+            }
+            if list.last != prev {
+                fail("check: list tail is wrong", prev);
+            }
+            if class < NUM_CLASSES {
+                let want = if list.first.is_null() {
+                    empty_slab_ptr()
+                } else {
+                    list.first
+                };
+                if h.current[class] != want {
+                    fail(
+                        "check: current slab is not the first available",
+                        h.current[class],
+                    );
+                }
+            }
+        }
+        for (i, &e) in h.direct.iter().enumerate() {
+            if e != h.current[crate::size_class::DIRECT_CLASS[i] as usize] {
+                fail("check: direct table out of step with current", e);
+            }
+        }
+    }
+    n
+}

@@ -89,7 +89,10 @@ fn granule_of(p: usize) -> usize {
 pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     let align = align.max(MIN_ALIGN);
     let offset = user_offset(align);
-    let map_size = match offset.checked_add(size).and_then(|n| align_up(n, GRANULE)) {
+    let map_size = match offset
+        .checked_add(size.max(1))
+        .and_then(|n| align_up(n, GRANULE))
+    {
         Some(n) if n <= isize::MAX as usize => n,
         _ => return (null_mut(), false),
     };

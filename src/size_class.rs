@@ -100,7 +100,7 @@ const MEDIUM_CLASS: [u8; MEDIUM_LEN] = build_medium();
 /// The direct-table index of a request of at most [`DIRECT_MAX`] bytes.
 #[inline(always)]
 pub const fn direct_index(size: usize) -> usize {
-    (size + MIN_ALIGN - 1) / MIN_ALIGN
+    size.div_ceil(MIN_ALIGN)
 }
 
 /// The class serving `size` (`size <= SMALL_MAX`).
@@ -110,7 +110,7 @@ pub fn class_of(size: usize) -> usize {
     if size <= DIRECT_MAX {
         DIRECT_CLASS[direct_index(size)] as usize
     } else {
-        MEDIUM_CLASS[(size + MEDIUM_STEP - 1) / MEDIUM_STEP] as usize
+        MEDIUM_CLASS[size.div_ceil(MEDIUM_STEP)] as usize
     }
 }
 
@@ -198,8 +198,8 @@ mod tests {
 
     #[test]
     fn slabs_hold_enough_blocks_and_waste_little() {
-        for c in 0..NUM_CLASSES {
-            let g = SLAB_GRANULES[c] as usize;
+        for (c, &g) in SLAB_GRANULES.iter().enumerate().take(NUM_CLASSES) {
+            let g = g as usize;
             assert!(g.is_power_of_two() && g <= MAX_SLAB_GRANULES);
             let cap = slab_capacity(c);
             assert!(cap >= 8, "class {c}: {cap} blocks");

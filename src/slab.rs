@@ -254,6 +254,7 @@ mod tests {
                 let mut seen = BTreeSet::new();
                 // SAFETY: single-threaded owner.
                 while unsafe { s.refill(KEY) } {
+                    // SAFETY: single-threaded owner; refill succeeded.
                     let b = unsafe { s.pop() } as usize;
                     assert_eq!(b % 16, 0);
                     assert!(b >= s.first_block() && b + s.block_size as usize <= s.end);

@@ -113,8 +113,8 @@ mod tests {
 
     #[test]
     fn is_per_thread() {
-        let mine = 0x1000 as *mut Heap;
-        std::thread::spawn(move || {
+        std::thread::spawn(|| {
+            let mine = 0x1000 as *mut Heap;
             let before = heap();
             set_heap(mine);
             assert_eq!(heap(), mine);

@@ -1,0 +1,284 @@
+//! The allocator core checked against a shadow model: every live block is
+//! recorded with its size and fill byte; after every operation the model
+//! checks no overlap, alignment, usable size, preserved contents, and the
+//! heap's own invariants (`check_thread_heap`).
+//!
+//! Runs on the rlib (no override feature): the test harness itself keeps
+//! the system allocator; only the calls below go to the pool.
+
+use mmpool::ffi::*;
+use mmpool::heap::check_thread_heap;
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+
+/// A small deterministic PRNG (splitmix64).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// Sizes skewed small, with a tail into large blocks.
+    fn size(&mut self) -> usize {
+        match self.below(100) {
+            0..=59 => self.below(257) as usize,
+            60..=89 => self.below(4097) as usize,
+            90..=97 => self.below(40_000) as usize,
+            _ => self.below(3 << 20) as usize,
+        }
+    }
+}
+
+struct Live {
+    size: usize,
+    fill: u8,
+}
+
+struct Model {
+    live: BTreeMap<usize, Live>,
+}
+
+impl Model {
+    fn new() -> Self {
+        Model {
+            live: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, p: *mut c_void, size: usize, fill: u8, align: usize) {
+        assert!(!p.is_null(), "allocation of {size} failed");
+        let a = p as usize;
+        assert_eq!(a % align, 0, "{a:#x} not aligned to {align}");
+        // SAFETY: p is a live block of ours.
+        let usable = unsafe { mmpool_usable_size(p) };
+        assert!(usable >= size, "usable {usable} < requested {size}");
+        assert!(
+            mmpool_owns(p),
+            "not owned: {a:#x} size {size} align {align} usable {usable}"
+        );
+        let end = a + size.max(1);
+        if let Some((&b, l)) = self.live.range(..end).next_back() {
+            assert!(
+                b + l.size.max(1) <= a || b >= end,
+                "{a:#x}+{size} overlaps {b:#x}+{}",
+                l.size
+            );
+        }
+        // SAFETY: writing up to the usable size is allowed; the model
+        // checks the first `size` bytes later.
+        unsafe { std::ptr::write_bytes(p.cast::<u8>(), fill, usable) };
+        self.live.insert(a, Live { size, fill });
+    }
+
+    fn check_contents(&self, a: usize) {
+        let l = &self.live[&a];
+        // SAFETY: a live block of at least l.size bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(a as *const u8, l.size) };
+        if let Some(i) = bytes.iter().position(|&b| b != l.fill) {
+            panic!("block {a:#x}+{} corrupted at byte {i}", l.size);
+        }
+    }
+
+    fn remove(&mut self, a: usize) -> Live {
+        self.check_contents(a);
+        self.live.remove(&a).unwrap()
+    }
+}
+
+fn run_model(seed: u64, ops: usize) {
+    let mut rng = Rng(seed);
+    let mut m = Model::new();
+    let mut keys: Vec<usize> = Vec::new();
+    for i in 0..ops {
+        let fill = (i % 251) as u8 + 1;
+        let op = rng.below(100);
+        if op < 40 || keys.is_empty() {
+            let size = rng.size();
+            // SAFETY: plain allocation.
+            let p = unsafe { mmpool_malloc(size) };
+            m.add(p, size, fill, if size >= 16 { 16 } else { 1 });
+            keys.push(p as usize);
+        } else if op < 45 {
+            let n = rng.below(64) as usize;
+            let sz = rng.below(64) as usize;
+            // SAFETY: plain allocation.
+            let p = unsafe { mmpool_calloc(n, sz) };
+            // SAFETY: p holds n * sz bytes.
+            let z = unsafe { std::slice::from_raw_parts(p as *const u8, n * sz) };
+            assert!(z.iter().all(|&b| b == 0), "calloc memory not zeroed");
+            m.add(p, n * sz, fill, if n * sz >= 16 { 16 } else { 1 });
+            keys.push(p as usize);
+        } else if op < 52 {
+            let align = 1usize << (3 + rng.below(15));
+            let size = rng.size();
+            // SAFETY: power-of-two alignment.
+            let p = unsafe { mmpool_aligned_alloc(align, size) };
+            m.add(p, size, fill, align);
+            keys.push(p as usize);
+        } else if op < 70 {
+            let k = rng.below(keys.len() as u64) as usize;
+            let a = keys.swap_remove(k);
+            let old = m.remove(a);
+            let size = rng.size().max(1);
+            // SAFETY: a live block of ours.
+            let q = unsafe { mmpool_realloc(a as *mut c_void, size) };
+            assert!(!q.is_null());
+            // SAFETY: q holds at least min(old, size) bytes.
+            let kept = unsafe { std::slice::from_raw_parts(q as *const u8, old.size.min(size)) };
+            assert!(kept.iter().all(|&b| b == old.fill), "realloc lost contents");
+            m.add(q, size, fill, 16);
+            keys.push(q as usize);
+        } else {
+            let k = rng.below(keys.len() as u64) as usize;
+            let a = keys.swap_remove(k);
+            m.remove(a);
+            // SAFETY: a live block of ours, freed once.
+            unsafe { mmpool_free(a as *mut c_void) };
+        }
+        if i % 16 == 0 {
+            check_thread_heap();
+        }
+    }
+    for a in keys {
+        m.remove(a);
+        // SAFETY: live blocks, freed once.
+        unsafe { mmpool_free(a as *mut c_void) };
+    }
+    check_thread_heap();
+}
+
+#[test]
+fn random_operations_match_the_model() {
+    for seed in 1..=4 {
+        run_model(seed, 20_000);
+    }
+}
+
+#[test]
+fn model_in_parallel_threads() {
+    let threads: Vec<_> = (0..4)
+        .map(|t| std::thread::spawn(move || run_model(100 + t, 10_000)))
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn cross_thread_frees_are_collected_by_the_owner() {
+    // A producer allocates, consumers free; the producer's heap must get
+    // its blocks back (its slabs are reused, not leaked).
+    use std::sync::mpsc;
+    let (tx, rx) = mpsc::channel::<Vec<usize>>();
+    let consumer = std::thread::spawn(move || {
+        let mut n = 0;
+        for batch in rx {
+            for a in batch {
+                // SAFETY: blocks handed over by the producer, freed once.
+                unsafe {
+                    assert_eq!(*(a as *const u8), 0x5a);
+                    mmpool_free(a as *mut c_void);
+                }
+                n += 1;
+            }
+        }
+        n
+    });
+    let mut total = 0;
+    for _round in 0..200 {
+        let batch: Vec<usize> = (0..500)
+            .map(|i| {
+                // SAFETY: plain allocation, filled below.
+                let p = unsafe { mmpool_malloc(16 + (i % 200)) };
+                // SAFETY: at least 16 bytes.
+                unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0x5a, 16) };
+                p as usize
+            })
+            .collect();
+        total += batch.len();
+        tx.send(batch).unwrap();
+        check_thread_heap();
+    }
+    drop(tx);
+    assert_eq!(consumer.join().unwrap(), total);
+    check_thread_heap();
+}
+
+#[test]
+fn blocks_of_exited_threads_can_be_freed_and_reused() {
+    for _ in 0..50 {
+        let blocks: Vec<usize> = std::thread::spawn(|| {
+            (0..300)
+                // SAFETY: plain allocation.
+                .map(|i| unsafe { mmpool_malloc(24 + i % 500) } as usize)
+                .collect()
+        })
+        .join()
+        .unwrap();
+        for a in blocks {
+            assert!(mmpool_owns(a as *const c_void));
+            // SAFETY: live blocks of an exited thread, freed once.
+            unsafe { mmpool_free(a as *mut c_void) };
+        }
+    }
+    check_thread_heap();
+}
+
+#[test]
+fn foreign_and_odd_pointers_are_not_ours() {
+    let x = 5u64;
+    assert!(!mmpool_owns(std::ptr::null()));
+    assert!(!mmpool_owns(&x as *const u64 as *const c_void));
+    let b = Box::new(7u64);
+    assert!(!mmpool_owns(&*b as *const u64 as *const c_void));
+    assert!(!mmpool_owns(usize::MAX as *const c_void));
+    // SAFETY: NULL is always accepted.
+    unsafe {
+        mmpool_free(std::ptr::null_mut());
+        assert_eq!(mmpool_usable_size(std::ptr::null()), 0);
+    }
+}
+
+#[test]
+fn large_blocks_grow_in_place_or_move_without_losing_data() {
+    // SAFETY: plain allocation and realloc of our own block.
+    unsafe {
+        let mut p = mmpool_malloc(100_000).cast::<u8>();
+        for i in 0..100_000 {
+            *p.add(i) = (i % 251) as u8;
+        }
+        for size in [1 << 20, 8 << 20, 64 << 20, 200_000, 40_000, 1000] {
+            p = mmpool_realloc(p.cast(), size).cast();
+            assert!(!p.is_null());
+            for i in (0..size.min(100_000)).step_by(97) {
+                assert_eq!(*p.add(i), (i % 251) as u8, "size {size} byte {i}");
+            }
+        }
+        mmpool_free(p.cast());
+    }
+}
+
+#[test]
+fn huge_alignments_work() {
+    for shift in [12, 16, 20, 24, 30] {
+        let align = 1usize << shift;
+        // SAFETY: power-of-two alignment.
+        let p = unsafe { mmpool_aligned_alloc(align, 100) };
+        assert!(!p.is_null(), "alignment {align}");
+        assert_eq!(p as usize % align, 0);
+        // SAFETY: our block.
+        unsafe {
+            assert!(mmpool_usable_size(p) >= 100);
+            *(p as *mut u8) = 1;
+            let q = mmpool_realloc(p, 200_000);
+            assert_eq!(*(q as *mut u8), 1);
+            mmpool_free(q);
+        }
+    }
+}
