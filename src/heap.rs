@@ -315,15 +315,36 @@ unsafe fn pop_from_avail(h: &mut Heap, class: usize) -> Option<*mut u8> {
     }
 }
 
+/// Added to the `used` count of a heap's current slab of each class, so
+/// that the free fast path never sees it reach zero: a malloc/free loop
+/// on one block stays on the fast path instead of retiring and re-taking
+/// its slab every time. Removed when the slab stops being current.
+pub const CURRENT_BIAS: u32 = 1 << 31;
+
 /// Re-point `current[class]` (and its direct entries) at the first slab of
-/// `avail[class]`.
+/// `avail[class]`, moving the bias from the old current slab to the new.
+/// The old current slab must still be alive (on a list of this heap).
 fn set_current(h: &mut Heap, class: usize) {
-    let s = if h.avail[class].first.is_null() {
+    let new = if h.avail[class].first.is_null() {
         empty_slab_ptr()
     } else {
         h.avail[class].first
     };
-    h.current[class] = s;
+    let old = h.current[class];
+    if old == new {
+        return;
+    }
+    // SAFETY: non-empty slabs in `current` are live slabs of this heap
+    // (callers keep the old one alive until this call).
+    unsafe {
+        if old != empty_slab_ptr() {
+            (*old).used -= CURRENT_BIAS;
+        }
+        if new != empty_slab_ptr() {
+            (*new).used += CURRENT_BIAS;
+        }
+    }
+    h.current[class] = new;
     let bs = CLASS_SIZE[class] as usize;
     if bs <= DIRECT_MAX {
         let lo = if class == 0 {
@@ -333,9 +354,18 @@ fn set_current(h: &mut Heap, class: usize) {
         };
         let hi = bs / MIN_ALIGN;
         for e in &mut h.direct[lo..=hi] {
-            *e = s;
+            *e = new;
         }
     }
+}
+
+/// Make every class's current slab the empty slab, unbiasing the old ones.
+fn clear_current(h: &mut Heap) {
+    let saved = core::mem::replace(&mut h.avail, [EMPTY_LIST; NUM_CLASSES]);
+    for c in 0..NUM_CLASSES {
+        set_current(h, c);
+    }
+    h.avail = saved;
 }
 
 // ---------------------------------------------------------------------------
@@ -459,21 +489,19 @@ unsafe fn free_suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) {
     unsafe { free_local(heap, slab, b, true) }
 }
 
-/// A slab of ours has no block in use: keep it if it is the class's only
-/// slab (so a malloc/free loop does not bounce spans), else give it back.
+/// A slab of ours has no block in use and is not the current slab of its
+/// class (the current one carries [`CURRENT_BIAS`]): give it back.
 #[cold]
 #[inline(never)]
 unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
     // SAFETY: our heap and slab, on avail[class] (emptied slabs are never
-    // on the full list: the full flag is cleared before the push).
+    // on the full list: the full flag is cleared before the push), and not
+    // current, so removing it leaves `current` valid.
     unsafe {
         let h = &mut *heap;
         let class = (*slab).class as usize;
-        if h.avail[class].first == slab && (*slab).next.is_null() {
-            return;
-        }
+        debug_assert!(h.current[class] != slab);
         h.avail[class].remove(slab);
-        set_current(h, class);
         release_slab(slab);
     }
 }
@@ -561,6 +589,7 @@ pub unsafe fn abandon(heap: *mut Heap) {
     unsafe {
         drain_remote(heap);
         let h = &mut *heap;
+        clear_current(h);
         {
             // Lock order: ABANDONED, then the span cache (release_slab).
             let mut lists = ABANDONED.lock();
@@ -584,9 +613,6 @@ pub unsafe fn abandon(heap: *mut Heap) {
                     lists[(*s).class as usize].push_back(s);
                 }
             }
-        }
-        for c in 0..NUM_CLASSES {
-            set_current(h, c);
         }
         // Blocks pushed while we abandoned: their slabs are abandoned now,
         // so dispatch frees them under the lock.
@@ -728,7 +754,16 @@ pub fn check_thread_heap() -> usize {
                     k
                 };
                 let uncarved = (sl.end - sl.bump) / bs;
-                let total = sl.used as usize + count(sl.free) + count(sl.local_free) + uncarved;
+                let is_current = class < NUM_CLASSES && h.current[class] == s;
+                if is_current != (sl.used >= CURRENT_BIAS) {
+                    fail("check: current bias on the wrong slab", s);
+                }
+                let used = if is_current {
+                    sl.used - CURRENT_BIAS
+                } else {
+                    sl.used
+                };
+                let total = used as usize + count(sl.free) + count(sl.local_free) + uncarved;
                 if total != sl.capacity as usize {
                     fail("check: used + free + local_free + uncarved != capacity", s);
                 }
