@@ -85,11 +85,11 @@ pub unsafe extern "C" fn mmpool_usable_size(ptr: *const c_void) -> usize {
     unsafe { libc_api::usable_size(ptr.cast()) }
 }
 
-/// True when `ptr` lies in memory the pool handed out: a large block's
-/// start, or an address inside a small block. False for NULL, stack and
-/// static addresses, blocks of other allocators, and freed large blocks.
-/// (A freed small block stays inside the pool's slabs, so this is an
-/// origin test, not a liveness test.) Never crashes, whatever the argument.
+/// True when `ptr` points into a block the pool handed out (its start or
+/// any address inside it). False for NULL, stack and static addresses,
+/// blocks of other allocators, and freed large blocks. (A freed small
+/// block stays inside the pool's slabs, so this is an origin test, not a
+/// liveness test.) Never crashes, whatever the argument.
 #[no_mangle]
 pub extern "C" fn mmpool_owns(ptr: *const c_void) -> bool {
     libc_api::owns(ptr.cast())

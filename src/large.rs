@@ -3,8 +3,8 @@
 //! Owns [`LargeBlock`] headers and the bounded cache of recently freed
 //! mappings. A large block's mapping starts with its header (tag `LARGE`)
 //! and is a whole number of granules, granule-aligned, so it shares no
-//! granule with anything else; the page map entry of the granule holding
-//! the user pointer points at the header. Freed mappings go back to the OS
+//! granule with anything else; the page map entries of all its granules
+//! point at the header, so any address inside the block finds it. Freed mappings go back to the OS
 //! (the seed's rule) after at most [`CACHE_DELAY_MS`] in a small cache, so
 //! a loop of malloc/free of 1 MiB does not map every time. `realloc` moves
 //! pages with `mremap` instead of copying. Calls `os`, `pagemap`, `span`
@@ -79,8 +79,9 @@ fn user_offset(align: usize) -> usize {
     }
 }
 
-fn granule_of(p: usize) -> usize {
-    p & !(GRANULE - 1)
+/// Point the page map entries of a whole mapping at `head` (null: forget).
+fn map_granules(base: usize, map_size: usize, head: *mut SpanHead) -> bool {
+    PAGEMAP.set(base, map_size >> GRANULE_SHIFT, head, &OS)
 }
 
 /// Allocate a large block of `size` bytes aligned to `align` (a power of
@@ -118,7 +119,7 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
             user,
         });
     }
-    if !PAGEMAP.set(granule_of(user), 1, lb.cast(), &OS) {
+    if !map_granules(base, map_size, lb.cast()) {
         // SAFETY: the mapping is ours and unpublished.
         unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
         return (null_mut(), false);
@@ -160,19 +161,14 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
             return;
         }
     }
-    unmap_block(base, map_size, user);
+    unmap_block(base, map_size);
 }
 
-fn unmap_block(base: usize, map_size: usize, user: usize) {
-    // Forget the granule before the address space can be reused.
-    PAGEMAP.set(granule_of(user), 1, null_mut(), &OS);
+fn unmap_block(base: usize, map_size: usize) {
+    // Forget the granules before the address space can be reused.
+    map_granules(base, map_size, null_mut());
     // SAFETY: the mapping is ours and dead.
     unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
-}
-
-fn slot_user(s: &Slot) -> usize {
-    // SAFETY: cached mappings keep their header.
-    unsafe { (*(s.base as *const LargeBlock)).user }
 }
 
 /// Drop cached mappings older than the delay.
@@ -184,7 +180,7 @@ fn expire(c: &mut Cache, now: u64) {
             c.len -= 1;
             c.slots[i] = c.slots[c.len];
             c.bytes -= s.map_size;
-            unmap_block(s.base, s.map_size, slot_user(&s));
+            unmap_block(s.base, s.map_size);
         } else {
             i += 1;
         }
@@ -216,9 +212,9 @@ fn take_cached(map_size: usize, map_align: usize) -> Option<usize> {
     c.slots[i] = c.slots[c.len];
     c.bytes -= s.map_size;
     drop(c);
-    PAGEMAP.set(granule_of(slot_user(&s)), 1, null_mut(), &OS);
     if s.map_size > map_size {
         // Give the surplus tail back so the block's size is exact.
+        map_granules(s.base + map_size, s.map_size - map_size, null_mut());
         // SAFETY: the tail lies inside the cached mapping, which is ours.
         unsafe {
             OS.unmap(
@@ -247,7 +243,7 @@ pub fn trim() -> usize {
     while c.len > 0 {
         c.len -= 1;
         let s = c.slots[c.len];
-        unmap_block(s.base, s.map_size, slot_user(&s));
+        unmap_block(s.base, s.map_size);
     }
     c.bytes = 0;
     bytes
@@ -292,9 +288,9 @@ pub unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Optio
     if need <= old_map && need >= old_map / 2 {
         return Some(p);
     }
-    // Forget the old granule first: once mremap moves the pages, the old
+    // Forget the old granules first: once mremap moves the pages, the old
     // address range may be handed to anybody.
-    PAGEMAP.set(granule_of(user), 1, null_mut(), &OS);
+    map_granules(base, old_map, null_mut());
     // SAFETY: the mapping is ours; on success the old range is dead.
     let moved = unsafe {
         OS.remap(
@@ -307,7 +303,7 @@ pub unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Optio
     let new_base = match moved {
         Some(b) => b.as_ptr() as usize,
         None => {
-            PAGEMAP.set(granule_of(user), 1, head, &OS);
+            map_granules(base, old_map, head);
             return None;
         }
     };
@@ -318,7 +314,7 @@ pub unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Optio
         (*nlb).user = new_base + LARGE_HEADER;
         (*nlb).head.granules = (need >> GRANULE_SHIFT) as u32;
     }
-    if !PAGEMAP.set(granule_of(new_base), 1, nlb.cast(), &OS) {
+    if !map_granules(new_base, need, nlb.cast()) {
         crate::diag::fatal("realloc(): out of memory for the page map at", new_base);
     }
     LIVE_BYTES.fetch_add(need, Ordering::Relaxed);

@@ -318,12 +318,35 @@ unsafe fn span_usable_size(p: usize, head: *mut SpanHead) -> usize {
     }
 }
 
-/// Did the pool hand out `p` (and is it not freed, as far as the span's
-/// state shows)?
-pub fn owns(p: *const u8) -> bool {
-    let head = PAGEMAP.lookup(p as usize);
+/// The block of the pool that contains `p`, as `(start, end)`: the user
+/// block around any address inside it. `None` for addresses outside the
+/// pool's live blocks (foreign, freed large blocks, never-used slab space).
+pub fn block_bounds(p: usize) -> Option<(usize, usize)> {
+    let head = PAGEMAP.lookup(p);
+    if head.is_null() {
+        return None;
+    }
     // SAFETY: non-null entries are live span headers.
-    !head.is_null() && unsafe { span_usable_size(p as usize, head) } != 0
+    unsafe {
+        match (*head).tag {
+            TAG_SLAB => {
+                let slab = head.cast::<crate::slab::Slab>();
+                let b = (*slab).block_containing(p)?;
+                Some((b, b + (*slab).block_size as usize))
+            }
+            TAG_LARGE => {
+                let lb = head.cast::<large::LargeBlock>();
+                let end = lb as usize + (*lb).map_size;
+                ((*lb).user <= p && p < end).then_some(((*lb).user, end))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Did the pool hand out the block `p` points into?
+pub fn owns(p: *const u8) -> bool {
+    block_bounds(p as usize).is_some()
 }
 
 // ---------------------------------------------------------------------------
