@@ -19,6 +19,58 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/**
+ * An arena (opaque). Single-threaded by contract: one thread at a time
+ * may use an arena and its children; different arenas may be used by
+ * different threads at once.
+ */
+typedef struct mmpool_arena mmpool_arena;
+
+/**
+ * A registered cleanup handler (opaque handle).
+ */
+typedef struct mmpool_cleanup mmpool_cleanup;
+
+/**
+ * An arena (opaque).
+ */
+typedef struct mmpool_arena mmpool_arena_t;
+
+/**
+ * A registered cleanup handler (opaque handle).
+ */
+typedef struct mmpool_cleanup mmpool_cleanup_t;
+
+/**
+ * Counters of one arena (children not included).
+ */
+typedef struct mmpool_arena_stats_t {
+  /**
+   * Bytes requested by live allocations since the last reset.
+   */
+  size_t bytes_requested;
+  /**
+   * Bytes held from the global pool: blocks plus large allocations.
+   */
+  size_t bytes_held;
+  /**
+   * Blocks held (at least 1).
+   */
+  size_t blocks;
+  /**
+   * Live large allocations.
+   */
+  size_t large_blocks;
+  /**
+   * Live child arenas.
+   */
+  size_t children;
+  /**
+   * Registered cleanup handlers.
+   */
+  size_t cleanups;
+} mmpool_arena_stats_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -97,6 +149,109 @@ bool mmpool_owns(const void *ptr);
  * The library's version, e.g. `"0.1.0"`; a static string.
  */
 const char *mmpool_version(void);
+
+/**
+ * Create an arena whose blocks are `block_size` bytes (0: 16 KiB; sizes
+ * are clamped to 512 B .. 64 MiB). Requests up to a quarter of a block
+ * are bumped from blocks; larger ones get their own block, freeable with
+ * `mmpool_arena_free`. NULL with `errno = ENOMEM` when out of memory.
+ * With `MMPOOL_ARENA_DEBUG=1` every allocation is its own block of the
+ * global pool (visible to leak reports and valgrind).
+ */
+mmpool_arena_t *mmpool_arena_create(size_t block_size);
+
+/**
+ * Create a child of `parent`: destroyed when the parent is destroyed or
+ * reset, or earlier by `mmpool_arena_destroy`. NULL with `errno = EINVAL`
+ * for a NULL or invalid parent, `ENOMEM` when out of memory.
+ */
+mmpool_arena_t *mmpool_arena_create_child(mmpool_arena_t *parent, size_t block_size);
+
+/**
+ * Destroy an arena: its children first, then its cleanup handlers (last
+ * added first), then its memory. NULL is ignored.
+ *
+ * # Safety
+ * Nothing allocated from the arena may be used afterwards.
+ */
+void mmpool_arena_destroy(mmpool_arena_t *a);
+
+/**
+ * Reset an arena: destroy its children, run and remove its cleanup
+ * handlers, free its large allocations, and rewind, keeping one block
+ * for reuse. NULL is ignored.
+ *
+ * # Safety
+ * Nothing allocated from the arena may be used afterwards.
+ */
+void mmpool_arena_reset(mmpool_arena_t *a);
+
+/**
+ * Allocate `size` bytes, 16-byte aligned. NULL with `errno = EINVAL` for
+ * a NULL or invalid arena, `ENOMEM` when out of memory.
+ */
+void *mmpool_arena_alloc(mmpool_arena_t *a, size_t size);
+
+/**
+ * Allocate `size` bytes without alignment (strings, byte buffers).
+ * Errors as `mmpool_arena_alloc`.
+ */
+void *mmpool_arena_nalloc(mmpool_arena_t *a, size_t size);
+
+/**
+ * Allocate `size` zeroed bytes, 16-byte aligned. Errors as
+ * `mmpool_arena_alloc`.
+ */
+void *mmpool_arena_calloc(mmpool_arena_t *a, size_t size);
+
+/**
+ * Allocate `size` bytes aligned to `alignment`, a power of two. NULL with
+ * `errno = EINVAL` for another alignment or an invalid arena, `ENOMEM`
+ * when out of memory.
+ */
+void *mmpool_arena_memalign(mmpool_arena_t *a, size_t size, size_t alignment);
+
+/**
+ * Free a large allocation of the arena now (in O(1)): 0. Returns -1 and
+ * does nothing for anything else: small (bumped) allocations, which go at
+ * reset or destroy, pointers of other arenas or allocators, NULL.
+ *
+ * # Safety
+ * A 0 return means the block is gone: do not use it afterwards.
+ */
+int mmpool_arena_free(mmpool_arena_t *a, void *p);
+
+/**
+ * Register `handler(data)` to run when the arena is reset or destroyed;
+ * handlers run last added first. Returns a handle for
+ * `mmpool_arena_cleanup_remove`, or NULL (`errno = EINVAL` for an invalid
+ * arena, `ENOMEM` when out of memory).
+ *
+ * # Safety
+ * `handler` must be safe to call with `data` at reset or destroy time.
+ */
+mmpool_cleanup_t *mmpool_arena_cleanup_add(mmpool_arena_t *a,
+                                           void (*handler)(void *data),
+                                           void *data);
+
+/**
+ * Unregister a cleanup handler without running it: 0, or -1 when `c` is
+ * not a registered handler of `a`.
+ *
+ * # Safety
+ * `c` must be NULL or a handle returned by `mmpool_arena_cleanup_add`
+ * (of any arena) whose arena is still alive.
+ */
+int mmpool_arena_cleanup_remove(mmpool_arena_t *a, mmpool_cleanup_t *c);
+
+/**
+ * Fill `*out` with the arena's counters (all zero for a NULL or invalid
+ * arena). A NULL `out` is ignored.
+ *
+ * # Safety
+ * `out` must be NULL or valid for a write.
+ */
+void mmpool_arena_stats(const mmpool_arena_t *a, struct mmpool_arena_stats_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

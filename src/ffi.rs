@@ -9,8 +9,10 @@
 //! standard function allows it; failed allocations return NULL and set
 //! `errno` to `ENOMEM`; all functions are thread-safe.
 
+#![allow(non_camel_case_types)] // C names in the C API
+
 use crate::libc_api;
-use core::ffi::{c_char, c_void};
+use core::ffi::{c_char, c_int, c_void};
 
 /// Allocate `size` bytes, aligned to 16 bytes.
 /// Returns NULL and sets `errno = ENOMEM` on failure. Same as `malloc`.
@@ -144,4 +146,243 @@ mod overrides {
         __posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int =>
             api::posix_memalign(out, align, size);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Arenas: one pool per connection.
+
+/// An arena (opaque). Single-threaded by contract: one thread at a time
+/// may use an arena and its children; different arenas may be used by
+/// different threads at once.
+pub struct mmpool_arena {
+    _opaque: [u8; 0],
+}
+
+/// An arena (opaque).
+pub type mmpool_arena_t = mmpool_arena;
+
+/// A registered cleanup handler (opaque handle).
+pub struct mmpool_cleanup {
+    _opaque: [u8; 0],
+}
+
+/// A registered cleanup handler (opaque handle).
+pub type mmpool_cleanup_t = mmpool_cleanup;
+
+/// Counters of one arena (children not included).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct mmpool_arena_stats_t {
+    /// Bytes requested by live allocations since the last reset.
+    pub bytes_requested: usize,
+    /// Bytes held from the global pool: blocks plus large allocations.
+    pub bytes_held: usize,
+    /// Blocks held (at least 1).
+    pub blocks: usize,
+    /// Live large allocations.
+    pub large_blocks: usize,
+    /// Live child arenas.
+    pub children: usize,
+    /// Registered cleanup handlers.
+    pub cleanups: usize,
+}
+
+fn arena_of(a: *const mmpool_arena_t) -> Option<*mut crate::arena::ArenaCore> {
+    let core = a as *mut crate::arena::ArenaCore;
+    // A live arena sits inside a live block of the pool; check that
+    // before reading its magic, so garbage and destroyed arenas are
+    // answered, not crashed on.
+    // SAFETY: owns() says the address is inside a live pool block.
+    (libc_api::owns(a.cast()) && unsafe { crate::arena::is_arena(core) }).then_some(core)
+}
+
+fn einval<T>() -> *mut T {
+    crate::diag::set_errno(libc::EINVAL);
+    core::ptr::null_mut()
+}
+
+/// Create an arena whose blocks are `block_size` bytes (0: 16 KiB; sizes
+/// are clamped to 512 B .. 64 MiB). Requests up to a quarter of a block
+/// are bumped from blocks; larger ones get their own block, freeable with
+/// `mmpool_arena_free`. NULL with `errno = ENOMEM` when out of memory.
+/// With `MMPOOL_ARENA_DEBUG=1` every allocation is its own block of the
+/// global pool (visible to leak reports and valgrind).
+#[no_mangle]
+pub extern "C" fn mmpool_arena_create(block_size: usize) -> *mut mmpool_arena_t {
+    crate::arena::create(block_size).cast()
+}
+
+/// Create a child of `parent`: destroyed when the parent is destroyed or
+/// reset, or earlier by `mmpool_arena_destroy`. NULL with `errno = EINVAL`
+/// for a NULL or invalid parent, `ENOMEM` when out of memory.
+#[no_mangle]
+pub extern "C" fn mmpool_arena_create_child(
+    parent: *mut mmpool_arena_t,
+    block_size: usize,
+) -> *mut mmpool_arena_t {
+    match arena_of(parent) {
+        // SAFETY: a live arena; single-threaded by the API's contract.
+        Some(p) => unsafe { crate::arena::create_child(p, block_size) }.cast(),
+        None => einval(),
+    }
+}
+
+/// Destroy an arena: its children first, then its cleanup handlers (last
+/// added first), then its memory. NULL is ignored.
+///
+/// # Safety
+/// Nothing allocated from the arena may be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_arena_destroy(a: *mut mmpool_arena_t) {
+    if let Some(a) = arena_of(a) {
+        // SAFETY: a live arena; the caller gives up its allocations.
+        unsafe { crate::arena::destroy(a) }
+    }
+}
+
+/// Reset an arena: destroy its children, run and remove its cleanup
+/// handlers, free its large allocations, and rewind, keeping one block
+/// for reuse. NULL is ignored.
+///
+/// # Safety
+/// Nothing allocated from the arena may be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_arena_reset(a: *mut mmpool_arena_t) {
+    if let Some(a) = arena_of(a) {
+        // SAFETY: as in destroy.
+        unsafe { crate::arena::reset(a) }
+    }
+}
+
+fn arena_alloc(a: *mut mmpool_arena_t, size: usize, align: usize) -> *mut c_void {
+    match arena_of(a) {
+        // SAFETY: a live arena, single-threaded by contract.
+        Some(a) => unsafe { crate::arena::alloc(a, size, align) }.cast(),
+        None => einval(),
+    }
+}
+
+/// Allocate `size` bytes, 16-byte aligned. NULL with `errno = EINVAL` for
+/// a NULL or invalid arena, `ENOMEM` when out of memory.
+#[no_mangle]
+pub extern "C" fn mmpool_arena_alloc(a: *mut mmpool_arena_t, size: usize) -> *mut c_void {
+    arena_alloc(a, size, crate::arena::ARENA_ALIGN)
+}
+
+/// Allocate `size` bytes without alignment (strings, byte buffers).
+/// Errors as `mmpool_arena_alloc`.
+#[no_mangle]
+pub extern "C" fn mmpool_arena_nalloc(a: *mut mmpool_arena_t, size: usize) -> *mut c_void {
+    arena_alloc(a, size, 1)
+}
+
+/// Allocate `size` zeroed bytes, 16-byte aligned. Errors as
+/// `mmpool_arena_alloc`.
+#[no_mangle]
+pub extern "C" fn mmpool_arena_calloc(a: *mut mmpool_arena_t, size: usize) -> *mut c_void {
+    let p = arena_alloc(a, size, crate::arena::ARENA_ALIGN);
+    if !p.is_null() {
+        // SAFETY: `p` holds `size` bytes.
+        unsafe { core::ptr::write_bytes(p.cast::<u8>(), 0, size) };
+    }
+    p
+}
+
+/// Allocate `size` bytes aligned to `alignment`, a power of two. NULL with
+/// `errno = EINVAL` for another alignment or an invalid arena, `ENOMEM`
+/// when out of memory.
+#[no_mangle]
+pub extern "C" fn mmpool_arena_memalign(
+    a: *mut mmpool_arena_t,
+    size: usize,
+    alignment: usize,
+) -> *mut c_void {
+    if !alignment.is_power_of_two() {
+        return einval();
+    }
+    arena_alloc(a, size, alignment)
+}
+
+/// Free a large allocation of the arena now (in O(1)): 0. Returns -1 and
+/// does nothing for anything else: small (bumped) allocations, which go at
+/// reset or destroy, pointers of other arenas or allocators, NULL.
+///
+/// # Safety
+/// A 0 return means the block is gone: do not use it afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_arena_free(a: *mut mmpool_arena_t, p: *mut c_void) -> c_int {
+    match arena_of(a) {
+        // SAFETY: a live arena; `p` is validated before use.
+        Some(a) => unsafe { crate::arena::free(a, p.cast()) },
+        None => -1,
+    }
+}
+
+/// Register `handler(data)` to run when the arena is reset or destroyed;
+/// handlers run last added first. Returns a handle for
+/// `mmpool_arena_cleanup_remove`, or NULL (`errno = EINVAL` for an invalid
+/// arena, `ENOMEM` when out of memory).
+///
+/// # Safety
+/// `handler` must be safe to call with `data` at reset or destroy time.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_arena_cleanup_add(
+    a: *mut mmpool_arena_t,
+    handler: Option<unsafe extern "C" fn(data: *mut c_void)>,
+    data: *mut c_void,
+) -> *mut mmpool_cleanup_t {
+    match arena_of(a) {
+        // SAFETY: a live arena; the handler is the caller's contract.
+        Some(a) => unsafe { crate::arena::cleanup_add(a, handler, data) }.cast(),
+        None => einval(),
+    }
+}
+
+/// Unregister a cleanup handler without running it: 0, or -1 when `c` is
+/// not a registered handler of `a`.
+///
+/// # Safety
+/// `c` must be NULL or a handle returned by `mmpool_arena_cleanup_add`
+/// (of any arena) whose arena is still alive.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_arena_cleanup_remove(
+    a: *mut mmpool_arena_t,
+    c: *mut mmpool_cleanup_t,
+) -> c_int {
+    match arena_of(a) {
+        // SAFETY: a live arena; the handle's magic is checked before use.
+        Some(a) => unsafe { crate::arena::cleanup_remove(a, c.cast()) },
+        None => -1,
+    }
+}
+
+/// Fill `*out` with the arena's counters (all zero for a NULL or invalid
+/// arena). A NULL `out` is ignored.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_arena_stats(
+    a: *const mmpool_arena_t,
+    out: *mut mmpool_arena_stats_t,
+) {
+    if out.is_null() {
+        return;
+    }
+    let s = match arena_of(a) {
+        // SAFETY: a live arena.
+        Some(a) => unsafe { crate::arena::stats(a) },
+        None => crate::arena::ArenaStats::default(),
+    };
+    // SAFETY: contract.
+    unsafe {
+        *out = mmpool_arena_stats_t {
+            bytes_requested: s.bytes_requested,
+            bytes_held: s.bytes_held,
+            blocks: s.blocks,
+            large_blocks: s.large_blocks,
+            children: s.children,
+            cleanups: s.cleanups,
+        }
+    };
 }

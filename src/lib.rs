@@ -10,6 +10,7 @@
 //! ```text
 //! ffi          C exports: one-line wrappers; the override names behind `override`
 //! libc_api     C semantics: errno, overflow, realloc(p, 0), EINVAL, foreign pointers
+//! arena        per-connection pools: bump blocks, large list, cleanups
 //! heap         per-thread heaps: size class -> current slab; slow paths; thread exit
 //! runtime      lazy initialisation, options, the thread-exit key, fork handlers
 //! slab | large small blocks of one class | direct mappings with a bounded cache
@@ -48,6 +49,7 @@
 
 #![warn(missing_docs)]
 
+pub mod arena;
 pub mod diag;
 pub mod ffi;
 pub mod heap;

@@ -62,6 +62,7 @@ pub fn ensure_init() {
     };
     key |= 1; // never a valid pointer, never zero
     FREE_KEY.store(key, Ordering::Release);
+    read_options();
     create_thread_key();
     KEY_DONE.store(true, Ordering::Release);
     // May allocate (glibc grows its handler list): the key is ready, so
@@ -94,6 +95,61 @@ extern "C" fn constructor() {
 #[used]
 #[link_section = ".init_array"]
 static CONSTRUCTOR: extern "C" fn() = constructor;
+
+// ---------------------------------------------------------------------------
+// Options, read from the environment once, without allocating.
+
+/// Settings read from `MMPOOL_*` environment variables at start-up.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// `MMPOOL_ARENA_DEBUG=1`: every arena allocation is its own block.
+    pub arena_debug: bool,
+}
+
+static OPTIONS_ARENA_DEBUG: AtomicBool = AtomicBool::new(false);
+
+extern "C" {
+    static environ: *const *const core::ffi::c_char;
+}
+
+/// The value of environment variable `name` (bytes after `name=`),
+/// found by walking `environ` (no allocation, no locale).
+pub fn env_value(name: &[u8]) -> Option<&'static [u8]> {
+    // SAFETY: `environ` is a NULL-terminated array of NUL-terminated
+    // strings, valid for the life of the process unless the program
+    // changes it (setenv), which we read once at start-up.
+    unsafe {
+        let mut e = environ;
+        if e.is_null() {
+            return None;
+        }
+        while !(*e).is_null() {
+            let entry = core::ffi::CStr::from_ptr(*e).to_bytes();
+            if entry.len() > name.len() && entry.starts_with(name) && entry[name.len()] == b'=' {
+                return Some(&entry[name.len() + 1..]);
+            }
+            e = e.add(1);
+        }
+    }
+    None
+}
+
+/// Is the variable set to something other than empty, `0`, `no`, `false`?
+pub fn env_flag(name: &[u8]) -> bool {
+    matches!(env_value(name), Some(v) if !v.is_empty() && v != b"0" && v != b"no" && v != b"false")
+}
+
+fn read_options() {
+    OPTIONS_ARENA_DEBUG.store(env_flag(b"MMPOOL_ARENA_DEBUG"), Ordering::Relaxed);
+}
+
+/// The options in force.
+pub fn options() -> Options {
+    ensure_init();
+    Options {
+        arena_debug: OPTIONS_ARENA_DEBUG.load(Ordering::Relaxed),
+    }
+}
 
 // ---------------------------------------------------------------------------
 // Heap structs
