@@ -20,6 +20,11 @@
 #include <stdint.h>
 
 /**
+ * Size of the `classes` array of `mmpool_stats_t`.
+ */
+#define MMPOOL_MAX_CLASSES 64
+
+/**
  * An arena (opaque). Single-threaded by contract: one thread at a time
  * may use an arena and its children; different arenas may be used by
  * different threads at once.
@@ -70,6 +75,124 @@ typedef struct mmpool_arena_stats_t {
    */
   size_t cleanups;
 } mmpool_arena_stats_t;
+
+/**
+ * Counters of one size class.
+ */
+typedef struct mmpool_class_stats_t {
+  /**
+   * Block size in bytes.
+   */
+  size_t block_size;
+  /**
+   * Allocations (counted with `MMPOOL_STATS=1` only).
+   */
+  size_t allocs;
+  /**
+   * Frees (with `MMPOOL_STATS=1` only).
+   */
+  size_t frees;
+  /**
+   * Live blocks (with `MMPOOL_STATS=1` only).
+   */
+  size_t live;
+  /**
+   * Most live blocks at once (with `MMPOOL_STATS=1` only).
+   */
+  size_t peak_live;
+  /**
+   * Slabs held by the class.
+   */
+  size_t slabs;
+  /**
+   * Bytes of those slabs.
+   */
+  size_t bytes_held;
+} mmpool_class_stats_t;
+
+/**
+ * A snapshot of the pool's counters. Fields marked "with MMPOOL_STATS"
+ * are zero unless the program runs with `MMPOOL_STATS` set (counting
+ * every allocation costs time; the others are kept always).
+ */
+typedef struct mmpool_stats_t {
+  /**
+   * Requested bytes of live blocks (with MMPOOL_STATS).
+   */
+  size_t requested;
+  /**
+   * Most requested bytes live at once (with MMPOOL_STATS).
+   */
+  size_t requested_peak;
+  /**
+   * Requested bytes over the whole run (with MMPOOL_STATS).
+   */
+  size_t requested_total;
+  /**
+   * Bytes held for the program: slabs in use plus large mappings.
+   */
+  size_t held;
+  /**
+   * Bytes mapped from the OS for slabs.
+   */
+  size_t spans_mapped;
+  /**
+   * Bytes of idle slab spans still resident (purged after a delay).
+   */
+  size_t spans_cached;
+  /**
+   * Live large blocks.
+   */
+  size_t large_live;
+  /**
+   * Bytes mapped for live large blocks.
+   */
+  size_t large_bytes;
+  /**
+   * Large allocations (with MMPOOL_STATS).
+   */
+  size_t large_allocs;
+  /**
+   * Large frees (with MMPOOL_STATS).
+   */
+  size_t large_frees;
+  /**
+   * Mappings made for large blocks.
+   */
+  size_t large_maps;
+  /**
+   * Large allocations served from the cache of freed mappings.
+   */
+  size_t large_cache_hits;
+  /**
+   * Resident set size now, bytes.
+   */
+  size_t rss;
+  /**
+   * Peak resident set size, bytes.
+   */
+  size_t rss_peak;
+  /**
+   * Threads that ever allocated.
+   */
+  size_t threads_seen;
+  /**
+   * Threads alive with a heap.
+   */
+  size_t threads_live;
+  /**
+   * True when allocation counts were kept (MMPOOL_STATS set).
+   */
+  bool detailed;
+  /**
+   * Valid entries of `classes`.
+   */
+  size_t num_classes;
+  /**
+   * Per size class, smallest first.
+   */
+  struct mmpool_class_stats_t classes[MMPOOL_MAX_CLASSES];
+} mmpool_stats_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -252,6 +375,51 @@ int mmpool_arena_cleanup_remove(mmpool_arena_t *a, mmpool_cleanup_t *c);
  * `out` must be NULL or valid for a write.
  */
 void mmpool_arena_stats(const mmpool_arena_t *a, struct mmpool_arena_stats_t *out);
+
+/**
+ * Fill `*out` with the pool's counters. A NULL `out` is ignored.
+ *
+ * # Safety
+ * `out` must be NULL or valid for a write.
+ */
+void mmpool_stats_get(struct mmpool_stats_t *out);
+
+/**
+ * Print the statistics table (the one `MMPOOL_STATS=1` prints at exit)
+ * to file descriptor `fd`.
+ */
+void mmpool_stats_print(int fd);
+
+/**
+ * `malloc_stats`: our table on stderr.
+ */
+void malloc_stats(void);
+
+/**
+ * `mallinfo2`, filled from our counters.
+ */
+mallinfo2 mallinfo2(void);
+
+/**
+ * `mallinfo` (deprecated: int fields, saturated).
+ */
+mallinfo mallinfo(void);
+
+/**
+ * `malloc_trim`: give idle memory back to the OS now; 1 if any was.
+ */
+int malloc_trim(size_t _pad);
+
+/**
+ * `mtrace`: start an mtrace log in `$MALLOC_TRACE` (which must be set
+ * when the program starts).
+ */
+void mtrace(void);
+
+/**
+ * `muntrace`: end the log.
+ */
+void muntrace(void);
 
 #ifdef __cplusplus
 }  // extern "C"

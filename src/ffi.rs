@@ -386,3 +386,189 @@ pub unsafe extern "C" fn mmpool_arena_stats(
         }
     };
 }
+
+// ---------------------------------------------------------------------------
+// Statistics.
+
+/// Size of the `classes` array of `mmpool_stats_t`.
+pub const MMPOOL_MAX_CLASSES: usize = 64;
+
+/// Counters of one size class.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct mmpool_class_stats_t {
+    /// Block size in bytes.
+    pub block_size: usize,
+    /// Allocations (counted with `MMPOOL_STATS=1` only).
+    pub allocs: usize,
+    /// Frees (with `MMPOOL_STATS=1` only).
+    pub frees: usize,
+    /// Live blocks (with `MMPOOL_STATS=1` only).
+    pub live: usize,
+    /// Most live blocks at once (with `MMPOOL_STATS=1` only).
+    pub peak_live: usize,
+    /// Slabs held by the class.
+    pub slabs: usize,
+    /// Bytes of those slabs.
+    pub bytes_held: usize,
+}
+
+/// A snapshot of the pool's counters. Fields marked "with MMPOOL_STATS"
+/// are zero unless the program runs with `MMPOOL_STATS` set (counting
+/// every allocation costs time; the others are kept always).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct mmpool_stats_t {
+    /// Requested bytes of live blocks (with MMPOOL_STATS).
+    pub requested: usize,
+    /// Most requested bytes live at once (with MMPOOL_STATS).
+    pub requested_peak: usize,
+    /// Requested bytes over the whole run (with MMPOOL_STATS).
+    pub requested_total: usize,
+    /// Bytes held for the program: slabs in use plus large mappings.
+    pub held: usize,
+    /// Bytes mapped from the OS for slabs.
+    pub spans_mapped: usize,
+    /// Bytes of idle slab spans still resident (purged after a delay).
+    pub spans_cached: usize,
+    /// Live large blocks.
+    pub large_live: usize,
+    /// Bytes mapped for live large blocks.
+    pub large_bytes: usize,
+    /// Large allocations (with MMPOOL_STATS).
+    pub large_allocs: usize,
+    /// Large frees (with MMPOOL_STATS).
+    pub large_frees: usize,
+    /// Mappings made for large blocks.
+    pub large_maps: usize,
+    /// Large allocations served from the cache of freed mappings.
+    pub large_cache_hits: usize,
+    /// Resident set size now, bytes.
+    pub rss: usize,
+    /// Peak resident set size, bytes.
+    pub rss_peak: usize,
+    /// Threads that ever allocated.
+    pub threads_seen: usize,
+    /// Threads alive with a heap.
+    pub threads_live: usize,
+    /// True when allocation counts were kept (MMPOOL_STATS set).
+    pub detailed: bool,
+    /// Valid entries of `classes`.
+    pub num_classes: usize,
+    /// Per size class, smallest first.
+    pub classes: [mmpool_class_stats_t; MMPOOL_MAX_CLASSES],
+}
+
+/// Fill `*out` with the pool's counters. A NULL `out` is ignored.
+///
+/// # Safety
+/// `out` must be NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_stats_get(out: *mut mmpool_stats_t) {
+    if out.is_null() {
+        return;
+    }
+    let s = crate::stats::snapshot();
+    let mut classes = [mmpool_class_stats_t::default(); MMPOOL_MAX_CLASSES];
+    for (o, c) in classes.iter_mut().zip(s.classes.iter()) {
+        *o = mmpool_class_stats_t {
+            block_size: c.block_size,
+            allocs: c.allocs,
+            frees: c.frees,
+            live: c.live,
+            peak_live: c.peak,
+            slabs: c.slabs,
+            bytes_held: c.bytes_held,
+        };
+    }
+    // SAFETY: contract.
+    unsafe {
+        out.write(mmpool_stats_t {
+            requested: s.requested,
+            requested_peak: s.requested_peak,
+            requested_total: s.requested_total,
+            held: s.held,
+            spans_mapped: s.spans_mapped,
+            spans_cached: s.spans_cached,
+            large_live: s.large.live,
+            large_bytes: s.large_bytes,
+            large_allocs: s.large.allocs,
+            large_frees: s.large.frees,
+            large_maps: s.large_maps,
+            large_cache_hits: s.large_cache_hits,
+            rss: s.rss,
+            rss_peak: s.rss_peak,
+            threads_seen: s.threads_seen,
+            threads_live: s.threads_live,
+            detailed: s.detailed,
+            num_classes: s.classes.len(),
+            classes,
+        })
+    };
+}
+
+/// Print the statistics table (the one `MMPOOL_STATS=1` prints at exit)
+/// to file descriptor `fd`.
+#[no_mangle]
+pub extern "C" fn mmpool_stats_print(fd: c_int) {
+    crate::stats::print(fd);
+}
+
+const _: () = assert!(crate::size_class::NUM_CLASSES <= MMPOOL_MAX_CLASSES);
+
+/// glibc's statistics and tracing API, for `LD_PRELOAD` (feature
+/// `override`).
+#[cfg(feature = "override")]
+mod glibc_extras {
+    use core::ffi::c_int;
+
+    /// `malloc_stats`: our table on stderr.
+    #[no_mangle]
+    pub extern "C" fn malloc_stats() {
+        crate::stats::print(2);
+    }
+
+    /// `mallinfo2`, filled from our counters.
+    #[no_mangle]
+    pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
+        crate::stats::mallinfo2()
+    }
+
+    /// `mallinfo` (deprecated: int fields, saturated).
+    #[no_mangle]
+    pub extern "C" fn mallinfo() -> libc::mallinfo {
+        let m = crate::stats::mallinfo2();
+        let c = |v: usize| v.min(c_int::MAX as usize) as c_int;
+        libc::mallinfo {
+            arena: c(m.arena),
+            ordblks: c(m.ordblks),
+            smblks: c(m.smblks),
+            hblks: c(m.hblks),
+            hblkhd: c(m.hblkhd),
+            usmblks: c(m.usmblks),
+            fsmblks: c(m.fsmblks),
+            uordblks: c(m.uordblks),
+            fordblks: c(m.fordblks),
+            keepcost: c(m.keepcost),
+        }
+    }
+
+    /// `malloc_trim`: give idle memory back to the OS now; 1 if any was.
+    #[no_mangle]
+    pub extern "C" fn malloc_trim(_pad: usize) -> c_int {
+        crate::stats::trim() as c_int
+    }
+
+    /// `mtrace`: start an mtrace log in `$MALLOC_TRACE` (which must be set
+    /// when the program starts).
+    #[no_mangle]
+    pub extern "C" fn mtrace() {
+        crate::trace::mtrace();
+    }
+
+    /// `muntrace`: end the log.
+    #[no_mangle]
+    pub extern "C" fn muntrace() {
+        crate::trace::muntrace();
+    }
+}

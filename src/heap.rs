@@ -25,7 +25,7 @@ use crate::size_class::{
     block_size, class_of, direct_index, CLASS_SIZE, DIRECT_LEN, DIRECT_MAX, GRANULE, MIN_ALIGN,
     NUM_CLASSES, SLAB_GRANULES,
 };
-use crate::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INTERIOR};
+use crate::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR, OWNER_INTERIOR};
 use crate::span::SPANS;
 use crate::sync::Lock;
 use core::ptr::{null_mut, NonNull};
@@ -113,6 +113,19 @@ pub struct Heap {
     full: SlabList,
     /// Blocks freed by other threads, linked through their first word.
     pub remote: AtomicPtr<Block>,
+    /// The slab of each class carrying [`CURRENT_BIAS`]: the first of
+    /// `avail[c]`. Equal to `current[c]` unless the heap is instrumented,
+    /// where `current` and `direct` stay at the empty slab so that every
+    /// allocation takes the slow path.
+    biased: [*mut Slab; NUM_CLASSES],
+    /// What this heap's slabs hold in `owner`: its address, plus
+    /// `OWNER_INSTR` when instrumented (so frees miss the fast path too).
+    owner_word: usize,
+    /// Statistics, leak checks or tracing are on: no fast paths.
+    pub instrumented: bool,
+    /// Set while an instrumentation hook runs on this thread, so the
+    /// allocations it causes (backtrace, dladdr) are not recorded.
+    pub in_hook: bool,
     pool_next: *mut Heap,
     slow_calls: u32,
 }
@@ -157,6 +170,10 @@ pub static EMPTY_HEAP: Shared<Heap> = Shared(Heap {
     avail: [EMPTY_LIST; NUM_CLASSES],
     full: EMPTY_LIST,
     remote: AtomicPtr::new(null_mut()),
+    biased: [empty_slab_ptr(); NUM_CLASSES],
+    owner_word: 0,
+    instrumented: false,
+    in_hook: false,
     pool_next: null_mut(),
     slow_calls: 0,
 });
@@ -170,26 +187,23 @@ pub fn empty_heap() -> *mut Heap {
 // ---------------------------------------------------------------------------
 // Fast paths
 
-/// Allocate a block for a request of at most 1 KiB.
+/// Pop a block for a request of at most 1 KiB from the heap's direct
+/// table; null when the fast path cannot serve it (the caller then takes
+/// its slow path).
 ///
 /// Fast path: one table load, one pop, about a dozen instructions.
 ///
 /// # Safety
 /// `heap` must be the calling thread's heap (`tls::heap()`).
 #[inline(always)]
-pub unsafe fn alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
+pub unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
     debug_assert!(size <= DIRECT_MAX);
     // SAFETY: direct_index(size) < DIRECT_LEN for size <= DIRECT_MAX; the
     // heap's slabs are valid (heap invariant) and only this thread pops.
     unsafe {
         let slab = *(*heap).direct.get_unchecked(direct_index(size));
-        let b = (*slab).pop();
-        if !b.is_null() {
-            return b.cast();
-        }
+        (*slab).pop().cast()
     }
-    // SAFETY: forwarded contract.
-    unsafe { alloc_slow(heap, class_of(size)) }
 }
 
 /// Allocate a block of class `class`.
@@ -284,7 +298,8 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
                 return null_mut();
             }
         };
-        let s = Slab::init(span.as_ptr(), class, heap as usize);
+        let s = Slab::init(span.as_ptr(), class, h.owner_word);
+        SLABS_LIVE[class].fetch_add(1, Ordering::Relaxed);
         h.avail[class].push_front(s);
         set_current(h, class);
         (*s).refill(free_key());
@@ -330,21 +345,29 @@ fn set_current(h: &mut Heap, class: usize) {
     } else {
         h.avail[class].first
     };
-    let old = h.current[class];
-    if old == new {
+    let old = h.biased[class];
+    if old != new {
+        // SAFETY: non-empty biased slabs are live slabs of this heap
+        // (callers keep the old one alive until this call).
+        unsafe {
+            if old != empty_slab_ptr() {
+                (*old).used -= CURRENT_BIAS;
+            }
+            if new != empty_slab_ptr() {
+                (*new).used += CURRENT_BIAS;
+            }
+        }
+        h.biased[class] = new;
+    }
+    let published = if h.instrumented {
+        empty_slab_ptr()
+    } else {
+        new
+    };
+    if h.current[class] == published {
         return;
     }
-    // SAFETY: non-empty slabs in `current` are live slabs of this heap
-    // (callers keep the old one alive until this call).
-    unsafe {
-        if old != empty_slab_ptr() {
-            (*old).used -= CURRENT_BIAS;
-        }
-        if new != empty_slab_ptr() {
-            (*new).used += CURRENT_BIAS;
-        }
-    }
-    h.current[class] = new;
+    h.current[class] = published;
     let bs = CLASS_SIZE[class] as usize;
     if bs <= DIRECT_MAX {
         let lo = if class == 0 {
@@ -354,7 +377,7 @@ fn set_current(h: &mut Heap, class: usize) {
         };
         let hi = bs / MIN_ALIGN;
         for e in &mut h.direct[lo..=hi] {
-            *e = new;
+            *e = published;
         }
     }
 }
@@ -371,11 +394,25 @@ fn clear_current(h: &mut Heap) {
 // ---------------------------------------------------------------------------
 // Free slow paths
 
+/// Slabs alive per class (kept always; slow paths only).
+pub static SLABS_LIVE: [AtomicUsize; NUM_CLASSES] = [const { AtomicUsize::new(0) }; NUM_CLASSES];
+
+/// Called with every pointer of ours being freed, before it is released,
+/// when instrumentation is on (set once by `insight` at start-up; in
+/// instrumented mode every free reaches the slow path).
+pub static FREE_HOOK: AtomicUsize = AtomicUsize::new(0);
+
 /// Every free the fast path does not finish: large blocks, interior
 /// pointers, full slabs, other threads' slabs, abandoned slabs, errors.
 #[cold]
 #[inline(never)]
 unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
+    let hook = FREE_HOOK.load(Ordering::Relaxed);
+    if hook != 0 {
+        // SAFETY: only `insight` stores here, a `fn(*mut u8)`.
+        let hook: fn(*mut u8) = unsafe { core::mem::transmute(hook) };
+        hook(p);
+    }
     // SAFETY: `head` is a live span header (page map invariant).
     let tag = unsafe { (*head).tag };
     match tag {
@@ -509,6 +546,7 @@ unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
 unsafe fn release_slab(slab: *mut Slab) {
     // SAFETY: nobody uses the slab any more (callers).
     unsafe {
+        SLABS_LIVE[(*slab).class as usize].fetch_sub(1, Ordering::Relaxed);
         let granules = (*slab).head.granules as usize;
         SPANS.release(NonNull::new_unchecked(slab.cast()), granules);
     }
@@ -569,7 +607,7 @@ unsafe fn adopt_abandoned(heap: *mut Heap, class: usize) -> Option<()> {
             let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
             (*s).head
                 .owner
-                .store(heap as usize | flags, Ordering::Release);
+                .store((*heap).owner_word | flags, Ordering::Release);
         }
         s
     };
@@ -621,12 +659,13 @@ pub unsafe fn abandon(heap: *mut Heap) {
     }
 }
 
-/// Make a fresh heap struct in place.
+/// Make a fresh heap struct in place; `instrumented` routes all its
+/// allocations and frees through the slow paths.
 ///
 /// # Safety
 /// `h` must point to writable memory for a `Heap` nobody else uses, whose
 /// `remote` field (if the memory held a heap before) is preserved.
-pub unsafe fn init_heap(h: *mut Heap) {
+pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
     // SAFETY: contract.
     unsafe {
         for e in (*h).direct.iter_mut() {
@@ -639,6 +678,12 @@ pub unsafe fn init_heap(h: *mut Heap) {
             *l = EMPTY_LIST;
         }
         (*h).full = EMPTY_LIST;
+        for e in (*h).biased.iter_mut() {
+            *e = empty_slab_ptr();
+        }
+        (*h).instrumented = instrumented;
+        (*h).owner_word = h as usize | if instrumented { OWNER_INSTR } else { 0 };
+        (*h).in_hook = false;
         (*h).pool_next = null_mut();
         (*h).slow_calls = 0;
     }
@@ -754,7 +799,10 @@ pub fn check_thread_heap() -> usize {
                     k
                 };
                 let uncarved = (sl.end - sl.bump) / bs;
-                let is_current = class < NUM_CLASSES && h.current[class] == s;
+                if (owner & OWNER_INSTR != 0) != h.instrumented {
+                    fail("check: instrumentation flag does not match the heap", s);
+                }
+                let is_current = class < NUM_CLASSES && h.biased[class] == s;
                 if is_current != (sl.used >= CURRENT_BIAS) {
                     fail("check: current bias on the wrong slab", s);
                 }

@@ -70,6 +70,10 @@ static CACHE: Lock<Cache> = Lock::new(Cache {
 pub static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
 /// Bytes mapped for live large blocks.
 pub static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Mappings made for large blocks.
+pub static MAPS: AtomicUsize = AtomicUsize::new(0);
+/// Large allocations served from the cache.
+pub static CACHE_HITS: AtomicUsize = AtomicUsize::new(0);
 
 fn user_offset(align: usize) -> usize {
     if align <= LARGE_HEADER {
@@ -99,9 +103,15 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     };
     let map_align = align.max(GRANULE);
     let (base, zeroed) = match take_cached(map_size, map_align) {
-        Some(b) => (b, false),
+        Some(b) => {
+            CACHE_HITS.fetch_add(1, Ordering::Relaxed);
+            (b, false)
+        }
         None => match OS.map(map_size, map_align) {
-            Some(p) => (p.as_ptr() as usize, true),
+            Some(p) => {
+                MAPS.fetch_add(1, Ordering::Relaxed);
+                (p.as_ptr() as usize, true)
+            }
             None => return (null_mut(), false),
         },
     };

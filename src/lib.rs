@@ -11,6 +11,7 @@
 //! ffi          C exports: one-line wrappers; the override names behind `override`
 //! libc_api     C semantics: errno, overflow, realloc(p, 0), EINVAL, foreign pointers
 //! arena        per-connection pools: bump blocks, large list, cleanups
+//! insight      statistics, leak reports, mtrace traces (stats, leak, trace, symbols)
 //! heap         per-thread heaps: size class -> current slab; slow paths; thread exit
 //! runtime      lazy initialisation, options, the thread-exit key, fork handlers
 //! slab | large small blocks of one class | direct mappings with a bounded cache
@@ -53,7 +54,9 @@ pub mod arena;
 pub mod diag;
 pub mod ffi;
 pub mod heap;
+pub mod insight;
 pub mod large;
+pub mod leak;
 pub mod libc_api;
 pub mod os;
 pub mod pagemap;
@@ -61,5 +64,8 @@ pub mod runtime;
 pub mod size_class;
 pub mod slab;
 pub mod span;
+pub mod stats;
+pub mod symbols;
 pub mod sync;
 pub mod tls;
+pub mod trace;

@@ -37,24 +37,31 @@ fn nomem() -> *mut u8 {
 /// Callable from any thread at any time (it is the C function).
 #[inline(always)]
 pub unsafe fn malloc(size: usize) -> *mut u8 {
-    let h = crate::tls::heap();
     if size <= DIRECT_MAX {
-        // SAFETY: `h` is the calling thread's heap.
-        unsafe { heap::alloc_direct(h, size) }
-    } else {
-        // SAFETY: as above.
-        unsafe { malloc_above_direct(h, size) }
+        // SAFETY: the calling thread's heap.
+        let p = unsafe { heap::try_alloc_direct(crate::tls::heap(), size) };
+        if !p.is_null() {
+            return p;
+        }
     }
+    // SAFETY: as above.
+    unsafe { malloc_slow(size) }
 }
 
+/// Everything `malloc`'s fast path does not serve: medium and large
+/// sizes, an empty slab, a thread without a heap, instrumented mode.
 #[inline(never)]
-unsafe fn malloc_above_direct(h: *mut heap::Heap, size: usize) -> *mut u8 {
-    if size <= SMALL_MAX {
-        // SAFETY: `h` is the calling thread's heap; class_of < NUM_CLASSES.
-        unsafe { heap::alloc_class(h, class_of(size)) }
+unsafe fn malloc_slow(size: usize) -> *mut u8 {
+    let p = if size <= SMALL_MAX {
+        // SAFETY: the calling thread's heap; class_of < NUM_CLASSES.
+        unsafe { heap::alloc_class(crate::tls::heap(), class_of(size)) }
     } else {
         alloc_large(size, MIN_ALIGN).0
+    };
+    if crate::insight::active() {
+        crate::insight::on_alloc(p, size);
     }
+    p
 }
 
 fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
@@ -108,6 +115,9 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
             // SAFETY: as above.
             unsafe { core::ptr::write_bytes(p, 0, total) };
         }
+        if crate::insight::active() {
+            crate::insight::on_alloc(p, total);
+        }
         p
     }
 }
@@ -117,6 +127,20 @@ pub unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
 /// # Safety
 /// As [`free`] for `p`.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if crate::insight::active() {
+        // SAFETY: forwarded contract.
+        return unsafe { crate::insight::realloc(p, size) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { realloc_raw(p, size) }
+}
+
+/// `realloc` without instrumentation hooks of its own (the `malloc` and
+/// `free` it calls still reach them, unless a hook is running).
+///
+/// # Safety
+/// As [`free`] for `p`.
+pub unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
     if p.is_null() {
         // SAFETY: as malloc.
         return unsafe { malloc(size) };
@@ -192,6 +216,15 @@ pub unsafe fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
         // SAFETY: as malloc.
         return unsafe { malloc(size) };
     }
+    // SAFETY: as malloc.
+    let p = unsafe { alloc_aligned_raw(align, size) };
+    if crate::insight::active() {
+        crate::insight::on_alloc(p, size);
+    }
+    p
+}
+
+unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
         let h = crate::tls::heap();
         if let Some(c) = heap::class_for_aligned(size, align) {

@@ -63,6 +63,7 @@ pub fn ensure_init() {
     key |= 1; // never a valid pointer, never zero
     FREE_KEY.store(key, Ordering::Release);
     read_options();
+    crate::insight::configure();
     create_thread_key();
     KEY_DONE.store(true, Ordering::Release);
     // May allocate (glibc grows its handler list): the key is ready, so
@@ -90,11 +91,23 @@ fn create_thread_key() {
 /// libraries' constructors, so our pthread key gets a low number.
 extern "C" fn constructor() {
     ensure_init();
+    crate::insight::start();
 }
 
 #[used]
 #[link_section = ".init_array"]
 static CONSTRUCTOR: extern "C" fn() = constructor;
+
+/// Runs from `.fini_array` at exit, after the program's and most
+/// libraries' exit handlers (we were initialised first, so we are
+/// finalised last): statistics and leak reports see the final state.
+extern "C" fn destructor() {
+    crate::insight::finish();
+}
+
+#[used]
+#[link_section = ".fini_array"]
+static DESTRUCTOR: extern "C" fn() = destructor;
 
 // ---------------------------------------------------------------------------
 // Options, read from the environment once, without allocating.
@@ -220,7 +233,7 @@ pub fn create_thread_heap() -> *mut Heap {
     }
     // SAFETY: a fresh or pooled heap struct (pool memory is zeroed at
     // first, so a fresh struct's remote queue is null).
-    unsafe { heap::init_heap(h) };
+    unsafe { heap::init_heap(h, crate::insight::active()) };
     crate::tls::set_heap(h);
     LIVE_HEAPS.fetch_add(1, Ordering::Relaxed);
     THREADS_SEEN.fetch_add(1, Ordering::Relaxed);

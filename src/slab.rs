@@ -63,8 +63,11 @@ const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
 pub const OWNER_FULL: usize = 1;
 /// Owner flag: aligned allocations handed out interior pointers.
 pub const OWNER_INTERIOR: usize = 2;
-/// Owner flag bits.
-pub const OWNER_FLAGS: usize = 3;
+/// Owner flag: the owning heap is instrumented (statistics, leak checks,
+/// tracing), so every free of the slab's blocks takes the slow path.
+pub const OWNER_INSTR: usize = 4;
+/// Owner flag bits (heap structs are 64-byte aligned).
+pub const OWNER_FLAGS: usize = 7;
 
 impl Slab {
     /// Write a fresh header for class `class` at `span` (of the class's

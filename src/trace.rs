@@ -1,0 +1,168 @@
+//! mtrace-compatible allocation traces.
+//!
+//! Owns the trace file. Writes glibc's mtrace log format, which glibc's
+//! own `mtrace` script reads:
+//!
+//! ```text
+//! = Start
+//! @ ./prog:(make_node+0x1e)[0x11c9] + 0x7f3a1c000f80 0x20
+//! @ ./prog:(main+0x3a)[0x1245] - 0x7f3a1c000f80
+//! @ ./prog:[0x1250] < 0x7f3a1c001000
+//! @ ./prog:[0x1250] > 0x7f3a1c002000 0x400
+//! = End
+//! ```
+//!
+//! One difference, on purpose: the address in brackets is the caller's
+//! offset inside its module, which is what `addr2line -e MODULE` takes for
+//! position-independent executables and shared libraries (glibc writes the
+//! run-time address, which `addr2line` cannot resolve under ASLR), so
+//! `mtrace ./prog trace.log` names source lines.
+//!
+//! Started by `MMPOOL_TRACE=path` at start-up, or by the program calling
+//! `mtrace()` with `MALLOC_TRACE=path` set (glibc's manual's way); stopped
+//! by `muntrace()` or at exit. Calls `symbols`, `sync`, `diag`.
+
+use crate::diag::Line;
+use crate::sync::Lock;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+static FD: AtomicI32 = AtomicI32::new(-1);
+/// Serialises lines (each line is one `write`, but Start/End must bracket).
+static LOCK: Lock<()> = Lock::new(());
+
+/// Is a trace being written?
+#[inline]
+pub fn on() -> bool {
+    FD.load(Ordering::Relaxed) >= 0
+}
+
+/// Open `path` (truncating) and write `= Start`. No-op if tracing.
+pub fn start(path: &[u8]) {
+    let _g = LOCK.lock();
+    if on() {
+        return;
+    }
+    let mut buf = [0u8; 512];
+    if path.is_empty() || path.len() >= buf.len() {
+        return;
+    }
+    buf[..path.len()].copy_from_slice(path);
+    // SAFETY: NUL-terminated path.
+    let fd = unsafe {
+        libc::open(
+            buf.as_ptr().cast(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        crate::diag::warn("trace: cannot open the trace file");
+        return;
+    }
+    crate::diag::write_all(fd, b"= Start\n");
+    FD.store(fd, Ordering::Release);
+}
+
+/// Write `= End` and close. No-op if not tracing.
+pub fn stop() {
+    let _g = LOCK.lock();
+    let fd = FD.swap(-1, Ordering::AcqRel);
+    if fd >= 0 {
+        crate::diag::write_all(fd, b"= End\n");
+        // SAFETY: our descriptor.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// `@ module:(function+0xoff)[0xoffset] ` for the caller.
+fn where_(l: &mut Line, caller: usize) {
+    if caller == 0 {
+        return;
+    }
+    let d = crate::symbols::describe(caller);
+    l.str("@ ");
+    if d.module.is_empty() {
+        l.str("[").hex(caller as u64).str("] ");
+        return;
+    }
+    l.bytes(d.module).str(":");
+    if let Some((name, off)) = d.symbol {
+        l.str("(").bytes(name).str("+").hex(off as u64).str(")");
+    }
+    l.str("[").hex(d.offset as u64).str("] ");
+}
+
+fn emit(l: &Line) {
+    let _g = LOCK.lock();
+    let fd = FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        l.write_to(fd);
+    }
+}
+
+/// `+ p size`: an allocation.
+pub fn alloc(caller: usize, p: usize, size: usize) {
+    if !on() {
+        return;
+    }
+    let mut l = Line::new();
+    where_(&mut l, caller);
+    l.str("+ ")
+        .hex(p as u64)
+        .str(" ")
+        .hex(size as u64)
+        .str("\n");
+    emit(&l);
+}
+
+/// `- p`: a free.
+pub fn free(caller: usize, p: usize) {
+    if !on() {
+        return;
+    }
+    let mut l = Line::new();
+    where_(&mut l, caller);
+    l.str("- ").hex(p as u64).str("\n");
+    emit(&l);
+}
+
+/// A realloc, as glibc logs it: `+` for realloc(NULL), `-` for
+/// realloc(p, 0), else `< old` then `> new size`.
+pub fn realloc(caller: usize, old: usize, new: usize, size: usize) {
+    if !on() {
+        return;
+    }
+    if old == 0 {
+        return alloc(caller, new, size);
+    }
+    if size == 0 {
+        return free(caller, old);
+    }
+    let mut l = Line::new();
+    where_(&mut l, caller);
+    l.str("< ").hex(old as u64).str("\n");
+    where_(&mut l, caller);
+    l.str("> ")
+        .hex(new as u64)
+        .str(" ")
+        .hex(size as u64)
+        .str("\n");
+    emit(&l);
+}
+
+/// `mtrace()`: start tracing to `$MALLOC_TRACE`, if set.
+pub fn mtrace() {
+    crate::runtime::ensure_init();
+    if let Some(path) = crate::runtime::env_value(b"MALLOC_TRACE").filter(|v| !v.is_empty()) {
+        if !crate::insight::active() {
+            crate::diag::warn("mtrace(): MALLOC_TRACE was not set at start-up; nothing is traced");
+            return;
+        }
+        start(path);
+    }
+}
+
+/// `muntrace()`: stop tracing.
+pub fn muntrace() {
+    stop();
+}
