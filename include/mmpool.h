@@ -390,37 +390,6 @@ void mmpool_stats_get(struct mmpool_stats_t *out);
  */
 void mmpool_stats_print(int fd);
 
-/**
- * `malloc_stats`: our table on stderr.
- */
-void malloc_stats(void);
-
-/**
- * `mallinfo2`, filled from our counters.
- */
-mallinfo2 mallinfo2(void);
-
-/**
- * `mallinfo` (deprecated: int fields, saturated).
- */
-mallinfo mallinfo(void);
-
-/**
- * `malloc_trim`: give idle memory back to the OS now; 1 if any was.
- */
-int malloc_trim(size_t _pad);
-
-/**
- * `mtrace`: start an mtrace log in `$MALLOC_TRACE` (which must be set
- * when the program starts).
- */
-void mtrace(void);
-
-/**
- * `muntrace`: end the log.
- */
-void muntrace(void);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -50,7 +50,9 @@ fn header_declares_the_api_but_not_the_override_names() {
             "{f} missing from the header"
         );
     }
-    for f in ["void *malloc(", "void free(", "__libc_malloc"] {
+    for f in [
+        "void *malloc(", "void free(", "__libc_malloc", "malloc_stats", "mallinfo", "malloc_trim", "mtrace(",
+    ] {
         assert!(
             !text.contains(f),
             "override name {f} leaked into the header"
