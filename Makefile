@@ -45,7 +45,7 @@ test-programs: lib
 
 # Regenerate include/mmpool.h from the Rust sources (a test fails when stale).
 header:
-	MMPOOL_UPDATE_HEADER=1 $(CARGO) test --locked --test header
+	MMPOOL_UPDATE_HEADER=1 $(CARGO) test --locked --test header header_matches_the_sources
 
 clean:
 	$(CARGO) clean
