@@ -437,12 +437,15 @@ unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
         }
     };
     // SAFETY: `b` is a block of `slab`.
-    unsafe { dispatch_free(heap, slab, b as *mut Block, true) }
+    unsafe { dispatch_free(heap, slab, b as *mut Block, p as usize) }
 }
 
 /// Free block `b` of `slab` wherever its owner is: here, in another
 /// thread (its remote queue), or nowhere (abandoned, under the lock).
-unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: bool) {
+/// `user` is the pointer the program passed (it may be inside `b`, for
+/// aligned blocks), named in error messages; 0 skips the double-free check
+/// (blocks from remote queues were checked when first freed).
+unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
     let key = free_key();
     loop {
         // SAFETY: the slab is live while `b` is live.
@@ -450,7 +453,7 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: 
         let h = owner & !OWNER_FLAGS;
         if h == heap as usize {
             // SAFETY: our own slab.
-            return unsafe { free_local(heap, slab, b, check) };
+            return unsafe { free_local(heap, slab, b, user) };
         }
         if h != 0 {
             // Another thread's heap: one CAS onto its remote queue. Heap
@@ -479,9 +482,9 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: 
         }
         // SAFETY: abandoned slabs are only touched under this lock.
         unsafe {
-            if check && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
+            if user != 0 && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
                 drop(lists);
-                crate::diag::fatal("free(): double free", b as usize);
+                crate::diag::fatal("free(): double free", user);
             }
             if (*slab).push_local(b, key) {
                 lists[(*slab).class as usize].remove(slab);
@@ -493,13 +496,14 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: 
     }
 }
 
-/// Free a block of one of our own slabs, whatever its flags.
-unsafe fn free_local(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: bool) {
+/// Free a block of one of our own slabs, whatever its flags (`user` as
+/// in [`dispatch_free`]).
+unsafe fn free_local(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
     let key = free_key();
     // SAFETY: our heap and slab; owner-thread-only fields.
     unsafe {
-        if check && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
-            crate::diag::fatal("free(): double free", b as usize);
+        if user != 0 && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
+            crate::diag::fatal("free(): double free", user);
         }
         let h = &mut *heap;
         if (*slab).head.owner.load(Ordering::Relaxed) & OWNER_FULL != 0 {
@@ -523,7 +527,7 @@ unsafe fn free_local(heap: *mut Heap, slab: *mut Slab, b: *mut Block, check: boo
 #[inline(never)]
 unsafe fn free_suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) {
     // SAFETY: our own slab (the fast path checked the owner).
-    unsafe { free_local(heap, slab, b, true) }
+    unsafe { free_local(heap, slab, b, b as usize) }
 }
 
 /// A slab of ours has no block in use and is not the current slab of its
@@ -563,7 +567,7 @@ unsafe fn drain_remote(heap: *mut Heap) {
         while !b.is_null() {
             let next = (*b).next;
             let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
-            dispatch_free(heap, slab, b, false);
+            dispatch_free(heap, slab, b, 0);
             b = next;
         }
     }

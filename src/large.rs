@@ -174,7 +174,23 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     unmap_block(base, map_size);
 }
 
+/// User pointers of the large blocks most recently returned to the OS, so
+/// that a second free of one is reported as a double free instead of
+/// being handed to the next allocator (which would crash).
+static RECENT: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+static RECENT_NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Was `p` the user pointer of a large block we recently unmapped (and
+/// is its address range still unused by us)?
+pub fn recently_unmapped(p: usize) -> bool {
+    p != 0 && PAGEMAP.lookup(p).is_null() && RECENT.iter().any(|r| r.load(Ordering::Relaxed) == p)
+}
+
 fn unmap_block(base: usize, map_size: usize) {
+    // SAFETY: the header is still mapped.
+    let user = unsafe { (*(base as *const LargeBlock)).user };
+    let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
+    RECENT[i].store(user, Ordering::Relaxed);
     // Forget the granules before the address space can be reused.
     map_granules(base, map_size, null_mut());
     // SAFETY: the mapping is ours and dead.

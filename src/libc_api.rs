@@ -292,7 +292,7 @@ pub unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
 /// # Safety
 /// As [`malloc`].
 pub unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
-    if align > MAX_REQUEST / 2 + 1 {
+    if align > usize::MAX / 2 + 1 {
         set_errno(libc::EINVAL);
         return null_mut();
     }
@@ -403,9 +403,37 @@ fn next_in_line(slot: &AtomicUsize, name: &core::ffi::CStr) -> Option<usize> {
     (f != NOT_FOUND).then_some(f)
 }
 
+/// Is the page holding `addr` mapped? (`mincore` fails with ENOMEM on
+/// unmapped memory.) Used before handing a pointer to the next allocator,
+/// which would crash reading a header there.
+fn page_mapped(addr: usize) -> bool {
+    let page = addr & !(PAGE - 1);
+    let mut vec = 0u8;
+    let saved = crate::diag::errno();
+    // SAFETY: mincore only inspects the mapping; `vec` holds one entry.
+    let r = unsafe { libc::mincore(page as *mut c_void, PAGE, &mut vec) };
+    set_errno(saved);
+    r == 0
+}
+
+/// A pointer that is not ours: a large block we already unmapped (a double
+/// free), an address nobody mapped, or another allocator's block.
 #[cold]
 #[inline(never)]
 fn foreign_free(p: *mut u8) {
+    if large::recently_unmapped(p as usize) {
+        fatal(
+            "free(): double free (large block already returned to the OS)",
+            p as usize,
+        );
+    }
+    // glibc reads the chunk header just below the pointer.
+    if !page_mapped(p as usize) || !page_mapped((p as usize).wrapping_sub(16)) {
+        fatal(
+            "free(): invalid pointer (not allocated by mmpool, not mapped)",
+            p as usize,
+        );
+    }
     match next_in_line(&REAL_FREE, c"free") {
         Some(f) => {
             // SAFETY: `f` is the next allocator's `free`, and `p` is not ours.
@@ -423,6 +451,18 @@ fn foreign_free(p: *mut u8) {
 #[cold]
 #[inline(never)]
 fn foreign_usable_size(p: *const u8) -> usize {
+    if large::recently_unmapped(p as usize) {
+        fatal(
+            "malloc_usable_size(): pointer to a freed large block",
+            p as usize,
+        );
+    }
+    if !page_mapped(p as usize) || !page_mapped((p as usize).wrapping_sub(16)) {
+        fatal(
+            "malloc_usable_size(): invalid pointer (not mapped)",
+            p as usize,
+        );
+    }
     match next_in_line(&REAL_USABLE, c"malloc_usable_size") {
         Some(f) => {
             // SAFETY: the next allocator's malloc_usable_size.
