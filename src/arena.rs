@@ -197,14 +197,20 @@ pub unsafe fn create_child(parent: *mut ArenaCore, block_size: usize) -> *mut Ar
     c
 }
 
-/// Is `a` a live arena (by its magic)? Catches NULL and most stale or
-/// wrong pointers before they are used.
-///
-/// # Safety
-/// `a` must be NULL or point to readable memory.
-pub unsafe fn is_arena(a: *const ArenaCore) -> bool {
-    // SAFETY: contract.
-    !a.is_null() && unsafe { (*a).magic } == ARENA_MAGIC
+/// Is `a` a live arena? It must sit where arenas sit, right after the
+/// header of a live pool block, and carry the magic. Never reads outside
+/// the pool block around `a`, so NULL, garbage, destroyed arenas and
+/// pointers into other blocks are answered, not crashed on.
+pub fn is_arena(a: *const ArenaCore) -> bool {
+    match libc_api::block_bounds(a as usize) {
+        Some((start, end))
+            if a as usize == start + BLOCK_HDR && start + BLOCK_HDR + CORE_SIZE <= end =>
+        {
+            // SAFETY: the core lies inside a live block of the pool.
+            unsafe { (*a).magic == ARENA_MAGIC }
+        }
+        _ => false,
+    }
 }
 
 /// Allocate `size` bytes aligned to `align` (a power of two). Null when
@@ -483,8 +489,13 @@ unsafe fn free_all_large(a: *mut ArenaCore) {
 pub unsafe fn reset(a: *mut ArenaCore) {
     // SAFETY: contract.
     unsafe {
-        destroy_children(a);
-        run_cleanups(a);
+        // A cleanup may create children or add cleanups, and a child's
+        // destruction may run code that does too: repeat until both are
+        // gone.
+        while !(*a).child_first.is_null() || !(*a).cleanups.is_null() {
+            destroy_children(a);
+            run_cleanups(a);
+        }
         free_all_large(a);
         let ar = &mut *a;
         let mut b = (*ar.first).next;

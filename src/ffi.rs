@@ -189,11 +189,7 @@ pub struct mmpool_arena_stats_t {
 
 fn arena_of(a: *const mmpool_arena_t) -> Option<*mut crate::arena::ArenaCore> {
     let core = a as *mut crate::arena::ArenaCore;
-    // A live arena sits inside a live block of the pool; check that
-    // before reading its magic, so garbage and destroyed arenas are
-    // answered, not crashed on.
-    // SAFETY: owns() says the address is inside a live pool block.
-    (libc_api::owns(a.cast()) && unsafe { crate::arena::is_arena(core) }).then_some(core)
+    crate::arena::is_arena(core).then_some(core)
 }
 
 fn einval<T>() -> *mut T {

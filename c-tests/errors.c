@@ -1,0 +1,350 @@
+/* c-tests/errors.c -- errors mmpool reports, and foreign pointers.
+ *
+ * A double free (same thread, twice in a row) must abort the process
+ * with a message on stderr starting with "mmpool:" (checked in a forked
+ * child: the stderr text and the abnormal exit).  Pointers the pool did
+ * not hand out (glibc's own malloc, found through libc.so.6's handle)
+ * passed to free/realloc/malloc_usable_size must work. */
+#include "testutil.h"
+
+#include <ctype.h>
+
+#define MiB ((size_t)1 << 20)
+
+typedef struct {
+    int how;
+    size_t size;
+    volatile uintptr_t *addr;  /* shared page: the child stores the block address */
+} df_arg;
+
+enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN };
+static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
+                                       "realloc", "mmpool_malloc+mmpool_free",
+                                       "memalign(64)"};
+
+static void df_child(void *a)
+{
+    df_arg *d = a;
+    void *p;
+    switch (d->how) {
+    case DF_CALLOC: p = xcalloc(1, d->size); break;
+    case DF_ALIGNED: p = xaligned_alloc(4096, d->size); break;
+    case DF_REALLOC: p = xrealloc(xmalloc(8), d->size); break;
+    case DF_MMPOOL: p = mmpool_malloc(d->size); break;
+    case DF_MEMALIGN: p = xmemalign(64, d->size); break;
+    default: p = xmalloc(d->size); break;
+    }
+    if (!p) {
+        fprintf(stderr, "test: allocation failed\n");
+        _exit(77);
+    }
+    memset(p, 0x11, d->size);
+    *d->addr = (uintptr_t)p;
+    if (d->how == DF_MMPOOL) {
+        mmpool_free(p);
+        mmpool_free(p);
+    } else {
+        xfree(p);
+        xfree(p);
+    }
+    /* still alive: the double free went unnoticed */
+    _exit(0);
+}
+
+static void lower(char *s)
+{
+    for (; *s; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
+/* Runs one double free in a child; checks abnormal exit + message. */
+static void double_free_case(int how, size_t size, bool check_addr)
+{
+    static volatile uintptr_t *shared;
+    if (!shared) {
+        void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) {
+            FAILF("mmap");
+            return;
+        }
+        shared = m;
+    }
+    *shared = 0;
+    df_arg d = {how, size, shared};
+    tu_child_result r;
+    if (!tu_run_child(df_child, &d, 20, &r)) {
+        FAILF("fork failed");
+        return;
+    }
+    char addr[32] = {0};
+    if (*shared)
+        snprintf(addr, sizeof addr, "%" PRIxPTR, *shared);
+    const char *what = df_names[how];
+    if (r.exited && r.exit_code == 77) {
+        FAILF("%s(%zu) failed in the child", what, size);
+        return;
+    }
+    if (r.exited && r.exit_code == 0) {
+        FAILF("double free of a %s(%zu) block not detected (process went on)", what, size);
+        return;
+    }
+    if (!r.signaled && !(r.exited && r.exit_code != 0)) {
+        FAILF("unexpected child status");
+        return;
+    }
+    if (r.signaled && r.sig == SIGALRM) {
+        FAILF("double free of a %s(%zu) block hung (alarm fired)", what, size);
+        return;
+    }
+    /* first non-empty line of stderr starts with "mmpool:" */
+    const char *line = r.err;
+    while (*line == '\n')
+        line++;
+    if (strncmp(line, "mmpool:", 7) != 0) {
+        char first[200];
+        size_t fl = strnlen(line, sizeof first - 1);
+        memcpy(first, line, fl);
+        first[fl] = 0;
+        char *nl = strchr(first, '\n');
+        if (nl)
+            *nl = 0;
+        FAILF("double free of a %s(%zu) block: %s %d; stderr does not start with "
+              "\"mmpool:\" but \"%s\"", what, size, r.signaled ? "signal" : "exit",
+              r.signaled ? r.sig : r.exit_code, first);
+        return;
+    }
+    if (!r.signaled || r.sig != SIGABRT)
+        FAILF("double free of a %s(%zu) block: %s %d, want abort (SIGABRT)", what, size,
+              r.signaled ? "signal" : "exit", r.signaled ? r.sig : r.exit_code);
+    /* the message names the block: "mmpool: <what> <address>" */
+    if (check_addr && addr[0]) {
+        char err[sizeof r.err];
+        memcpy(err, r.err, sizeof err);
+        lower(err);
+        if (!strstr(err, addr))
+            FAILF("double free of a %s(%zu) block: the message does not name the "
+                  "block 0x%s: \"%.200s\"", what, size, addr, r.err);
+    }
+}
+
+static void test_double_free_small_aborts(void)
+{
+    static const size_t sizes[] = {1, 16, 24, 64, 100, 256, 1000, 2048, 4000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_MALLOC, sizes[i], false);
+}
+
+static void test_double_free_medium_aborts(void)
+{
+    static const size_t sizes[] = {5000, 20000, 65536, 200000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_MALLOC, sizes[i], false);
+}
+
+static void test_double_free_large_aborts(void)
+{
+    static const size_t sizes[] = {MiB, 8 * MiB, 64 * MiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_MALLOC, sizes[i], false);
+}
+
+static void test_double_free_other_entry_points_abort(void)
+{
+    for (int how = DF_CALLOC; how <= DF_MEMALIGN && !tu_case_failed; how++) {
+        double_free_case(how, 48, false);
+        double_free_case(how, 3000, false);
+    }
+}
+
+/* The message names the block: "mmpool: <what> <address>" with the
+ * address the program passed to free. */
+static void test_double_free_message_names_block(void)
+{
+    for (int how = DF_MALLOC; how <= DF_MEMALIGN && !tu_case_failed; how++) {
+        double_free_case(how, 48, true);
+        double_free_case(how, 3000, true);
+    }
+    if (!tu_case_failed)
+        double_free_case(DF_MALLOC, MiB, true);
+}
+
+/* The parent itself is unharmed by all of the above. */
+static void test_parent_still_fine(void)
+{
+    void *p = xmalloc(64);
+    REQUIRE(p != NULL, "");
+    memset(p, 1, 64);
+    xfree(p);
+}
+
+/* ---- foreign pointers (glibc's malloc) ---------------------------- */
+
+static tu_glibc_api g;
+
+static void foreign_free_child(void *a)
+{
+    (void)a;
+    static const size_t sizes[] = {1, 24, 100, 1000, 5000, 70000, 200000, 4 * MiB};
+    for (int round = 0; round < 3; round++)
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            void *p = g.malloc(n);
+            if (!p)
+                _exit(70);
+            memset(p, 0x22, n);
+            xfree(p);
+            p = g.calloc(1, n);
+            if (!p)
+                _exit(70);
+            xfree(p);
+            p = g.memalign(4096, n);
+            if (!p)
+                _exit(70);
+            xfree(p);
+            if (g.posix_memalign(&p, 64, n) != 0)
+                _exit(70);
+            mmpool_free(p);             /* the mmpool_ name too */
+        }
+    _exit(0);
+}
+
+static void foreign_realloc_child(void *a)
+{
+    (void)a;
+    static const size_t sizes[] = {10, 100, 3000, 70000, 2 * MiB};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t n = sizes[i];
+        void *p = g.malloc(n);
+        if (!p)
+            _exit(70);
+        tu_fill(p, n, n);
+        void *q = xrealloc(p, n * 3);        /* grow */
+        if (!q || tu_check(q, n, n) != (size_t)-1)
+            _exit(71);
+        q = xrealloc(q, n / 2 + 1);          /* shrink (now maybe ours) */
+        if (!q || tu_check(q, n / 2 + 1, n) != (size_t)-1)
+            _exit(72);
+        xfree(q);
+        p = g.malloc(n);
+        if (!p)
+            _exit(70);
+        tu_fill(p, n, n);
+        q = xrealloc(p, n / 3 + 1);          /* shrink a foreign block */
+        if (!q || tu_check(q, n / 3 + 1, n) != (size_t)-1)
+            _exit(73);
+        xfree(q);
+        p = g.malloc(n);
+        if (!p)
+            _exit(70);
+        errno = 0;
+        q = xrealloc(p, SIZE_MAX);           /* failing realloc of a foreign block */
+        if (q || errno != ENOMEM)
+            _exit(74);
+        tu_fill(p, n, 1);
+        xfree(p);
+        p = g.malloc(n);
+        if (!p)
+            _exit(70);
+        if (xrealloc(p, 0) != NULL)          /* realloc(foreign, 0) frees */
+            _exit(75);
+    }
+    _exit(0);
+}
+
+static void foreign_usable_child(void *a)
+{
+    (void)a;
+    static const size_t sizes[] = {1, 100, 5000, 300000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = g.malloc(sizes[i]);
+        if (!p)
+            _exit(70);
+        size_t u = xusable(p);
+        if (u < sizes[i])
+            _exit(76);
+        memset(p, 0x5f, u);                 /* writing up to it is safe */
+        xfree(p);
+    }
+    _exit(0);
+}
+
+static void *foreign_thread(void *p)
+{
+    xfree(p);
+    return NULL;
+}
+
+static void foreign_thread_child(void *a)
+{
+    (void)a;
+    for (int i = 0; i < 50; i++) {
+        void *p = g.malloc((size_t)(i * 97 + 1));
+        if (!p)
+            _exit(70);
+        pthread_t t;
+        if (pthread_create(&t, NULL, foreign_thread, p) != 0)
+            _exit(77);
+        pthread_join(t, NULL);
+    }
+    _exit(0);
+}
+
+static const char *foreign_error(int code)
+{
+    switch (code) {
+    case 70: return "glibc allocation failed";
+    case 71: return "growing realloc of a glibc block lost contents";
+    case 72: return "shrinking realloc after growth lost contents";
+    case 73: return "shrinking realloc of a glibc block lost contents";
+    case 74: return "realloc(glibc block, SIZE_MAX) did not fail with ENOMEM";
+    case 75: return "realloc(glibc block, 0) did not return NULL";
+    case 76: return "malloc_usable_size(glibc block) understates";
+    case 77: return "pthread_create";
+    default: return "?";
+    }
+}
+
+static void foreign_case(void (*fn)(void *), const char *what)
+{
+    if (!g.malloc && !tu_glibc(&g)) {
+        FAILF("glibc's malloc not found through libc.so.6");
+        return;
+    }
+    tu_child_result r;
+    if (!tu_run_child(fn, NULL, 30, &r)) {
+        FAILF("fork");
+        return;
+    }
+    if (r.signaled)
+        FAILF("%s: child killed by signal %d; stderr: \"%.300s\"", what, r.sig, r.err);
+    else if (r.exit_code != 0)
+        FAILF("%s: %s (exit %d); stderr: \"%.300s\"", what, foreign_error(r.exit_code),
+              r.exit_code, r.err);
+}
+
+static void test_foreign_free(void) { foreign_case(foreign_free_child, "free(glibc block)"); }
+static void test_foreign_realloc(void) { foreign_case(foreign_realloc_child, "realloc(glibc block)"); }
+static void test_foreign_usable_size(void)
+{
+    foreign_case(foreign_usable_child, "malloc_usable_size(glibc block)");
+}
+static void test_foreign_free_other_thread(void)
+{
+    foreign_case(foreign_thread_child, "free(glibc block) in another thread");
+}
+
+int main(int argc, char **argv)
+{
+    tu_init(argc, argv);
+    RUN(double_free_small_aborts);
+    RUN(double_free_medium_aborts);
+    RUN(double_free_large_aborts);
+    RUN(double_free_other_entry_points_abort);
+    RUN(double_free_message_names_block);
+    RUN(parent_still_fine);
+    RUN(foreign_free);
+    RUN(foreign_realloc);
+    RUN(foreign_usable_size);
+    RUN(foreign_free_other_thread);
+    return tu_finish();
+}

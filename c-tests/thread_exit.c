@@ -1,0 +1,330 @@
+/* c-tests/thread_exit.c -- allocation at and after thread exit.
+ *
+ * key_destructor_allocates: pthread keys created by the program after the
+ *   pool initialised run their destructors after the pool's own thread
+ *   exit hook (keys are destroyed in index order); those destructors
+ *   free, malloc and re-arm themselves (several destructor rounds).
+ * many_keys: more than 32 keys (pthread_setspecific then calls calloc
+ *   for its second-level array) with destructors that free.
+ * detached_threads: detached threads allocate and exit while the main
+ *   thread keeps allocating.
+ * pthread_exit_nested: pthread_exit from deep inside with live blocks.
+ * atexit_and_destructor: an atexit handler and a destructor function free
+ *   blocks of exited threads and allocate (checked through the exit
+ *   status of a child). */
+#include "testutil.h"
+
+enum { NKEYS = 40 };
+
+static pthread_key_t late_key;
+static pthread_key_t keys[NKEYS];
+static pthread_mutex_t leftover_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *leftover[4096];
+static int nleftover;
+static volatile int dtor_calls, dtor_errors;
+
+static void keep_for_main(void *p)
+{
+    pthread_mutex_lock(&leftover_lock);
+    if (nleftover < 4096)
+        leftover[nleftover++] = p;
+    else
+        xfree(p);
+    pthread_mutex_unlock(&leftover_lock);
+}
+
+typedef struct {
+    int round;
+    char payload[100];
+} armed;
+
+static void late_dtor(void *v)
+{
+    armed *a = v;
+    __atomic_add_fetch(&dtor_calls, 1, __ATOMIC_RELAXED);
+    if (tu_check(a->payload, sizeof a->payload, (uint64_t)a->round) != (size_t)-1)
+        __atomic_add_fetch(&dtor_errors, 1, __ATOMIC_RELAXED);
+    int round = a->round;
+    xfree(a);
+    /* allocate after the pool's own exit hook may have run */
+    for (int i = 0; i < 20; i++) {
+        void *p = xmalloc((size_t)(i * 50 + 1));
+        if (!p) {
+            __atomic_add_fetch(&dtor_errors, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        memset(p, i, (size_t)(i * 50 + 1));
+        if (i % 5 == 0)
+            keep_for_main(p);
+        else
+            xfree(p);
+    }
+    if (round < 2) {             /* re-arm: the destructor runs again */
+        armed *b = xmalloc(sizeof *b);
+        if (!b) {
+            __atomic_add_fetch(&dtor_errors, 1, __ATOMIC_RELAXED);
+            return;
+        }
+        b->round = round + 1;
+        tu_fill(b->payload, sizeof b->payload, (uint64_t)b->round);
+        pthread_setspecific(late_key, b);
+    }
+}
+
+static void *late_thread(void *arg)
+{
+    (void)arg;
+    void *v[32];
+    for (int i = 0; i < 32; i++)
+        v[i] = xmalloc((size_t)(i * 16 + 8));
+    armed *a = xmalloc(sizeof *a);
+    if (!a)
+        return (void *)1;
+    a->round = 0;
+    tu_fill(a->payload, sizeof a->payload, 0);
+    pthread_setspecific(late_key, a);
+    for (int i = 0; i < 32; i += 2)
+        xfree(v[i]);
+    for (int i = 1; i < 32; i += 2)
+        keep_for_main(v[i]);
+    return NULL;
+}
+
+static void free_leftovers(void)
+{
+    pthread_mutex_lock(&leftover_lock);
+    for (int i = 0; i < nleftover; i++)
+        xfree(leftover[i]);
+    nleftover = 0;
+    pthread_mutex_unlock(&leftover_lock);
+}
+
+static void test_key_destructor_allocates(void)
+{
+    /* make sure the pool is initialised before the key is created */
+    xfree(xmalloc(1));
+    REQUIRE(pthread_key_create(&late_key, late_dtor) == 0, "pthread_key_create");
+    dtor_calls = 0;
+    dtor_errors = 0;
+    int n = tu_full ? 500 : 100;
+    for (int i = 0; i < n; i++) {
+        pthread_t t;
+        void *ret = NULL;
+        REQUIRE(pthread_create(&t, NULL, late_thread, NULL) == 0, "");
+        pthread_join(t, &ret);
+        CHECK(ret == NULL, "thread allocation failed");
+        free_leftovers();
+    }
+    CHECK(dtor_errors == 0, "%d errors in key destructors", dtor_errors);
+    CHECK(dtor_calls == 3 * n, "%d destructor calls, want %d", dtor_calls, 3 * n);
+    pthread_key_delete(late_key);
+}
+
+static void many_dtor(void *v)
+{
+    size_t k;
+    memcpy(&k, v, sizeof k);
+    if (k >= NKEYS)
+        __atomic_add_fetch(&dtor_errors, 1, __ATOMIC_RELAXED);
+    xfree(v);
+    __atomic_add_fetch(&dtor_calls, 1, __ATOMIC_RELAXED);
+}
+
+static void *many_thread(void *arg)
+{
+    (void)arg;
+    for (size_t k = 0; k < NKEYS; k++) {
+        void *v = xmalloc(24 + k);
+        if (!v)
+            return (void *)1;
+        memcpy(v, &k, sizeof k);
+        if (pthread_setspecific(keys[k], v) != 0)
+            return (void *)2;
+    }
+    return NULL;
+}
+
+static void test_many_keys(void)
+{
+    for (int k = 0; k < NKEYS; k++)
+        REQUIRE(pthread_key_create(&keys[k], many_dtor) == 0, "pthread_key_create #%d", k);
+    dtor_calls = 0;
+    dtor_errors = 0;
+    int n = tu_full ? 1000 : 200;
+    for (int i = 0; i < n; i++) {
+        pthread_t t;
+        void *ret = NULL;
+        REQUIRE(pthread_create(&t, NULL, many_thread, NULL) == 0, "");
+        pthread_join(t, &ret);
+        CHECK(ret == NULL, "thread: %s", ret == (void *)1 ? "malloc" : "setspecific");
+    }
+    CHECK(dtor_errors == 0 && dtor_calls == n * NKEYS, "%d destructor calls (want %d), "
+          "%d errors", dtor_calls, n * NKEYS, dtor_errors);
+    for (int k = 0; k < NKEYS; k++)
+        pthread_key_delete(keys[k]);
+}
+
+static volatile int detached_left;
+
+static void *detached_thread(void *arg)
+{
+    uintptr_t id = (uintptr_t)arg;
+    void *v[64];
+    for (int i = 0; i < 64; i++) {
+        v[i] = xmalloc((size_t)((i * 13 + (int)id) % 2000 + 1));
+        if (v[i])
+            memset(v[i], 1, (size_t)((i * 13 + (int)id) % 2000 + 1));
+    }
+    for (int i = 0; i < 64; i++)
+        if (i % 4)
+            xfree(v[i]);
+        else if (v[i])
+            keep_for_main(v[i]);
+    __atomic_sub_fetch(&detached_left, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_detached_threads(void)
+{
+    int n = tu_full ? 5000 : 500;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    detached_left = n;
+    void *mine[256] = {0};
+    for (int i = 0; i < n; i++) {
+        pthread_t t;
+        int rc;
+        while ((rc = pthread_create(&t, &attr, detached_thread, (void *)(uintptr_t)i)) ==
+               EAGAIN)
+            sched_yield();
+        REQUIRE(rc == 0, "pthread_create: %s", strerror(rc));
+        int j = i % 256;
+        xfree(mine[j]);
+        mine[j] = xmalloc((size_t)(i % 500 + 1));
+        if (i % 64 == 0)
+            free_leftovers();
+    }
+    double t0 = tu_now();
+    while (__atomic_load_n(&detached_left, __ATOMIC_ACQUIRE) > 0 && tu_now() - t0 < 60)
+        usleep(1000);
+    CHECK(detached_left == 0, "%d detached threads did not finish", detached_left);
+    usleep(20000);          /* let the last ones run their exit hooks */
+    free_leftovers();
+    for (int j = 0; j < 256; j++)
+        xfree(mine[j]);
+    pthread_attr_destroy(&attr);
+}
+
+static void nested_exit(int depth, void **keep)
+{
+    if (depth > 15)
+        return;
+    void *p = xmalloc((size_t)depth * 100 + 1);
+    if (p)
+        memset(p, depth, (size_t)depth * 100 + 1);
+    keep[depth] = p;
+    if (depth == 15)
+        pthread_exit(NULL);
+    else
+        nested_exit(depth + 1, keep);
+}
+
+static void *exit_thread(void *arg)
+{
+    nested_exit(0, arg);
+    return (void *)1;
+}
+
+static void test_pthread_exit_nested(void)
+{
+    for (int i = 0; i < 100; i++) {
+        void *keep[16] = {0};
+        pthread_t t;
+        void *ret = (void *)2;
+        REQUIRE(pthread_create(&t, NULL, exit_thread, keep) == 0, "");
+        pthread_join(t, &ret);
+        CHECK(ret == NULL, "pthread_exit value");
+        for (int d = 0; d < 16; d++) {
+            CHECK(keep[d] != NULL, "malloc before pthread_exit");
+            xfree(keep[d]);
+        }
+    }
+}
+
+/* ---- atexit / destructor, in a child so the exit status tells ---- */
+
+static void *ae_blocks[64];
+
+static void *ae_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 64; i++) {
+        ae_blocks[i] = xmalloc((size_t)(i * 30 + 1));
+        if (ae_blocks[i])
+            tu_fill(ae_blocks[i], (size_t)(i * 30 + 1), (uint64_t)i);
+    }
+    return NULL;
+}
+
+static void ae_handler(void)
+{
+    for (int i = 0; i < 64; i++) {
+        if (!ae_blocks[i] ||
+            tu_check(ae_blocks[i], (size_t)(i * 30 + 1), (uint64_t)i) != (size_t)-1)
+            _exit(40);
+        xfree(ae_blocks[i]);
+    }
+    for (int i = 0; i < 100; i++) {
+        void *p = xmalloc((size_t)i * 77 + 5);
+        if (!p)
+            _exit(41);
+        xfree(p);
+    }
+    /* leave one allocated on purpose */
+    if (!xmalloc(33))
+        _exit(42);
+}
+
+static void atexit_child(void *arg)
+{
+    (void)arg;
+    pthread_t t;
+    if (pthread_create(&t, NULL, ae_thread, NULL) != 0)
+        _exit(43);
+    pthread_join(t, NULL);
+    atexit(ae_handler);
+    exit(0);                      /* runs ae_handler, then destructors */
+}
+
+__attribute__((destructor)) static void late_destructor(void)
+{
+    void *p = xmalloc(1000);
+    if (p) {
+        memset(p, 9, 1000);
+        xfree(p);
+    }
+    p = xcalloc(10, 10);
+    xfree(p);
+}
+
+static void test_atexit_and_destructor(void)
+{
+    tu_child_result r;
+    REQUIRE(tu_run_child(atexit_child, NULL, 20, &r), "fork");
+    CHECK(!r.signaled, "child killed by signal %d at exit; stderr \"%.200s\"", r.sig, r.err);
+    CHECK(r.signaled || r.exit_code == 0, "exit status %d (40: corrupted, 41/42: malloc "
+          "failed in atexit)", r.exit_code);
+}
+
+int main(int argc, char **argv)
+{
+    tu_init(argc, argv);
+    RUN(key_destructor_allocates);
+    RUN(many_keys);
+    RUN(detached_threads);
+    RUN(pthread_exit_nested);
+    RUN(atexit_and_destructor);
+    free_leftovers();
+    return tu_finish();
+}

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# scripts/run-c-tests.sh -- build and run the C/C++ tests in c-tests/.
+#
+#   scripts/run-c-tests.sh [--smoke|--full] [test...]
+#
+#   --smoke   (default) CI sized: the whole run takes well under 2 minutes
+#             on 2 cores
+#   --full    bigger loops, more threads, more forks (minutes)
+#   test...   run only these tests (names as listed below)
+#
+# Every test is compiled with -Wall -Wextra -Werror (a warning fails it),
+# linked against libmmpool and run with LD_PRELOAD=libmmpool.so under a
+# 300 s timeout.  thread_churn also runs on plain glibc (built without
+# libmmpool, no LD_PRELOAD) and the two peak RSS figures are printed side
+# by side.  dlopen is built without libmmpool and loads it with dlopen().
+#
+# Environment:
+#   MMPOOL_LIB   the library to test (default target/release/libmmpool.so;
+#                build it with `make lib`)
+#   CC, CXX      compilers (default gcc, g++)
+#
+# Output: one line per test (`PASS name (1.2s)` / `FAIL name`), the failing
+# cases of a failed test, and last `c-tests: N passed, M failed`.  Full
+# logs are in target/c/<test>.log.  Exit status 1 when anything failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+MODE=--smoke
+ONLY=()
+for arg in "$@"; do
+    case "$arg" in
+        --smoke | --full) MODE=$arg ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+            exit 0
+            ;;
+        -*)
+            echo "unknown option: $arg" >&2
+            exit 2
+            ;;
+        *) ONLY+=("$arg") ;;
+    esac
+done
+
+CC=${CC:-gcc}
+CXX=${CXX:-g++}
+LIB=${MMPOOL_LIB:-$ROOT/target/release/libmmpool.so}
+case "$LIB" in /*) ;; *) LIB=$ROOT/$LIB ;; esac
+LIBDIR=$(dirname "$LIB")
+BUILD=$ROOT/target/c
+CFLAGS=(-O2 -g -Wall -Wextra -Werror -pthread -Iinclude)
+LINK_POOL=(-L"$LIBDIR" -lmmpool -Wl,-rpath,"$LIBDIR" -ldl)
+TIMEOUT=300
+
+# name  kind: pool (linked, LD_PRELOAD) | churn (pool + glibc run) |
+#             dlopen (not linked, no preload) | cxx (C++, pool)
+# Files in c-tests/ not listed here (but demo.c) are added after these
+# (see below).
+TESTS=(
+    "api pool"
+    "owns pool"
+    "errors pool"
+    "first_call_in_thread pool"
+    "thread_exit pool"
+    "random_ops pool"
+    "stress pool"
+    "fork pool"
+    "thread_churn churn"
+    "rss_return pool"
+    "dlopen dlopen"
+    "cxx cxx"
+)
+
+# Any other c-tests/*.c / *.cpp (but demo.c) is a pool test too, run
+# with --smoke/--full like the ones above, except *_prog.c: helper
+# programs that other tests drive; those are only built (target/c/NAME),
+# before any test runs.
+HELPERS=()
+known=" demo "
+for entry in "${TESTS[@]}"; do
+    known+="${entry%% *} "
+done
+for src in c-tests/*.c c-tests/*.cpp; do
+    [[ -f $src ]] || continue
+    base=${src##*/}
+    name=${base%.*}
+    [[ $known == *" $name "* ]] && continue
+    kind=pool
+    [[ $src == *.cpp ]] && kind=cxx
+    if [[ $name == *_prog ]]; then
+        HELPERS+=("$name $kind")
+    else
+        TESTS+=("$name $kind")
+        known+="$name "
+    fi
+done
+
+for o in ${ONLY[@]+"${ONLY[@]}"}; do
+    if [[ $known != *" $o "* || $o == demo ]]; then
+        echo "run-c-tests: no test named '$o' (known:$known)" >&2
+        exit 2
+    fi
+done
+
+mkdir -p "$BUILD"
+ulimit -c 0 2>/dev/null || true
+
+if [[ ! -f $LIB ]]; then
+    echo "run-c-tests: $LIB not found; build it with 'make lib' (or set MMPOOL_LIB)" >&2
+    echo "c-tests: 0 passed, 1 failed"
+    exit 1
+fi
+
+passed=0
+failed=0
+churn_pool=""
+churn_glibc=""
+
+selected() {
+    local name=$1
+    [[ ${#ONLY[@]} -eq 0 ]] && return 0
+    local o
+    for o in "${ONLY[@]}"; do
+        [[ $o == "$name" ]] && return 0
+    done
+    return 1
+}
+
+# build NAME KIND -> 0 on success; compiler output in $BUILD/NAME.build.log
+build() {
+    local name=$1 kind=$2 log=$BUILD/$1.build.log
+    : >"$log"
+    case "$kind" in
+        pool)
+            "$CC" "${CFLAGS[@]}" "c-tests/$name.c" -o "$BUILD/$name" "${LINK_POOL[@]}" \
+                >>"$log" 2>&1
+            ;;
+        churn)
+            "$CC" "${CFLAGS[@]}" "c-tests/$name.c" -o "$BUILD/$name" "${LINK_POOL[@]}" \
+                >>"$log" 2>&1 &&
+                "$CC" "${CFLAGS[@]}" "c-tests/$name.c" -o "$BUILD/$name.glibc" -ldl \
+                    >>"$log" 2>&1
+            ;;
+        dlopen)
+            "$CC" "${CFLAGS[@]}" "c-tests/$name.c" -o "$BUILD/$name" -ldl >>"$log" 2>&1
+            ;;
+        cxx)
+            "$CXX" "${CFLAGS[@]}" "c-tests/$name.cpp" -o "$BUILD/$name" "${LINK_POOL[@]}" \
+                >>"$log" 2>&1
+            ;;
+    esac
+}
+
+# run LOG CMD... -> exit status of CMD (under timeout), seconds in $elapsed
+run() {
+    local log=$1
+    shift
+    local t0 t1 rc=0
+    t0=$(date +%s.%N)
+    timeout "$TIMEOUT" "$@" >"$log" 2>&1 || rc=$?
+    t1=$(date +%s.%N)
+    elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    return "$rc"
+}
+
+report_failure() {
+    local log=$1 rc=$2
+    if [[ $rc -eq 124 ]]; then
+        echo "    timed out after ${TIMEOUT}s"
+    elif [[ $rc -gt 128 ]]; then
+        echo "    killed by signal $((rc - 128))"
+    fi
+    # the failing cases, else the tail of the log
+    if grep -q '^FAIL ' "$log"; then
+        grep '^FAIL ' "$log" | sed 's/^/    /'
+    else
+        tail -n 15 "$log" | sed 's/^/    /'
+    fi
+    echo "    (log: ${log#"$ROOT"/})"
+}
+
+for entry in ${HELPERS[@]+"${HELPERS[@]}"}; do
+    read -r name kind <<<"$entry"
+    if ! build "$name" "$kind"; then
+        echo "FAIL $name (build of a helper program)"
+        sed 's/^/    /' "$BUILD/$name.build.log" | head -n 40
+        failed=$((failed + 1))
+    fi
+done
+
+for entry in "${TESTS[@]}"; do
+    read -r name kind <<<"$entry"
+    selected "$name" || continue
+    if ! build "$name" "$kind"; then
+        echo "FAIL $name (build)"
+        sed 's/^/    /' "$BUILD/$name.build.log" | head -n 40
+        failed=$((failed + 1))
+        continue
+    fi
+    log=$BUILD/$name.log
+    rc=0
+    case "$kind" in
+        dlopen)
+            run "$log" env MMPOOL_LIB="$LIB" "$BUILD/$name" "$MODE" || rc=$?
+            ;;
+        *)
+            run "$log" env LD_PRELOAD="$LIB" "$BUILD/$name" "$MODE" || rc=$?
+            ;;
+    esac
+    if [[ $rc -eq 0 ]]; then
+        echo "PASS $name (${elapsed}s)"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name"
+        echo "    after ${elapsed}s, exit status $rc"
+        report_failure "$log" "$rc"
+        failed=$((failed + 1))
+    fi
+    if [[ $kind == churn ]]; then
+        churn_pool=$(sed -n 's/^thread_churn peak_rss_kib=\([0-9]*\).*/\1/p' "$log" | tail -n 1)
+        grc=0
+        run "$BUILD/$name.glibc.log" "$BUILD/$name.glibc" "$MODE" || grc=$?
+        churn_glibc=$(sed -n 's/^thread_churn peak_rss_kib=\([0-9]*\).*/\1/p' \
+            "$BUILD/$name.glibc.log" | tail -n 1)
+        [[ $grc -eq 0 ]] || echo "    note: the glibc run of thread_churn failed too (exit $grc)"
+        echo "    thread_churn peak RSS: mmpool ${churn_pool:-?} KiB, glibc ${churn_glibc:-?} KiB"
+    fi
+done
+
+echo "c-tests: $passed passed, $failed failed"
+[[ $failed -eq 0 ]]
