@@ -189,7 +189,7 @@ pub struct mmpool_arena_stats_t {
 
 fn arena_of(a: *const mmpool_arena_t) -> Option<*mut crate::arena::ArenaCore> {
     let core = a as *mut crate::arena::ArenaCore;
-    crate::arena::is_arena(core).then_some(core)
+    crate::arena::is_arena(core as usize).then_some(core)
 }
 
 fn einval<T>() -> *mut T {
