@@ -201,13 +201,11 @@ pub unsafe fn create_child(parent: *mut ArenaCore, block_size: usize) -> *mut Ar
 /// header of a live pool block, and carry the magic. Never reads outside
 /// the pool block around `a`, so NULL, garbage, destroyed arenas and
 /// pointers into other blocks are answered, not crashed on.
-pub fn is_arena(a: *const ArenaCore) -> bool {
-    match libc_api::block_bounds(a as usize) {
-        Some((start, end))
-            if a as usize == start + BLOCK_HDR && start + BLOCK_HDR + CORE_SIZE <= end =>
-        {
+pub fn is_arena(a: usize) -> bool {
+    match libc_api::block_bounds(a) {
+        Some((start, end)) if a == start + BLOCK_HDR && start + BLOCK_HDR + CORE_SIZE <= end => {
             // SAFETY: the core lies inside a live block of the pool.
-            unsafe { (*a).magic == ARENA_MAGIC }
+            unsafe { (*(a as *const ArenaCore)).magic == ARENA_MAGIC }
         }
         _ => false,
     }
