@@ -101,6 +101,7 @@ pub struct ArenaStats {
 #[repr(C)]
 pub struct ArenaCore {
     magic: u64,
+    self_ptr: usize,
     first: *mut BlockHeader,
     current: *mut BlockHeader,
     last: *mut BlockHeader,
@@ -152,6 +153,7 @@ pub fn create(block_size: usize) -> *mut ArenaCore {
         });
         a.write(ArenaCore {
             magic: ARENA_MAGIC,
+            self_ptr: a as usize,
             first: b,
             current: b,
             last: b,
@@ -197,15 +199,22 @@ pub unsafe fn create_child(parent: *mut ArenaCore, block_size: usize) -> *mut Ar
     c
 }
 
-/// Is `a` a live arena? It must sit where arenas sit, right after the
-/// header of a live pool block, and carry the magic. Never reads outside
-/// the pool block around `a`, so NULL, garbage, destroyed arenas and
-/// pointers into other blocks are answered, not crashed on.
+/// Is `a` a live arena? Its core must lie inside a span of the pool
+/// (never read outside one), carry the magic, and point to itself (a copy
+/// of a core elsewhere does not). NULL, garbage, destroyed arenas and
+/// pointers into other blocks are answered, not crashed on. Cheap: one
+/// page-map lookup, no division (it runs on every arena call).
 pub fn is_arena(a: usize) -> bool {
-    match libc_api::block_bounds(a) {
-        Some((start, end)) if a == start + BLOCK_HDR && start + BLOCK_HDR + CORE_SIZE <= end => {
-            // SAFETY: the core lies inside a live block of the pool.
-            unsafe { (*(a as *const ArenaCore)).magic == ARENA_MAGIC }
+    if a % ARENA_ALIGN != 0 {
+        return false;
+    }
+    match libc_api::span_end(a) {
+        Some(end) if a.checked_add(CORE_SIZE).is_some_and(|e| e <= end) => {
+            // SAFETY: the core's bytes lie inside a mapped span of ours.
+            unsafe {
+                let core = a as *const ArenaCore;
+                (*core).magic == ARENA_MAGIC && (*core).self_ptr == a
+            }
         }
         _ => false,
     }
@@ -538,6 +547,7 @@ pub unsafe fn destroy(a: *mut ArenaCore) {
             (*parent).stats.children -= 1;
         }
         ar.magic = 0;
+        ar.self_ptr = 0;
         libc_api::free(ar.first.cast());
     }
 }

@@ -75,11 +75,16 @@ pub static MAPS: AtomicUsize = AtomicUsize::new(0);
 /// Large allocations served from the cache.
 pub static CACHE_HITS: AtomicUsize = AtomicUsize::new(0);
 
+/// Where the user pointer sits in the mapping. Up to a granule, at the
+/// alignment (the mapping is granule-aligned); beyond, one granule in, and
+/// the mapping is placed so that this point is aligned: the header stays
+/// in the granule before the block, and no address space is spent on the
+/// alignment.
 fn user_offset(align: usize) -> usize {
     if align <= LARGE_HEADER {
         LARGE_HEADER
     } else {
-        align
+        align.min(GRANULE)
     }
 }
 
@@ -101,13 +106,16 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         Some(n) if n <= isize::MAX as usize => n,
         _ => return (null_mut(), false),
     };
-    let map_align = align.max(GRANULE);
-    let (base, zeroed) = match take_cached(map_size, map_align) {
+    let (base, zeroed) = match take_cached(map_size, align, offset) {
         Some(b) => {
             CACHE_HITS.fetch_add(1, Ordering::Relaxed);
             (b, false)
         }
-        None => match OS.map(map_size, map_align) {
+        None => match if align <= GRANULE {
+            OS.map(map_size, GRANULE)
+        } else {
+            OS.map_offset_aligned(map_size, align, offset)
+        } {
             Some(p) => {
                 MAPS.fetch_add(1, Ordering::Relaxed);
                 (p.as_ptr() as usize, true)
@@ -213,10 +221,10 @@ fn expire(c: &mut Cache, now: u64) {
     }
 }
 
-/// A cached mapping of at least `map_size` bytes (and at most 1.5 times),
-/// aligned to `map_align`, taken out of the cache with its old page map
-/// entry cleared.
-fn take_cached(map_size: usize, map_align: usize) -> Option<usize> {
+/// A cached mapping of at least `map_size` bytes (and at most 1.5 times)
+/// whose point `offset` bytes in is aligned to `align`, taken out of the
+/// cache (surplus tail unmapped).
+fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
     let mut c = CACHE.lock();
     if c.len == 0 {
         return None;
@@ -226,7 +234,7 @@ fn take_cached(map_size: usize, map_align: usize) -> Option<usize> {
         let s = &c.slots[i];
         if s.map_size >= map_size
             && s.map_size - map_size <= map_size / 2
-            && s.base % map_align == 0
+            && (s.base + offset) % align == 0
             && best.is_none_or(|b| c.slots[b].map_size > s.map_size)
         {
             best = Some(i);

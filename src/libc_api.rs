@@ -377,6 +377,25 @@ pub fn block_bounds(p: usize) -> Option<(usize, usize)> {
     }
 }
 
+/// The end of the span of ours holding `p` (all of a span's bytes are
+/// mapped), or `None` when `p` is not in a live span.
+pub fn span_end(p: usize) -> Option<usize> {
+    let head = PAGEMAP.lookup(p);
+    if head.is_null() {
+        return None;
+    }
+    // SAFETY: non-null entries are live span headers.
+    unsafe {
+        match (*head).tag {
+            TAG_SLAB => {
+                Some(head as usize + (*head).granules as usize * crate::size_class::GRANULE)
+            }
+            TAG_LARGE => Some(head as usize + (*head.cast::<large::LargeBlock>()).map_size),
+            _ => None,
+        }
+    }
+}
+
 /// Did the pool hand out the block `p` points into?
 pub fn owns(p: *const u8) -> bool {
     block_bounds(p as usize).is_some()

@@ -186,6 +186,30 @@ unsafe impl PageSource for Os {
     }
 }
 
+impl Os {
+    /// Map `size` bytes (a multiple of [`PAGE`]) such that `start + offset`
+    /// is aligned to `align` (a power of two), with `start` itself
+    /// aligned to `offset`'s page. Only the `size` bytes stay mapped, so a
+    /// huge alignment costs address space only while mapping.
+    pub fn map_offset_aligned(
+        &self,
+        size: usize,
+        align: usize,
+        offset: usize,
+    ) -> Option<NonNull<u8>> {
+        debug_assert!(size % PAGE == 0 && offset % PAGE == 0 && align.is_power_of_two());
+        let saved = crate::diag::errno();
+        let total = size.checked_add(align)?;
+        let base = raw_map(total)?.as_ptr() as usize;
+        let start = ((base + offset + align - 1) & !(align - 1)) - offset;
+        let start = if start < base { start + align } else { start };
+        raw_unmap(base, start - base);
+        raw_unmap(start + size, base + total - (start + size));
+        crate::diag::set_errno(saved);
+        NonNull::new(start as *mut u8)
+    }
+}
+
 /// A heap-backed source for tests: memory from the Rust global allocator,
 /// so the core can be exercised without touching mmap. Whole ranges only.
 #[cfg(test)]

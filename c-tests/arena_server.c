@@ -1,0 +1,1150 @@
+/* c-tests/arena_server.c -- "one pool per connection": a real loopback
+ * server whose connections each live in their own mmpool arena.
+ *
+ * The server: a single-threaded epoll loop on 127.0.0.1 (port 0, read
+ * back with getsockname).  Each accepted connection gets an arena
+ * (mmpool_arena_create) holding its state and its read buffer, plus a
+ * cleanup handler that closes the socket and counts the close; each
+ * request gets a child arena (mmpool_arena_create_child) for the parsed
+ * request (copies made with nalloc, a header list, a calloc'ed parse
+ * state, a memalign'ed checksum state) and the reply (a body buffer that
+ * grows; outgrown buffers that were large allocations are released at
+ * once with mmpool_arena_free), destroyed when the reply is written.
+ * Closing a connection is one mmpool_arena_destroy.
+ *
+ * Protocol (HTTP/1.1-ish, keep-alive, pipelining allowed):
+ *   GET /echo/<n>/<payload> HTTP/1.1\r\n  headers...  \r\n\r\n
+ * replies with the payload repeated n times, its FNV-1a checksum and the
+ * request's X-Request-Id in the headers, `Connection: close` when asked;
+ * anything malformed gets a 400 and the connection is closed.
+ *
+ * The load generator: a second thread opening many concurrent
+ * connections (200 in --smoke), several requests on each (some
+ * pipelined, some with big headers that make the read buffer grow, some
+ * with big replies), checking every reply byte for byte, then closing.
+ *
+ * The server reports the memory of the pool (mmpool_arena_stats summed
+ * over the live arenas, and VmRSS) before, during (peak) and after the
+ * load, and checks that once every connection is closed no connection
+ * arena is left and the bytes held are back to the listener's own.
+ *
+ *   arena_server [--smoke|--full]     (--smoke: a few seconds)
+ *
+ * Output: `ok <case>` lines and report lines; `FAIL <case>: why` and exit
+ * status 1 on any failure.  A global alarm() bounds the run. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mmpool.h>
+
+/* ------------------------------------------------------------------ */
+/* Parameters                                                          */
+
+typedef struct {
+    int waves;      /* connect C, run R rounds, close; repeated */
+    int conns;      /* concurrent connections per wave */
+    int rounds;     /* requests per connection (some pipelined: +1) */
+    int max_n;      /* largest repeat count of a big reply */
+    int timeout_s;  /* alarm() */
+} params_t;
+
+static params_t P;
+
+#define CONN_BLOCK 4096   /* connection arena block: large above ~1 KiB */
+#define REQ_BLOCK 8192    /* request child arena block: large above ~2 KiB */
+#define RBUF_INIT 384     /* read buffer: 384, 768 (bumped), 1536.. (large) */
+#define RBUF_MAX (64 * 1024)
+#define BODY_INIT 200     /* reply body: 200..1600 bumped, 3200.. large */
+#define MAX_PAYLOAD 64
+#define MAX_REPEAT 4000
+
+/* ------------------------------------------------------------------ */
+/* Failure reporting                                                   */
+
+static volatile int g_failures;
+static pthread_mutex_t g_print_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(const char *name, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&g_print_lock);
+    printf("FAIL %s: %s\n", name, msg);
+    fflush(stdout);
+    g_failures++;
+    pthread_mutex_unlock(&g_print_lock);
+}
+
+static void ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void ok(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&g_print_lock);
+    printf("ok %s\n", msg);
+    fflush(stdout);
+    pthread_mutex_unlock(&g_print_lock);
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char m[] = "FAIL timeout: arena_server did not finish in time (alarm)\n";
+    ssize_t w = write(1, m, sizeof m - 1);
+    (void)w;
+    _exit(1);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long v = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            v = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* ================================================================== */
+/* The server                                                          */
+
+typedef struct conn conn_t;
+struct conn {
+    int fd;
+    mmpool_arena_t *arena;    /* the connection's arena (this struct lives in it) */
+    mmpool_arena_t *req;      /* the current request's child arena, or NULL */
+    char *rbuf;               /* read buffer (in `arena`) */
+    size_t rcap, rlen;
+    char *out;                /* pending reply (in `req`) */
+    size_t out_len, out_off;
+    bool close_after;         /* close once the pending reply is written */
+    bool want_out;            /* epoll interest is EPOLLOUT */
+    unsigned served;
+    conn_t *prev, *next;      /* live connections */
+};
+
+typedef struct {
+    mmpool_arena_t *arena;    /* the listener's own arena */
+    int lfd, epfd, wakefd;
+    uint16_t port;
+    conn_t *live;
+    size_t nlive;
+    /* counters */
+    uint64_t accepted, closed_by_cleanup, requests_done, replies, bad_requests;
+    uint64_t large_frees, bumped_declines, errors;
+    char first_error[256];
+} server_t;
+
+static server_t S;
+
+static void server_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void server_error(const char *fmt, ...)
+{
+    if (S.errors++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(S.first_error, sizeof S.first_error, fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* Memory of every live arena. */
+typedef struct {
+    size_t arenas;        /* live arenas (listener, connections, requests) */
+    size_t conn_arenas;
+    size_t held;          /* sum of bytes_held */
+    size_t requested;     /* sum of bytes_requested */
+    size_t large;         /* sum of large_blocks */
+} totals_t;
+
+static void add_stats(totals_t *t, const mmpool_arena_t *a)
+{
+    mmpool_arena_stats_t s;
+    mmpool_arena_stats(a, &s);
+    t->arenas++;
+    t->held += s.bytes_held;
+    t->requested += s.bytes_requested;
+    t->large += s.large_blocks;
+}
+
+static totals_t sample(void)
+{
+    totals_t t = { 0, 0, 0, 0, 0 };
+    add_stats(&t, S.arena);
+    for (conn_t *c = S.live; c; c = c->next) {
+        t.conn_arenas++;
+        add_stats(&t, c->arena);
+        if (c->req)
+            add_stats(&t, c->req);
+    }
+    return t;
+}
+
+/* Cleanup handler of a connection arena: runs at mmpool_arena_destroy. */
+static void conn_cleanup(void *data)
+{
+    conn_t *c = data;
+    close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        S.live = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    S.nlive--;
+    S.closed_by_cleanup++;
+}
+
+/* Cleanup handler of a request child arena. */
+static void request_cleanup(void *data)
+{
+    (void)data;
+    S.requests_done++;
+}
+
+/* Cleanup handler of the listener's arena. */
+static void listener_cleanup(void *data)
+{
+    int *fd = data;
+    close(*fd);
+    *fd = -1;
+}
+
+/* Release an outgrown buffer of `a` whose size was `size`: a large
+ * allocation must be accepted by mmpool_arena_free, a bumped one declined
+ * (it goes when its arena does). */
+static void release_buffer(mmpool_arena_t *a, void *p, size_t size, size_t block)
+{
+    int r = mmpool_arena_free(a, p);
+    if (r == 0)
+        S.large_frees++;
+    else
+        S.bumped_declines++;
+    if (size > block / 4 && r != 0)
+        server_error("mmpool_arena_free refused a large buffer of %zu bytes (block %zu)", size,
+                     block);
+    if (size + 64 <= block / 4 && r != -1)
+        server_error("mmpool_arena_free accepted a bumped buffer of %zu bytes (block %zu)", size,
+                     block);
+}
+
+static void conn_close(conn_t *c)
+{
+    /* destroys the request child too; conn_cleanup closes the socket */
+    mmpool_arena_destroy(c->arena);
+}
+
+static void set_interest(conn_t *c, bool out)
+{
+    if (c->want_out == out)
+        return;
+    struct epoll_event ev = { .events = out ? EPOLLOUT : EPOLLIN, .data.ptr = c };
+    if (epoll_ctl(S.epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+        server_error("epoll_ctl MOD: %s", strerror(errno));
+    c->want_out = out;
+}
+
+static void accept_all(void)
+{
+    for (;;) {
+        int fd = accept4(S.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                server_error("accept: %s", strerror(errno));
+            return;
+        }
+        mmpool_arena_t *a = mmpool_arena_create(CONN_BLOCK);
+        conn_t *c = a ? mmpool_arena_calloc(a, sizeof *c) : NULL;
+        char *rbuf = a ? mmpool_arena_nalloc(a, RBUF_INIT) : NULL;
+        if (!c || !rbuf) {
+            server_error("out of memory for a connection");
+            mmpool_arena_destroy(a);
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->arena = a;
+        c->rbuf = rbuf;
+        c->rcap = RBUF_INIT;
+        if (!mmpool_arena_cleanup_add(a, conn_cleanup, c)) {
+            server_error("cleanup_add failed");
+            mmpool_arena_destroy(a);
+            close(fd);
+            continue;
+        }
+        c->next = S.live;
+        if (S.live)
+            S.live->prev = c;
+        S.live = c;
+        S.nlive++;
+        S.accepted++;
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+        if (epoll_ctl(S.epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            server_error("epoll_ctl ADD: %s", strerror(errno));
+            conn_close(c);
+        }
+    }
+}
+
+/* --- request parsing (everything in the request's child arena) ------ */
+
+typedef struct header {
+    char *name;           /* lower-cased copy */
+    char *value;
+    struct header *next;
+} header_t;
+
+typedef struct {
+    char *method, *target, *version;
+    header_t *headers;
+    unsigned nheaders;
+} request_t;
+
+typedef struct {
+    uint64_t h;
+    size_t n;
+} __attribute__((aligned(64))) sum_state_t;
+
+static char *arena_strndup(mmpool_arena_t *a, const char *s, size_t n)
+{
+    char *d = mmpool_arena_nalloc(a, n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+static const char *find_header(const request_t *r, const char *lname)
+{
+    for (const header_t *h = r->headers; h; h = h->next)
+        if (strcmp(h->name, lname) == 0)
+            return h->value;
+    return NULL;
+}
+
+/* Parse the head [0, len) of a request (ends with \r\n\r\n). */
+static bool parse_request(mmpool_arena_t *a, const char *src, size_t len, request_t *r)
+{
+    char *head = arena_strndup(a, src, len); /* a private copy (nalloc) */
+    if (!head)
+        return false;
+    char *line_end = strstr(head, "\r\n");
+    if (!line_end)
+        return false;
+    *line_end = 0;
+    char *sp1 = strchr(head, ' ');
+    char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    if (!sp1 || !sp2)
+        return false;
+    r->method = arena_strndup(a, head, (size_t)(sp1 - head));
+    r->target = arena_strndup(a, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    r->version = arena_strndup(a, sp2 + 1, strlen(sp2 + 1));
+    if (!r->method || !r->target || !r->version)
+        return false;
+    header_t **tail = &r->headers;
+    char *p = line_end + 2;
+    while (*p && !(p[0] == '\r' && p[1] == '\n')) {
+        char *e = strstr(p, "\r\n");
+        char *colon = memchr(p, ':', e ? (size_t)(e - p) : 0);
+        if (!e || !colon)
+            return false;
+        header_t *h = mmpool_arena_alloc(a, sizeof *h);
+        if (!h)
+            return false;
+        h->name = arena_strndup(a, p, (size_t)(colon - p));
+        char *v = colon + 1;
+        while (*v == ' ')
+            v++;
+        h->value = arena_strndup(a, v, (size_t)(e - v));
+        if (!h->name || !h->value)
+            return false;
+        for (char *q = h->name; *q; q++)
+            if (*q >= 'A' && *q <= 'Z')
+                *q = (char)(*q - 'A' + 'a');
+        h->next = NULL;
+        *tail = h;
+        tail = &h->next;
+        r->nheaders++;
+        p = e + 2;
+    }
+    return true;
+}
+
+static bool payload_char(char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '.' || ch == '_' || ch == '~';
+}
+
+/* Build the reply for one request head into c->req; sets c->out. */
+static void build_reply(conn_t *c, const char *src, size_t len)
+{
+    mmpool_arena_t *a = c->req;
+    request_t *r = mmpool_arena_calloc(a, sizeof *r);
+    if (!r) {
+        server_error("calloc of the request failed");
+        return;
+    }
+    bool good = parse_request(a, src, len, r) && strcmp(r->method, "GET") == 0 &&
+                strcmp(r->version, "HTTP/1.1") == 0 && strncmp(r->target, "/echo/", 6) == 0;
+    unsigned long n = 0;
+    const char *payload = NULL;
+    size_t plen = 0;
+    if (good) {
+        char *end;
+        errno = 0;
+        n = strtoul(r->target + 6, &end, 10);
+        good = end != r->target + 6 && *end == '/' && errno == 0 && n >= 1 && n <= MAX_REPEAT;
+        if (good) {
+            payload = end + 1;
+            plen = strlen(payload);
+            good = plen >= 1 && plen <= MAX_PAYLOAD;
+            for (size_t i = 0; good && i < plen; i++)
+                good = payload_char(payload[i]);
+        }
+    }
+    if (!good) {
+        static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n"
+                                  "Connection: close\r\n\r\nbad request\n";
+        c->out = arena_strndup(a, bad, sizeof bad - 1);
+        c->out_len = sizeof bad - 1;
+        c->close_after = true;
+        S.bad_requests++;
+        if (!c->out)
+            server_error("out of memory for a 400");
+        return;
+    }
+    /* the body: a buffer that doubles; outgrown large ones are freed now */
+    size_t cap = BODY_INIT, blen = 0;
+    char *body = mmpool_arena_nalloc(a, cap);
+    sum_state_t *st = mmpool_arena_memalign(a, sizeof *st, 64);
+    if (!body || !st || ((uintptr_t)st & 63)) {
+        server_error("body/state allocation failed or misaligned");
+        return;
+    }
+    st->h = 0xcbf29ce484222325ull;
+    st->n = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        if (blen + plen > cap) {
+            size_t ncap = cap * 2;
+            while (ncap < blen + plen)
+                ncap *= 2;
+            char *nb = mmpool_arena_nalloc(a, ncap);
+            if (!nb) {
+                server_error("body growth to %zu failed", ncap);
+                return;
+            }
+            memcpy(nb, body, blen);
+            release_buffer(a, body, cap, REQ_BLOCK);
+            body = nb;
+            cap = ncap;
+        }
+        memcpy(body + blen, payload, plen);
+        for (size_t k = 0; k < plen; k++) {
+            st->h ^= (unsigned char)payload[k];
+            st->h *= 0x100000001b3ull;
+        }
+        blen += plen;
+        st->n++;
+    }
+    if (st->h != fnv1a(body, blen))
+        server_error("body checksum mismatch (arena memory changed under us)");
+    const char *id = find_header(r, "x-request-id");
+    const char *conn_hdr = find_header(r, "connection");
+    c->close_after = conn_hdr && strcasecmp(conn_hdr, "close") == 0;
+    char head[512];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                      "X-Request-Id: %s\r\nX-Checksum: %016" PRIx64 "\r\nX-Headers: %u\r\n"
+                      "Connection: %s\r\n\r\n",
+                      blen, id ? id : "-", st->h, r->nheaders,
+                      c->close_after ? "close" : "keep-alive");
+    if (hl < 0 || (size_t)hl >= sizeof head) {
+        server_error("reply head too long");
+        return;
+    }
+    char *out = mmpool_arena_nalloc(a, (size_t)hl + blen);
+    if (!out) {
+        server_error("reply allocation failed");
+        return;
+    }
+    memcpy(out, head, (size_t)hl);
+    memcpy(out + hl, body, blen);
+    release_buffer(a, body, cap, REQ_BLOCK);
+    c->out = out;
+    c->out_len = (size_t)hl + blen;
+}
+
+/* Write what is pending; true when the connection is still open. */
+static bool flush_out(conn_t *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (w > 0) {
+            c->out_off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_interest(c, true);
+            return true;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        server_error("send: %s", w < 0 ? strerror(errno) : "0");
+        conn_close(c);
+        return false;
+    }
+    /* reply complete: the request's arena goes */
+    mmpool_arena_destroy(c->req);
+    c->req = NULL;
+    c->out = NULL;
+    c->out_len = c->out_off = 0;
+    c->served++;
+    S.replies++;
+    if (c->close_after) {
+        conn_close(c);
+        return false;
+    }
+    set_interest(c, false);
+    return true;
+}
+
+/* Serve every complete request in the read buffer, one at a time. */
+static bool process(conn_t *c)
+{
+    while (!c->out) {
+        char *end = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+        if (!end)
+            return true;
+        size_t len = (size_t)(end - c->rbuf) + 4;
+        mmpool_arena_stats_t cs;
+        mmpool_arena_stats(c->arena, &cs);
+        if (cs.children != 0)
+            server_error("connection arena has %zu children between requests", cs.children);
+        c->req = mmpool_arena_create_child(c->arena, REQ_BLOCK);
+        if (!c->req) {
+            server_error("create_child failed");
+            conn_close(c);
+            return false;
+        }
+        if (!mmpool_arena_cleanup_add(c->req, request_cleanup, NULL))
+            server_error("cleanup_add on a request failed");
+        build_reply(c, c->rbuf, len);
+        memmove(c->rbuf, c->rbuf + len, c->rlen - len);
+        c->rlen -= len;
+        if (!c->out) {
+            conn_close(c);
+            return false;
+        }
+        if (!flush_out(c))
+            return false;
+    }
+    return true;
+}
+
+static void on_readable(conn_t *c)
+{
+    if (c->rlen == c->rcap) {
+        if (c->rcap >= RBUF_MAX) { /* a head that never ends */
+            server_error("request head over %d bytes", RBUF_MAX);
+            conn_close(c);
+            return;
+        }
+        char *nb = mmpool_arena_nalloc(c->arena, c->rcap * 2);
+        if (!nb) {
+            server_error("read buffer growth failed");
+            conn_close(c);
+            return;
+        }
+        memcpy(nb, c->rbuf, c->rlen);
+        release_buffer(c->arena, c->rbuf, c->rcap, CONN_BLOCK);
+        c->rbuf = nb;
+        c->rcap *= 2;
+    }
+    ssize_t r = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+    if (r > 0) {
+        c->rlen += (size_t)r;
+        process(c);
+    } else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        if (r < 0 && errno != ECONNRESET)
+            server_error("recv: %s", strerror(errno));
+        conn_close(c);
+    }
+}
+
+/* ================================================================== */
+/* The load generator (second thread; plain malloc, blocking sockets)  */
+
+typedef struct {
+    volatile int done;
+    uint64_t requests, bytes, bad_sent, closes_seen;
+    int errors;
+    char why[512];
+    /* memory figures taken by the server between waves, read by us */
+} client_t;
+
+static client_t C;
+
+static void client_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void client_error(const char *fmt, ...)
+{
+    if (C.errors++ == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(C.why, sizeof C.why, fmt, ap);
+        va_end(ap);
+    }
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+typedef struct {
+    char *req;           /* request bytes */
+    size_t req_len;
+    char *want;          /* the exact expected reply */
+    size_t want_len;
+    bool server_closes;  /* the reply is followed by EOF */
+} exchange_t;
+
+static void exchange_free(exchange_t *e)
+{
+    free(e->req);
+    free(e->want);
+    e->req = e->want = NULL;
+}
+
+/* Build request #k of connection `ci` in wave `w`, and its reply. */
+static void make_exchange(exchange_t *e, int w, int ci, int k, bool last, bool bad)
+{
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~";
+    uint64_t seed = mix64(((uint64_t)w << 40) ^ ((uint64_t)ci << 20) ^ (uint64_t)k);
+    uint64_t r1 = mix64(seed), r2 = mix64(seed + 1), r3 = mix64(seed + 2);
+    char payload[MAX_PAYLOAD + 1];
+    size_t plen = 1 + r1 % MAX_PAYLOAD;
+    for (size_t i = 0; i < plen; i++)
+        payload[i] = alphabet[mix64(seed + 10 + i) % (sizeof alphabet - 1)];
+    payload[plen] = 0;
+    unsigned n = (r2 % 16 == 0) ? 1 + (unsigned)(r2 >> 8) % (unsigned)P.max_n
+                                : 1 + (unsigned)(r2 >> 8) % 40;
+    size_t pad = (r3 % 8 == 0) ? 100 + (size_t)(r3 >> 8) % 6000 : 0;
+    bool close = last && (r3 >> 32) % 4 == 0;
+    char id[64];
+    snprintf(id, sizeof id, "w%d-c%d-r%d-%08" PRIx64, w, ci, k, seed & 0xffffffffu);
+
+    size_t cap = 512 + pad;
+    e->req = malloc(cap);
+    if (!e->req) {
+        client_error("malloc");
+        return;
+    }
+    int hl;
+    if (bad) {
+        static const char *bads[] = { "GET /echo/0/abc HTTP/1.1", "POST /echo/2/abc HTTP/1.1",
+                                      "GET /nope HTTP/1.1", "GET /echo/5/a%20b HTTP/1.1",
+                                      "GET /echo/99999/x HTTP/1.1", "GARBAGE" };
+        hl = snprintf(e->req, cap, "%s\r\nHost: 127.0.0.1\r\n\r\n",
+                      bads[(unsigned)(r1 >> 20) % (sizeof bads / sizeof bads[0])]);
+    } else {
+        hl = snprintf(e->req, cap,
+                      "GET /echo/%u/%s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-Id: %s\r\n"
+                      "User-Agent: arena_server-load/1.0\r\n%s",
+                      n, payload, id, close ? "Connection: close\r\n" : "");
+        if (pad) {
+            memcpy(e->req + hl, "X-Pad: ", 7);
+            hl += 7;
+            for (size_t i = 0; i < pad; i++)
+                e->req[hl++] = alphabet[i % 26];
+            memcpy(e->req + hl, "\r\n", 2);
+            hl += 2;
+        }
+        memcpy(e->req + hl, "\r\n", 2);
+        hl += 2;
+    }
+    e->req_len = (size_t)hl;
+
+    if (bad) {
+        static const char b[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n"
+                                "Connection: close\r\n\r\nbad request\n";
+        e->want = malloc(sizeof b);
+        if (e->want)
+            memcpy(e->want, b, sizeof b);
+        e->want_len = sizeof b - 1;
+        e->server_closes = true;
+        return;
+    }
+    size_t blen = plen * n;
+    char *body = malloc(blen + 1);
+    e->want = malloc(blen + 600);
+    if (!body || !e->want) {
+        client_error("malloc");
+        free(body);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        memcpy(body + (size_t)i * plen, payload, plen);
+    int nh = 3 + (pad ? 1 : 0) + (close ? 1 : 0);
+    int wl = snprintf(e->want, 600,
+                      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                      "X-Request-Id: %s\r\nX-Checksum: %016" PRIx64 "\r\nX-Headers: %d\r\n"
+                      "Connection: %s\r\n\r\n",
+                      blen, id, fnv1a(body, blen), nh, close ? "close" : "keep-alive");
+    memcpy(e->want + wl, body, blen);
+    free(body);
+    e->want_len = (size_t)wl + blen;
+    e->server_closes = close;
+}
+
+static bool send_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/* Read exactly e->want_len bytes and compare; then EOF if expected. */
+static bool read_check(int fd, const exchange_t *e, char *buf)
+{
+    size_t got = 0;
+    while (got < e->want_len) {
+        ssize_t r = recv(fd, buf + got, e->want_len - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            client_error("reply cut after %zu of %zu bytes (%s) for request '%.60s'", got,
+                         e->want_len, r < 0 ? strerror(errno) : "EOF", e->req);
+            return false;
+        }
+        got += (size_t)r;
+    }
+    if (memcmp(buf, e->want, e->want_len) != 0) {
+        size_t i = 0;
+        while (buf[i] == e->want[i])
+            i++;
+        client_error("reply differs at byte %zu of %zu for request '%.60s': got '%.40s' want "
+                     "'%.40s'",
+                     i, e->want_len, e->req, buf + i, e->want + i);
+        return false;
+    }
+    C.bytes += e->want_len;
+    if (e->server_closes) {
+        char x;
+        ssize_t r = recv(fd, &x, 1, 0);
+        if (r != 0) {
+            client_error("expected EOF after a closing reply, got %zd", r);
+            return false;
+        }
+        C.closes_seen++;
+    }
+    return true;
+}
+
+typedef struct {
+    int fd;
+    bool open;
+} cconn_t;
+
+/* Shared with the server loop: which wave the client is in, and whether
+ * it waits for the server to drop to zero connections. */
+static volatile int g_wave_waiting; /* wave number waiting for the drain, 0 = none */
+static volatile int g_wave_drained;
+
+static void *client_main(void *arg)
+{
+    (void)arg;
+    size_t maxrep = (size_t)P.max_n * MAX_PAYLOAD * 2 + 4096;
+    char *buf = malloc(maxrep);
+    cconn_t *cc = calloc((size_t)P.conns, sizeof *cc);
+    exchange_t *ex = calloc((size_t)P.conns * 2, sizeof *ex);
+    if (!buf || !cc || !ex) {
+        client_error("malloc");
+        goto out;
+    }
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(S.port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int w = 1; w <= P.waves && !C.errors; w++) {
+        /* connect all: P.conns connections open at once */
+        for (int i = 0; i < P.conns; i++) {
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0) {
+                client_error("socket: %s", strerror(errno));
+                goto out;
+            }
+            struct timeval tv = { .tv_sec = 20, .tv_usec = 0 };
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+                client_error("connect: %s", strerror(errno));
+                close(fd);
+                goto out;
+            }
+            cc[i] = (cconn_t){ fd, true };
+        }
+        for (int k = 0; k < P.rounds && !C.errors; k++) {
+            bool last = k == P.rounds - 1;
+            /* send: every open connection gets its request(s) first... */
+            for (int i = 0; i < P.conns; i++) {
+                if (!cc[i].open)
+                    continue;
+                bool bad = last && i % 50 == 7;
+                bool pipelined = !last && !bad && (i + k) % 5 == 0;
+                make_exchange(&ex[2 * i], w, i, 2 * k, last && !pipelined, bad);
+                if (pipelined)
+                    make_exchange(&ex[2 * i + 1], w, i, 2 * k + 1, false, false);
+                if (C.errors)
+                    goto out;
+                if (pipelined) { /* two requests in one write */
+                    size_t n = ex[2 * i].req_len + ex[2 * i + 1].req_len;
+                    char *two = malloc(n);
+                    if (!two) {
+                        client_error("malloc");
+                        goto out;
+                    }
+                    memcpy(two, ex[2 * i].req, ex[2 * i].req_len);
+                    memcpy(two + ex[2 * i].req_len, ex[2 * i + 1].req, ex[2 * i + 1].req_len);
+                    bool sent = send_all(cc[i].fd, two, n);
+                    free(two);
+                    if (!sent) {
+                        client_error("send: %s", strerror(errno));
+                        goto out;
+                    }
+                    C.requests += 2;
+                } else {
+                    if (!send_all(cc[i].fd, ex[2 * i].req, ex[2 * i].req_len)) {
+                        client_error("send: %s", strerror(errno));
+                        goto out;
+                    }
+                    C.requests++;
+                    C.bad_sent += bad;
+                }
+            }
+            /* ...then every reply is read and checked */
+            for (int i = 0; i < P.conns; i++) {
+                if (!cc[i].open)
+                    continue;
+                for (int j = 0; j < 2; j++) {
+                    exchange_t *e = &ex[2 * i + j];
+                    if (!e->req)
+                        continue;
+                    if (cc[i].open && !read_check(cc[i].fd, e, buf))
+                        goto out;
+                    if (e->server_closes) {
+                        close(cc[i].fd);
+                        cc[i].open = false;
+                    }
+                    exchange_free(e);
+                }
+            }
+        }
+        /* close the rest and let the server drain */
+        for (int i = 0; i < P.conns; i++)
+            if (cc[i].open) {
+                close(cc[i].fd);
+                cc[i].open = false;
+            }
+        g_wave_drained = 0;
+        __atomic_store_n(&g_wave_waiting, w, __ATOMIC_SEQ_CST);
+        double t0 = now_s();
+        while (!__atomic_load_n(&g_wave_drained, __ATOMIC_SEQ_CST)) {
+            if (now_s() - t0 > 20) {
+                client_error("wave %d: the server did not see every close within 20 s", w);
+                goto out;
+            }
+            usleep(1000);
+        }
+        __atomic_store_n(&g_wave_waiting, 0, __ATOMIC_SEQ_CST);
+    }
+out:
+    if (cc)
+        for (int i = 0; i < P.conns; i++)
+            if (cc[i].open)
+                close(cc[i].fd);
+    if (ex)
+        for (int i = 0; i < 2 * P.conns; i++)
+            exchange_free(&ex[i]);
+    free(buf);
+    free(cc);
+    free(ex);
+    __atomic_store_n(&C.done, 1, __ATOMIC_SEQ_CST);
+    uint64_t one = 1;
+    ssize_t wr = write(S.wakefd, &one, sizeof one);
+    (void)wr;
+    return NULL;
+}
+
+/* ================================================================== */
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    P = (params_t){ .waves = 3, .conns = 200, .rounds = 8, .max_n = 3000, .timeout_s = 60 };
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--full") == 0)
+            P = (params_t){ .waves = 10, .conns = 500, .rounds = 40, .max_n = MAX_REPEAT,
+                            .timeout_s = 600 };
+        else if (strcmp(argv[i], "--smoke") == 0)
+            ;
+        else {
+            fprintf(stderr, "usage: %s [--smoke|--full]\n", argv[0]);
+            return 2;
+        }
+    }
+    signal(SIGALRM, on_alarm);
+    signal(SIGPIPE, SIG_IGN);
+    alarm((unsigned)P.timeout_s);
+    double t_start = now_s();
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)(2 * P.conns + 64)) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    /* the listener and its own arena */
+    S.arena = mmpool_arena_create(0);
+    int *lfd_slot = S.arena ? mmpool_arena_alloc(S.arena, sizeof *lfd_slot) : NULL;
+    if (!lfd_slot) {
+        fail("listen", "cannot create the listener's arena");
+        return 1;
+    }
+    S.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    *lfd_slot = S.lfd;
+    int one = 1;
+    setsockopt(S.lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK); /* 127.0.0.1 only */
+    socklen_t sl = sizeof sa;
+    if (S.lfd < 0 || bind(S.lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(S.lfd, 1024) != 0 || getsockname(S.lfd, (struct sockaddr *)&sa, &sl) != 0) {
+        fail("listen", "socket/bind/listen on 127.0.0.1:0: %s", strerror(errno));
+        return 1;
+    }
+    S.port = ntohs(sa.sin_port);
+    if (!mmpool_arena_cleanup_add(S.arena, listener_cleanup, lfd_slot)) {
+        fail("listen", "cleanup_add");
+        return 1;
+    }
+    S.epfd = epoll_create1(EPOLL_CLOEXEC);
+    S.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &S.lfd };
+    struct epoll_event wev = { .events = EPOLLIN, .data.ptr = &S.wakefd };
+    if (S.epfd < 0 || S.wakefd < 0 || epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.lfd, &lev) != 0 ||
+        epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.wakefd, &wev) != 0) {
+        fail("listen", "epoll setup: %s", strerror(errno));
+        return 1;
+    }
+    ok("listen 127.0.0.1:%u (%s: %d waves x %d connections x %d rounds)", S.port,
+       P.waves > 3 ? "full" : "smoke", P.waves, P.conns, P.rounds);
+
+    totals_t base = sample();
+    long rss_base = rss_kib();
+    printf("arena_server: before: live arenas %zu (connections %zu), held %zu B, "
+           "requested %zu B, RSS %ld KiB\n",
+           base.arenas, base.conn_arenas, base.held, base.requested, rss_base);
+
+    pthread_t th;
+    if (pthread_create(&th, NULL, client_main, NULL) != 0) {
+        fail("load", "pthread_create");
+        return 1;
+    }
+
+    totals_t peak = base;
+    long rss_peak = rss_base;
+    size_t peak_conns = 0;
+    uint64_t iter = 0;
+    double last_rss = 0;
+    int wave_reports = 0;
+    struct epoll_event evs[256];
+    for (;;) {
+        int n = epoll_wait(S.epfd, evs, 256, 50);
+        if (n < 0 && errno != EINTR) {
+            fail("event_loop", "epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            void *tag = evs[i].data.ptr;
+            if (tag == &S.lfd) {
+                accept_all();
+            } else if (tag == &S.wakefd) {
+                uint64_t v;
+                ssize_t rd = read(S.wakefd, &v, sizeof v);
+                (void)rd;
+            } else {
+                conn_t *c = tag;
+                if (c->want_out) {
+                    if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+                        if (flush_out(c))
+                            process(c);
+                    }
+                } else if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                    on_readable(c);
+                }
+            }
+        }
+        /* memory sampling: arena stats every iteration, RSS every 20 ms */
+        iter++;
+        totals_t t = sample();
+        if (t.held > peak.held)
+            peak = t;
+        if (t.conn_arenas > peak_conns)
+            peak_conns = t.conn_arenas;
+        if (now_s() - last_rss > 0.02) {
+            long r = rss_kib();
+            if (r > rss_peak)
+                rss_peak = r;
+            last_rss = now_s();
+        }
+        int waiting = __atomic_load_n(&g_wave_waiting, __ATOMIC_SEQ_CST);
+        if (waiting && S.nlive == 0 && !__atomic_load_n(&g_wave_drained, __ATOMIC_SEQ_CST)) {
+            totals_t a = sample();
+            if (waiting > wave_reports) {
+                wave_reports = waiting;
+                if (a.conn_arenas == 0 && a.held == base.held)
+                    ok("wave_%d drained: connection arenas 0, held %zu B (= baseline)", waiting,
+                       a.held);
+                else
+                    fail("wave_drained", "wave %d: connection arenas %zu, held %zu B, baseline "
+                         "%zu B", waiting, a.conn_arenas, a.held, base.held);
+            }
+            __atomic_store_n(&g_wave_drained, 1, __ATOMIC_SEQ_CST);
+        }
+        if (__atomic_load_n(&C.done, __ATOMIC_SEQ_CST) && (S.nlive == 0 || C.errors))
+            break;
+    }
+    pthread_join(th, NULL);
+    /* a failed client may leave connections: close them now */
+    while (S.live)
+        conn_close(S.live);
+
+    totals_t after = sample();
+    long rss_after = rss_kib();
+    double secs = now_s() - t_start;
+    printf("arena_server: during (peak): live arenas %zu (connections %zu, max %zu at once), "
+           "held %zu B (%.1f MiB), requested %zu B, large blocks %zu, RSS peak %ld KiB\n",
+           peak.arenas, peak.conn_arenas, peak_conns, peak.held, (double)peak.held / 1048576.0,
+           peak.requested, peak.large, rss_peak);
+    printf("arena_server: after: live arenas %zu (connections %zu), held %zu B, requested %zu B, "
+           "RSS %ld KiB\n",
+           after.arenas, after.conn_arenas, after.held, after.requested, rss_after);
+    printf("arena_server: %" PRIu64 " connections, %" PRIu64 " requests (%" PRIu64
+           " bad), %.1f MiB of replies checked, %" PRIu64 " large buffers freed early, %" PRIu64
+           " bumped ones declined, %" PRIu64 " epoll iterations, %.2f s\n",
+           S.accepted, C.requests, C.bad_sent, (double)C.bytes / 1048576.0, S.large_frees,
+           S.bumped_declines, iter, secs);
+
+    if (C.errors)
+        fail("replies", "%d client errors; first: %s", C.errors, C.why);
+    else
+        ok("replies: %" PRIu64 " requests on %" PRIu64 " connections, every reply byte-exact",
+           C.requests, S.accepted);
+    if (S.errors)
+        fail("server", "%" PRIu64 " server errors; first: %s", S.errors, S.first_error);
+    else
+        ok("server: no errors");
+    uint64_t want_conns = (uint64_t)P.waves * (uint64_t)P.conns;
+    if (!C.errors && S.accepted != want_conns)
+        fail("connections", "accepted %" PRIu64 ", want %" PRIu64, S.accepted, want_conns);
+    if (S.closed_by_cleanup == S.accepted)
+        ok("cleanups_counted: %" PRIu64 " connection cleanups for %" PRIu64 " connections",
+           S.closed_by_cleanup, S.accepted);
+    else
+        fail("cleanups_counted", "%" PRIu64 " connection cleanups ran for %" PRIu64
+             " connections", S.closed_by_cleanup, S.accepted);
+    if (S.requests_done == S.replies + 0 && (C.errors || S.replies == C.requests))
+        ok("request_arenas: %" PRIu64 " request child arenas destroyed, one per reply",
+           S.requests_done);
+    else
+        fail("request_arenas", "%" PRIu64 " request cleanups, %" PRIu64 " replies, %" PRIu64
+             " requests", S.requests_done, S.replies, C.requests);
+    if (!C.errors && (S.large_frees == 0 || S.bumped_declines == 0))
+        fail("arena_free", "expected both early large frees (%" PRIu64 ") and declined bumped "
+             "frees (%" PRIu64 ")", S.large_frees, S.bumped_declines);
+    if (after.conn_arenas == 0 && after.arenas == base.arenas && after.held == base.held &&
+        after.requested == base.requested)
+        ok("memory_returned: 0 connection arenas left, held %zu B = the listener's own", after.held);
+    else
+        fail("memory_returned", "connection arenas %zu, arenas %zu (base %zu), held %zu B (base "
+             "%zu B)", after.conn_arenas, after.arenas, base.arenas, after.held, base.held);
+    if (peak_conns < (size_t)P.conns && !C.errors)
+        fail("concurrency", "at most %zu connections were open at once, want %d", peak_conns,
+             P.conns);
+
+    mmpool_arena_destroy(S.arena); /* closes the listener (cleanup) */
+    close(S.epfd);
+    close(S.wakefd);
+    printf("arena_server: %s\n", g_failures ? "FAILED" : "passed");
+    return g_failures ? 1 : 0;
+}
