@@ -409,16 +409,37 @@ pub fn report_at_exit() {
         *order.at(n) = i as u32;
         n += 1;
     }
-    // Sort by bytes, largest first (insertion sort: sites are few).
-    for i in 1..n {
-        let key = *order.at(i);
-        let kb = s.sites.at(key as usize).bytes;
-        let mut j = i;
-        while j > 0 && s.sites.at(*order.at(j - 1) as usize).bytes < kb {
-            *order.at(j) = *order.at(j - 1);
-            j -= 1;
+    // Sort by bytes, largest first: heap sort, in place, O(n log n)
+    // (a program can leak from a very large number of distinct stacks).
+    {
+        let bytes_of = |i: usize| s.sites.at(*order.at(i) as usize).bytes;
+        // Sift down in a min-heap on bytes, so the smallest ends last
+        // when popped to the back: the result is largest first.
+        let sift = |mut root: usize, end: usize| loop {
+            let mut child = 2 * root + 1;
+            if child >= end {
+                break;
+            }
+            if child + 1 < end && bytes_of(child + 1) < bytes_of(child) {
+                child += 1;
+            }
+            if bytes_of(child) >= bytes_of(root) {
+                break;
+            }
+            let t = *order.at(root);
+            *order.at(root) = *order.at(child);
+            *order.at(child) = t;
+            root = child;
+        };
+        for start in (0..n / 2).rev() {
+            sift(start, n);
         }
-        *order.at(j) = key;
+        for end in (1..n).rev() {
+            let t = *order.at(0);
+            *order.at(0) = *order.at(end);
+            *order.at(end) = t;
+            sift(0, end);
+        }
     }
     let max_sites = crate::runtime::env_value(b"MMPOOL_LEAK_MAX_SITES")
         .and_then(crate::insight::parse_usize)
