@@ -51,7 +51,13 @@ fn header_declares_the_api_but_not_the_override_names() {
         );
     }
     for f in [
-        "void *malloc(", "void free(", "__libc_malloc", "malloc_stats", "mallinfo", "malloc_trim", "mtrace(",
+        "void *malloc(",
+        "void free(",
+        "__libc_malloc",
+        "malloc_stats",
+        "mallinfo",
+        "malloc_trim",
+        "mtrace(",
     ] {
         assert!(
             !text.contains(f),
