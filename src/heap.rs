@@ -148,6 +148,7 @@ pub static EMPTY_SLAB: Shared<Slab> = Shared(Slab {
     },
     free: null_mut(),
     local_free: null_mut(),
+    key: 0,
     used: 0,
     capacity: 0,
     block_size: 0,
@@ -241,7 +242,7 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
         if (*head).owner.load(Ordering::Relaxed) == heap as usize {
             let slab = head.cast::<Slab>();
             let b = p.cast::<Block>();
-            let key = free_key();
+            let key = (*slab).key;
             if (*b).key == key {
                 return free_suspect(heap, slab, b);
             }

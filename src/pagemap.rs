@@ -71,12 +71,10 @@ impl Pagemap {
     /// ours covers it. Any address may be asked, NULL included.
     #[inline(always)]
     pub fn lookup(&self, addr: usize) -> *mut SpanHead {
-        let i1 = addr >> L1_SHIFT;
-        if i1 >= L1_LEN {
-            return null_mut();
-        }
-        // SAFETY: i1 < L1_LEN was checked just above.
-        let leaf = unsafe { self.l1.get_unchecked(i1) }.load(Ordering::Acquire);
+        let leaf = match self.l1.get(addr >> L1_SHIFT) {
+            Some(slot) => slot.load(Ordering::Acquire),
+            None => return null_mut(),
+        };
         if leaf.is_null() {
             return null_mut();
         }

@@ -39,6 +39,9 @@ pub struct Slab {
     pub free: *mut Block,
     /// Blocks the owning thread freed since the last collection.
     pub local_free: *mut Block,
+    /// The process's double-free key, copied here so the free fast path
+    /// reads it next to the fields it already touches.
+    pub key: usize,
     /// Blocks handed out and not yet back on this slab's lists.
     pub used: u32,
     /// Blocks in the slab.
@@ -91,6 +94,7 @@ impl Slab {
                 },
                 free: null_mut(),
                 local_free: null_mut(),
+                key: crate::runtime::free_key(),
                 used: 0,
                 capacity: cap as u32,
                 block_size: bs as u32,
