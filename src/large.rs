@@ -4,11 +4,17 @@
 //! mappings. A large block's mapping starts with its header (tag `LARGE`)
 //! and is a whole number of granules, granule-aligned, so it shares no
 //! granule with anything else; the page map entries of all its granules
-//! point at the header, so any address inside the block finds it. Freed mappings go back to the OS
-//! (the seed's rule) after at most [`CACHE_DELAY_MS`] in a small cache, so
-//! a loop of malloc/free of 1 MiB does not map every time. `realloc` moves
-//! pages with `mremap` instead of copying. Calls `os`, `pagemap`, `span`
-//! (for the clock), `sync`.
+//! point at the header, so any address inside the block finds it.
+//!
+//! Freed mappings go back to the OS (the seed's rule) after at most
+//! [`CACHE_DELAY_MS`] in a cache of *resident ranges*: freed blocks are
+//! kept mapped, adjacent ones merge, a request takes the best-fitting
+//! range (splitting off the rest) or grows the largest with `mremap`, so a
+//! program that cycles through large blocks of varying sizes reuses pages
+//! it already touched instead of faulting fresh ones in every time. The
+//! cache holds at most twice the peak bytes of live large blocks (at least
+//! [`CACHE_MIN_BYTES`]), and nothing idle for longer than the delay. `realloc` moves pages with `mremap` instead of
+//! copying. Calls `os`, `pagemap`, `span` (for the clock), `sync`.
 
 use crate::os::{align_up, PageSource, OS};
 use crate::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE};
@@ -20,13 +26,12 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Bytes before the user pointer of an ordinarily aligned large block.
 pub const LARGE_HEADER: usize = 64;
-/// Mappings cached at most.
-const CACHE_SLOTS: usize = 16;
-/// Largest mapping the cache keeps.
-const CACHE_MAX_BLOCK: usize = 32 << 20;
-/// Bytes the cache holds at most.
-const CACHE_MAX_BYTES: usize = 64 << 20;
-/// A cached mapping older than this is unmapped.
+/// Ranges the cache tracks at most.
+const CACHE_RANGES: usize = 256;
+/// The cache may always hold this many bytes; beyond, as many as the live
+/// large blocks hold.
+pub const CACHE_MIN_BYTES: usize = 64 << 20;
+/// A cached range idle for longer than this is unmapped.
 pub const CACHE_DELAY_MS: u64 = 1000;
 
 /// The header at the head of a large block's mapping.
@@ -43,37 +48,170 @@ pub struct LargeBlock {
 const _: () = assert!(core::mem::size_of::<LargeBlock>() <= LARGE_HEADER);
 const _: () = assert!(LARGE_HEADER % MIN_ALIGN == 0);
 
+/// A range of mapped, resident memory kept for reuse. Its first bytes
+/// hold a `LargeBlock` header tagged `FREE`, and every granule's page map
+/// entry points there, so a stale pointer into it is caught.
 #[derive(Clone, Copy)]
-struct Slot {
+struct Range {
     base: usize,
-    map_size: usize,
+    size: usize,
     freed_ms: u64,
 }
 
 struct Cache {
-    slots: [Slot; CACHE_SLOTS],
+    ranges: [Range; CACHE_RANGES],
     len: usize,
     bytes: usize,
 }
 
 static CACHE: Lock<Cache> = Lock::new(Cache {
-    slots: [Slot {
+    ranges: [Range {
         base: 0,
-        map_size: 0,
+        size: 0,
         freed_ms: 0,
-    }; CACHE_SLOTS],
+    }; CACHE_RANGES],
     len: 0,
     bytes: 0,
 });
+
+/// Ranges to unmap once the cache lock is dropped.
+struct Evicted {
+    items: [(usize, usize); 8],
+    n: usize,
+}
+
+impl Evicted {
+    const fn new() -> Self {
+        Evicted {
+            items: [(0, 0); 8],
+            n: 0,
+        }
+    }
+    fn full(&self) -> bool {
+        self.n == self.items.len()
+    }
+    fn push(&mut self, base: usize, size: usize) {
+        self.items[self.n] = (base, size);
+        self.n += 1;
+    }
+    fn unmap_all(&mut self) {
+        for &(base, size) in &self.items[..self.n] {
+            RELEASED_BYTES.fetch_add(size, Ordering::Relaxed);
+            unmap_block(base, size);
+        }
+        self.n = 0;
+    }
+}
+
+/// Write a `FREE` header for range `[base, base + size)` and point its
+/// granules at it.
+fn mark_free_range(base: usize, size: usize) {
+    let h = base as *mut LargeBlock;
+    // SAFETY: the range is mapped and ours; its first bytes are unused.
+    unsafe {
+        h.write(LargeBlock {
+            head: SpanHead {
+                tag: TAG_FREE,
+                granules: (size >> GRANULE_SHIFT) as u32,
+                owner: AtomicUsize::new(0),
+            },
+            map_size: size,
+            user: 0,
+        });
+    }
+    map_granules(base, size, h.cast());
+}
+
+impl Cache {
+    fn remove(&mut self, i: usize) -> Range {
+        let r = self.ranges[i];
+        self.len -= 1;
+        self.ranges[i] = self.ranges[self.len];
+        self.bytes -= r.size;
+        r
+    }
+
+    /// Remove the oldest range into `ev`.
+    fn evict_oldest(&mut self, ev: &mut Evicted) {
+        let mut oldest = 0;
+        for i in 1..self.len {
+            if self.ranges[i].freed_ms < self.ranges[oldest].freed_ms {
+                oldest = i;
+            }
+        }
+        let r = self.remove(oldest);
+        ev.push(r.base, r.size);
+    }
+
+    /// Remove ranges idle past the delay, or beyond the byte budget, into
+    /// `ev` (as many as it holds).
+    fn expire(&mut self, now: u64, budget: usize, ev: &mut Evicted) {
+        let mut i = 0;
+        while i < self.len && !ev.full() {
+            if now.wrapping_sub(self.ranges[i].freed_ms) >= CACHE_DELAY_MS {
+                let r = self.remove(i);
+                ev.push(r.base, r.size);
+            } else {
+                i += 1;
+            }
+        }
+        while self.bytes > budget && self.len > 0 && !ev.full() {
+            self.evict_oldest(ev);
+        }
+    }
+
+    /// Add a freed block's range, merging with adjacent ranges.
+    fn put(&mut self, base: usize, size: usize, now: u64, ev: &mut Evicted) {
+        let (mut base, mut size) = (base, size);
+        // Merge with a range ending where this one starts, and with one
+        // starting where it ends.
+        let mut i = 0;
+        while i < self.len {
+            let r = self.ranges[i];
+            if r.base + r.size == base || base + size == r.base {
+                self.remove(i);
+                size += r.size;
+                base = base.min(r.base);
+                continue;
+            }
+            i += 1;
+        }
+        mark_free_range(base, size);
+        if self.len == CACHE_RANGES {
+            // Full: the smallest range is the least useful one.
+            let mut smallest = 0;
+            for i in 1..self.len {
+                if self.ranges[i].size < self.ranges[smallest].size {
+                    smallest = i;
+                }
+            }
+            let r = self.remove(smallest);
+            ev.push(r.base, r.size);
+        }
+        self.ranges[self.len] = Range {
+            base,
+            size,
+            freed_ms: now,
+        };
+        self.len += 1;
+        self.bytes += size;
+    }
+}
 
 /// Live large blocks and their mapped bytes, cache hits, maps.
 pub static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
 /// Bytes mapped for live large blocks.
 pub static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// The most `LIVE_BYTES` has been.
+pub static PEAK_LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Mappings made for large blocks.
 pub static MAPS: AtomicUsize = AtomicUsize::new(0);
 /// Large allocations served from the cache.
 pub static CACHE_HITS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of large blocks given fresh (not reused) memory.
+pub static FRESH_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of cached ranges given back to the OS.
+pub static RELEASED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Where the user pointer sits in the mapping. Up to a granule, at the
 /// alignment (the mapping is granule-aligned); beyond, one granule in, and
@@ -118,6 +256,7 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         } {
             Some(p) => {
                 MAPS.fetch_add(1, Ordering::Relaxed);
+                FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
                 (p.as_ptr() as usize, true)
             }
             None => return (null_mut(), false),
@@ -143,7 +282,8 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         return (null_mut(), false);
     }
     LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
-    LIVE_BYTES.fetch_add(map_size, Ordering::Relaxed);
+    let live = LIVE_BYTES.fetch_add(map_size, Ordering::Relaxed) + map_size;
+    PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
     (user as *mut u8, zeroed)
 }
 
@@ -161,30 +301,31 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
     LIVE_BYTES.fetch_sub(map_size, Ordering::Relaxed);
     let base = lb as usize;
-    if map_size <= CACHE_MAX_BLOCK {
-        // SAFETY: the block is dead; a later free of `p` finds TAG_FREE.
-        unsafe { (*lb).head.tag = TAG_FREE };
-        let now = now_ms();
+    let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
+    RECENT[i].store(user, Ordering::Relaxed);
+    let now = now_ms();
+    let budget = budget();
+    let mut ev = Evicted::new();
+    {
         let mut c = CACHE.lock();
-        expire(&mut c, now);
-        if c.len < CACHE_SLOTS && c.bytes + map_size <= CACHE_MAX_BYTES {
-            let n = c.len;
-            c.slots[n] = Slot {
-                base,
-                map_size,
-                freed_ms: now,
-            };
-            c.len += 1;
-            c.bytes += map_size;
-            return;
-        }
+        c.put(base, map_size, now, &mut ev);
+        c.expire(now, budget, &mut ev);
     }
-    unmap_block(base, map_size);
+    ev.unmap_all();
 }
 
-/// User pointers of the large blocks most recently returned to the OS, so
-/// that a second free of one is reported as a double free instead of
-/// being handed to the next allocator (which would crash).
+/// Bytes the cache may hold: twice the most the live large blocks ever
+/// held (a program cycling through large blocks reuses its own pages, as
+/// with glibc's growing mmap threshold; a momentary dip in the live set
+/// must not throw away pages it is about to need again), at least
+/// [`CACHE_MIN_BYTES`]. Idle ranges still go back after [`CACHE_DELAY_MS`].
+fn budget() -> usize {
+    CACHE_MIN_BYTES.max(PEAK_LIVE_BYTES.load(Ordering::Relaxed).saturating_mul(2))
+}
+
+/// User pointers of the large blocks most recently freed, so that a second
+/// free of one whose memory went back to the OS is reported as a double
+/// free instead of being handed to the next allocator (which would crash).
 static RECENT: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
 static RECENT_NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -195,92 +336,133 @@ pub fn recently_unmapped(p: usize) -> bool {
 }
 
 fn unmap_block(base: usize, map_size: usize) {
-    // SAFETY: the header is still mapped.
-    let user = unsafe { (*(base as *const LargeBlock)).user };
-    let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
-    RECENT[i].store(user, Ordering::Relaxed);
     // Forget the granules before the address space can be reused.
     map_granules(base, map_size, null_mut());
     // SAFETY: the mapping is ours and dead.
     unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
 }
 
-/// Drop cached mappings older than the delay.
-fn expire(c: &mut Cache, now: u64) {
-    let mut i = 0;
-    while i < c.len {
-        if now.wrapping_sub(c.slots[i].freed_ms) >= CACHE_DELAY_MS {
-            let s = c.slots[i];
-            c.len -= 1;
-            c.slots[i] = c.slots[c.len];
-            c.bytes -= s.map_size;
-            unmap_block(s.base, s.map_size);
-        } else {
-            i += 1;
-        }
-    }
-}
-
-/// A cached mapping of at least `map_size` bytes (and at most 1.5 times)
-/// whose point `offset` bytes in is aligned to `align`, taken out of the
-/// cache (surplus tail unmapped).
+/// A cached range for a block of `map_size` bytes whose point `offset`
+/// bytes in must be aligned to `align`: the best-fitting range (the rest
+/// split off and kept), or the largest range grown with `mremap` (its
+/// pages kept, only the growth is fresh). `None`: map fresh memory.
 fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
+    if align > GRANULE {
+        return None;
+    }
+    debug_assert!((GRANULE + offset) % align == 0 || offset % align == 0);
     let mut c = CACHE.lock();
     if c.len == 0 {
         return None;
     }
     let mut best: Option<usize> = None;
+    let mut largest = 0;
     for i in 0..c.len {
-        let s = &c.slots[i];
-        if s.map_size >= map_size
-            && s.map_size - map_size <= map_size / 2
-            && (s.base + offset) % align == 0
-            && best.is_none_or(|b| c.slots[b].map_size > s.map_size)
-        {
+        let sz = c.ranges[i].size;
+        if sz >= map_size && best.is_none_or(|b| c.ranges[b].size > sz) {
             best = Some(i);
         }
-    }
-    let i = best?;
-    let s = c.slots[i];
-    c.len -= 1;
-    c.slots[i] = c.slots[c.len];
-    c.bytes -= s.map_size;
-    drop(c);
-    if s.map_size > map_size {
-        // Give the surplus tail back so the block's size is exact.
-        map_granules(s.base + map_size, s.map_size - map_size, null_mut());
-        // SAFETY: the tail lies inside the cached mapping, which is ours.
-        unsafe {
-            OS.unmap(
-                NonNull::new_unchecked((s.base + map_size) as *mut u8),
-                s.map_size - map_size,
-            )
-        };
-    }
-    Some(s.base)
-}
-
-/// Unmap cached mappings past their delay (called from slow paths).
-pub fn tick() {
-    if let Some(mut c) = CACHE.try_lock() {
-        if c.len > 0 {
-            expire(&mut c, now_ms());
+        if sz > c.ranges[largest].size {
+            largest = i;
         }
     }
+    if let Some(i) = best {
+        let r = c.ranges[i];
+        if r.size > map_size {
+            // Split: the front is the block, the rest stays cached.
+            let rest = r.base + map_size;
+            c.ranges[i].base = rest;
+            c.ranges[i].size -= map_size;
+            c.bytes -= map_size;
+            mark_free_range(rest, r.size - map_size);
+        } else {
+            c.remove(i);
+        }
+        return Some(r.base);
+    }
+    // Nothing fits: assemble the block from cached ranges, largest first,
+    // moving their pages side by side into a fresh reservation (mremap:
+    // page tables move, nothing is copied or faulted in). What the ranges
+    // do not cover is fresh memory.
+    let mut pieces = [(0usize, 0usize); 8];
+    let mut n = 0;
+    let mut got = 0;
+    while got < map_size && n < pieces.len() && c.len > 0 {
+        let mut largest = 0;
+        for i in 1..c.len {
+            if c.ranges[i].size > c.ranges[largest].size {
+                largest = i;
+            }
+        }
+        let r = c.ranges[largest];
+        let want = map_size - got;
+        if r.size > want {
+            // Take the front, keep the rest cached.
+            c.ranges[largest].base += want;
+            c.ranges[largest].size -= want;
+            c.bytes -= want;
+            mark_free_range(r.base + want, r.size - want);
+            pieces[n] = (r.base, want);
+        } else {
+            c.remove(largest);
+            pieces[n] = (r.base, r.size);
+        }
+        got += pieces[n].1;
+        n += 1;
+    }
+    drop(c);
+    FRESH_BYTES.fetch_add(map_size - got.min(map_size), Ordering::Relaxed);
+    let target = OS.map(map_size, GRANULE).map(|p| p.as_ptr() as usize);
+    let mut off = 0;
+    for &(base, size) in &pieces[..n] {
+        map_granules(base, size, null_mut());
+        // SAFETY: the piece is a cached range of ours nobody uses; the
+        // destination lies inside the fresh reservation.
+        let moved = target.is_some_and(|t| unsafe { OS.move_pages(base, size, t + off) });
+        if !moved {
+            // SAFETY: as above; its pages are given up.
+            unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), size) };
+        }
+        off += size;
+    }
+    target
 }
 
-/// Unmap every cached mapping (`malloc_trim`). Returns bytes released.
-pub fn trim() -> usize {
-    let mut c = CACHE.lock();
-    let bytes = c.bytes;
-    expire(&mut c, u64::MAX / 2);
-    while c.len > 0 {
-        c.len -= 1;
-        let s = c.slots[c.len];
-        unmap_block(s.base, s.map_size);
+/// Unmap cached ranges past their delay (called from slow paths).
+pub fn tick() {
+    let mut ev = Evicted::new();
+    if let Some(mut c) = CACHE.try_lock() {
+        if c.len > 0 {
+            c.expire(now_ms(), budget(), &mut ev);
+        }
     }
-    c.bytes = 0;
-    bytes
+    ev.unmap_all();
+}
+
+/// Unmap every cached range (`malloc_trim`). Returns bytes released.
+pub fn trim() -> usize {
+    let mut released = 0;
+    loop {
+        let mut ev = Evicted::new();
+        {
+            let mut c = CACHE.lock();
+            while c.len > 0 && !ev.full() {
+                let last = c.len - 1;
+                let r = c.remove(last);
+                released += r.size;
+                ev.push(r.base, r.size);
+            }
+        }
+        if ev.n == 0 {
+            return released;
+        }
+        ev.unmap_all();
+    }
+}
+
+/// Bytes held by the cache of freed large blocks.
+pub fn cached_bytes() -> usize {
+    CACHE.lock().bytes
 }
 
 /// Bytes usable at `p` in the large block `head`.

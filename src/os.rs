@@ -187,6 +187,28 @@ unsafe impl PageSource for Os {
 }
 
 impl Os {
+    /// Move the pages of `[src, src + size)` (no copy: page tables move)
+    /// onto `[dst, dst + size)`, which must be mapped by us and unused;
+    /// `src` is unmapped. False: nothing happened.
+    ///
+    /// # Safety
+    /// Both ranges must be page-aligned mappings of ours that nobody uses.
+    pub unsafe fn move_pages(&self, src: usize, size: usize, dst: usize) -> bool {
+        let saved = crate::diag::errno();
+        // SAFETY: contract; MREMAP_FIXED replaces the destination.
+        let r = unsafe {
+            libc::mremap(
+                src as *mut libc::c_void,
+                size,
+                size,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                dst as *mut libc::c_void,
+            )
+        };
+        crate::diag::set_errno(saved);
+        r != libc::MAP_FAILED
+    }
+
     /// Map `size` bytes (a multiple of [`PAGE`]) such that `start + offset`
     /// is aligned to `align` (a power of two), with `start` itself
     /// aligned to `offset`'s page. Only the `size` bytes stay mapped, so a

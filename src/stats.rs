@@ -300,7 +300,13 @@ pub fn print(fd: i32) {
     l.str("\n  large blocks: ")
         .dec(s.large_maps as u64)
         .str(" maps, ");
-    l.dec(s.large_cache_hits as u64).str(" cache hits\n");
+    l.dec(s.large_cache_hits as u64).str(" cache hits; ");
+    human(&mut l, crate::large::FRESH_BYTES.load(Ordering::Relaxed));
+    l.str(" fresh, ");
+    human(&mut l, crate::large::RELEASED_BYTES.load(Ordering::Relaxed));
+    l.str(" returned to the OS, ");
+    human(&mut l, crate::large::cached_bytes());
+    l.str(" cached\n");
     l.write_to(fd);
     let mut l = Line::new();
     l.str("  requested: ");
