@@ -12,7 +12,7 @@
 //! range (splitting off the rest) or grows the largest with `mremap`, so a
 //! program that cycles through large blocks of varying sizes reuses pages
 //! it already touched instead of faulting fresh ones in every time. The
-//! cache holds at most twice the peak bytes of live large blocks (at least
+//! cache holds at most the peak bytes of live large blocks (at least
 //! [`CACHE_MIN_BYTES`]), and nothing idle for longer than the delay. `realloc` moves pages with `mremap` instead of
 //! copying. Calls `os`, `pagemap`, `span` (for the clock), `sync`.
 
@@ -30,7 +30,7 @@ pub const LARGE_HEADER: usize = 64;
 const CACHE_RANGES: usize = 256;
 /// The cache may always hold this many bytes; beyond, as many as the live
 /// large blocks hold.
-pub const CACHE_MIN_BYTES: usize = 64 << 20;
+pub const CACHE_MIN_BYTES: usize = 16 << 20;
 /// A cached range idle for longer than this is unmapped.
 pub const CACHE_DELAY_MS: u64 = 1000;
 
@@ -158,6 +158,27 @@ impl Cache {
         while self.bytes > budget && self.len > 0 && !ev.full() {
             self.evict_oldest(ev);
         }
+    }
+
+    /// Take `size` bytes of cached memory starting exactly at `addr` (the
+    /// rest of that range stays cached). False if no range starts there or
+    /// it is too short.
+    fn take_at(&mut self, addr: usize, size: usize) -> bool {
+        for i in 0..self.len {
+            let r = self.ranges[i];
+            if r.base == addr && r.size >= size {
+                if r.size > size {
+                    self.ranges[i].base += size;
+                    self.ranges[i].size -= size;
+                    self.bytes -= size;
+                    mark_free_range(r.base + size, r.size - size);
+                } else {
+                    self.remove(i);
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// Add a freed block's range, merging with adjacent ranges.
@@ -314,13 +335,13 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     ev.unmap_all();
 }
 
-/// Bytes the cache may hold: twice the most the live large blocks ever
-/// held (a program cycling through large blocks reuses its own pages, as
+/// Bytes the cache may hold: the most the live large blocks ever held (a
+/// program cycling through large blocks reuses its own pages, as
 /// with glibc's growing mmap threshold; a momentary dip in the live set
 /// must not throw away pages it is about to need again), at least
 /// [`CACHE_MIN_BYTES`]. Idle ranges still go back after [`CACHE_DELAY_MS`].
 fn budget() -> usize {
-    CACHE_MIN_BYTES.max(PEAK_LIVE_BYTES.load(Ordering::Relaxed).saturating_mul(2))
+    CACHE_MIN_BYTES.max(PEAK_LIVE_BYTES.load(Ordering::Relaxed))
 }
 
 /// User pointers of the large blocks most recently freed, so that a second
@@ -502,6 +523,38 @@ pub unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Optio
         return None;
     }
     if need <= old_map && need >= old_map / 2 {
+        return Some(p);
+    }
+    let lbm = lb;
+    if need < old_map {
+        // Shrink in place: the tail goes to the cache of resident ranges
+        // (a later growth takes it back without faulting).
+        let tail = old_map - need;
+        // SAFETY: our live block's header.
+        unsafe {
+            (*lbm).map_size = need;
+            (*lbm).head.granules = (need >> GRANULE_SHIFT) as u32;
+        }
+        LIVE_BYTES.fetch_sub(tail, Ordering::Relaxed);
+        let mut ev = Evicted::new();
+        {
+            let mut c = CACHE.lock();
+            c.put(base + need, tail, now_ms(), &mut ev);
+            c.expire(now_ms(), budget(), &mut ev);
+        }
+        ev.unmap_all();
+        return Some(p);
+    }
+    // Grow in place when the range right after the block is cached.
+    if CACHE.lock().take_at(base + old_map, need - old_map) {
+        map_granules(base + old_map, need - old_map, head);
+        // SAFETY: our live block's header.
+        unsafe {
+            (*lbm).map_size = need;
+            (*lbm).head.granules = (need >> GRANULE_SHIFT) as u32;
+        }
+        let live = LIVE_BYTES.fetch_add(need - old_map, Ordering::Relaxed) + need - old_map;
+        PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
         return Some(p);
     }
     // Forget the old granules first: once mremap moves the pages, the old
