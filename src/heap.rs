@@ -292,7 +292,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
                 None => break,
             }
         }
-        let span = match SPANS.acquire(SLAB_GRANULES[class] as usize) {
+        let span = match SPANS.acquire(SLAB_GRANULES[class] as usize, class as u32) {
             Some(s) => s,
             None => {
                 crate::diag::set_errno(libc::ENOMEM);
@@ -553,7 +553,7 @@ unsafe fn release_slab(slab: *mut Slab) {
     unsafe {
         SLABS_LIVE[(*slab).class as usize].fetch_sub(1, Ordering::Relaxed);
         let granules = (*slab).head.granules as usize;
-        SPANS.release(NonNull::new_unchecked(slab.cast()), granules);
+        SPANS.release(NonNull::new_unchecked(slab.cast()), granules, (*slab).class);
     }
 }
 

@@ -33,6 +33,10 @@ struct FreeSpan {
     next: *mut FreeSpan,
     prev: *mut FreeSpan,
     freed_ms: u64,
+    /// What the span was last used for (a size class), so that a request
+    /// for the same use gets it back: its resident pages are then the
+    /// ones that use touches again.
+    last_use: u32,
     dirty: bool,
 }
 
@@ -146,13 +150,29 @@ impl<S: PageSource + 'static> SpanCache<S> {
     }
 
     /// A span of `granules` granules (1..=MAX_SLAB_GRANULES), its page
-    /// map entries pointing at its head. Contents are unspecified.
-    pub fn acquire(&self, granules: usize) -> Option<NonNull<u8>> {
+    /// map entries pointing at its head. Contents are unspecified. Among
+    /// the most recently freed dirty spans, one last used for `usage` is
+    /// preferred.
+    pub fn acquire(&self, granules: usize, usage: u32) -> Option<NonNull<u8>> {
         debug_assert!((1..=MAX_SLAB_GRANULES).contains(&granules));
         let size = granules * GRANULE;
         let mut g = self.inner.lock();
         let s = if !g.dirty[granules].first.is_null() {
-            let s = g.dirty[granules].first;
+            let mut s = g.dirty[granules].first;
+            let mut probe = s;
+            for _ in 0..8 {
+                // SAFETY: cached spans on the dirty list; lock held.
+                unsafe {
+                    if (*probe).last_use == usage {
+                        s = probe;
+                        break;
+                    }
+                    probe = (*probe).next;
+                }
+                if probe.is_null() {
+                    break;
+                }
+            }
             // SAFETY: `s` heads the dirty list; we hold the lock.
             unsafe { g.dirty[granules].remove(s) };
             g.dirty_bytes -= size;
@@ -197,12 +217,13 @@ impl<S: PageSource + 'static> SpanCache<S> {
         Some(s as *mut u8)
     }
 
-    /// Give back a span of `granules` granules from [`acquire`](Self::acquire).
+    /// Give back a span of `granules` granules from [`acquire`](Self::acquire),
+    /// last used for `usage`.
     ///
     /// # Safety
-    /// `span` must come from `acquire(granules)` of this cache and no longer
-    /// be used by anybody.
-    pub unsafe fn release(&self, span: NonNull<u8>, granules: usize) {
+    /// `span` must come from `acquire(granules, _)` of this cache and no
+    /// longer be used by anybody.
+    pub unsafe fn release(&self, span: NonNull<u8>, granules: usize, usage: u32) {
         let size = granules * GRANULE;
         let s = span.as_ptr().cast::<FreeSpan>();
         let now = now_ms();
@@ -213,6 +234,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
             (*s).head.granules = granules as u32;
             (*s).head.owner.store(0, Ordering::Relaxed);
             (*s).freed_ms = now;
+            (*s).last_use = usage;
             (*s).dirty = true;
         }
         self.in_use.fetch_sub(size, Ordering::Relaxed);
@@ -302,9 +324,9 @@ mod tests {
 
     #[test]
     fn spans_are_granule_aligned_distinct_and_mapped() {
-        let a = CACHE.acquire(1).unwrap();
-        let b = CACHE.acquire(4).unwrap();
-        let c = CACHE.acquire(8).unwrap();
+        let a = CACHE.acquire(1, 0).unwrap();
+        let b = CACHE.acquire(4, 0).unwrap();
+        let c = CACHE.acquire(8, 0).unwrap();
         for (s, g) in [(a, 1), (b, 4), (c, 8)] {
             let p = s.as_ptr() as usize;
             assert_eq!(p % GRANULE, 0);
@@ -314,25 +336,25 @@ mod tests {
         }
         // SAFETY: spans from acquire, unused from here on.
         unsafe {
-            CACHE.release(a, 1);
-            CACHE.release(b, 4);
-            CACHE.release(c, 8);
+            CACHE.release(a, 1, 0);
+            CACHE.release(b, 4, 0);
+            CACHE.release(c, 8, 0);
         }
     }
 
     #[test]
     fn released_spans_are_reused_then_purged() {
-        let a = CACHE.acquire(2).unwrap();
+        let a = CACHE.acquire(2, 0).unwrap();
         // SAFETY: from acquire, unused afterwards.
-        unsafe { CACHE.release(a, 2) };
+        unsafe { CACHE.release(a, 2, 0) };
         // SAFETY: the header of a cached span is readable.
         assert_eq!(unsafe { (*a.as_ptr().cast::<SpanHead>()).tag }, TAG_FREE);
-        let b = CACHE.acquire(2).unwrap();
+        let b = CACHE.acquire(2, 0).unwrap();
         assert_eq!(a, b, "the most recently freed span comes back first");
         // SAFETY: ours; fill, release, purge, check the pages are dropped.
         unsafe {
             core::ptr::write_bytes(b.as_ptr(), 0x5a, 2 * GRANULE);
-            CACHE.release(b, 2);
+            CACHE.release(b, 2, 0);
         }
         assert!(CACHE.purge_all() >= 2 * GRANULE);
         // SAFETY: purged pages read as zero (OS source).
