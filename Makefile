@@ -10,7 +10,7 @@ LIB    := target/release/libmmpool.so
 CFLAGS := -O2 -g -Wall -Wextra -Werror -pthread -Iinclude
 BUILD  := target/c
 
-.PHONY: all lib run test test-rust test-c test-programs lint header clean
+.PHONY: all lib run test test-rust test-c test-programs lint header bench bench-quick clean
 
 all: lib
 
@@ -42,6 +42,14 @@ test-c: lib
 
 test-programs: lib
 	scripts/test-programs.sh
+
+# Benchmarks against glibc, jemalloc, mimalloc, tcmalloc (never part of
+# `make test`): tables and a chart in target/bench/.
+bench: lib
+	scripts/bench.sh
+
+bench-quick: lib
+	scripts/bench.sh --quick
 
 # Regenerate include/mmpool.h from the Rust sources (a test fails when stale).
 header:
