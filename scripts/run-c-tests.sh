@@ -44,6 +44,19 @@ for arg in "$@"; do
     esac
 done
 
+# Tools the tests use: g++ (cxx), addr2line (leak frames), glibc's mtrace
+# script (trace checks). Install what is missing (Debian packages).
+missing=()
+command -v g++ >/dev/null || missing+=(g++)
+command -v addr2line >/dev/null || missing+=(binutils)
+command -v mtrace >/dev/null || missing+=(libc-devtools)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
+        echo "warning: could not install ${missing[*]}; the tests that need them will fail" >&2
+fi
+
 CC=${CC:-gcc}
 CXX=${CXX:-g++}
 LIB=${MMPOOL_LIB:-$ROOT/target/release/libmmpool.so}
