@@ -334,7 +334,8 @@ unsafe fn pop_from_avail(h: &mut Heap, class: usize) -> Option<*mut u8> {
 /// Added to the `used` count of a heap's current slab of each class, so
 /// that the free fast path never sees it reach zero: a malloc/free loop
 /// on one block stays on the fast path instead of retiring and re-taking
-/// its slab every time. Removed when the slab stops being current.
+/// its slab every time, and malloc need not count at all. When the slab
+/// stops being current its count is recomputed.
 pub const CURRENT_BIAS: u32 = 1 << 31;
 
 /// Re-point `current[class]` (and its direct entries) at the first slab of
@@ -352,7 +353,8 @@ fn set_current(h: &mut Heap, class: usize) {
         // (callers keep the old one alive until this call).
         unsafe {
             if old != empty_slab_ptr() {
-                (*old).used -= CURRENT_BIAS;
+                // malloc does not count on the current slab: count now.
+                (*old).used = (*old).exact_used();
             }
             if new != empty_slab_ptr() {
                 (*new).used += CURRENT_BIAS;
@@ -531,18 +533,21 @@ unsafe fn free_suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) {
     unsafe { free_local(heap, slab, b, b as usize) }
 }
 
-/// A slab of ours has no block in use and is not the current slab of its
-/// class (the current one carries [`CURRENT_BIAS`]): give it back.
+/// A slab of ours reached `used == 0`: give it back. (The current slab
+/// of a class reaches 0 only after 2^31 frees without a count, since
+/// malloc does not count on it: then its bias is renewed instead.)
 #[cold]
 #[inline(never)]
 unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
     // SAFETY: our heap and slab, on avail[class] (emptied slabs are never
-    // on the full list: the full flag is cleared before the push), and not
-    // current, so removing it leaves `current` valid.
+    // on the full list: the full flag is cleared before the push).
     unsafe {
         let h = &mut *heap;
         let class = (*slab).class as usize;
-        debug_assert!(h.current[class] != slab);
+        if h.biased[class] == slab {
+            (*slab).used = CURRENT_BIAS + (*slab).exact_used();
+            return;
+        }
         h.avail[class].remove(slab);
         release_slab(slab);
     }
@@ -808,14 +813,11 @@ pub fn check_thread_heap() -> usize {
                     fail("check: instrumentation flag does not match the heap", s);
                 }
                 let is_current = class < NUM_CLASSES && h.biased[class] == s;
-                if is_current != (sl.used >= CURRENT_BIAS) {
+                if is_current != (sl.used >= CURRENT_BIAS / 2) {
                     fail("check: current bias on the wrong slab", s);
                 }
-                let used = if is_current {
-                    sl.used - CURRENT_BIAS
-                } else {
-                    sl.used
-                };
+                // malloc does not count on the current slab: recount it.
+                let used = if is_current { sl.exact_used() } else { sl.used };
                 let total = used as usize + count(sl.free) + count(sl.local_free) + uncarved;
                 if total != sl.capacity as usize {
                     fail("check: used + free + local_free + uncarved != capacity", s);

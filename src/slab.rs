@@ -11,8 +11,12 @@
 //! Never-used blocks are carved lazily from `bump`, a page at a time, so a
 //! slab's resident memory follows its use.
 //!
-//! Invariant, for a slab owned by a live heap:
-//! `used + |free| + |local_free| + (end - bump) / block_size == capacity`.
+//! Invariant, for a slab owned by a live heap that is not its class's
+//! current slab: `used + |free| + |local_free| + (end - bump) / block_size
+//! == capacity`. The current slab's `used` carries a large bias and is not
+//! kept by `malloc` (one instruction less on the fast path): `free` counts
+//! down, and the exact count is recomputed ([`Slab::exact_used`]) when the
+//! slab stops being current.
 //! Calls `pagemap` (for the header type) and `size_class`.
 
 use crate::os::PAGE;
@@ -42,7 +46,8 @@ pub struct Slab {
     /// The process's double-free key, copied here so the free fast path
     /// reads it next to the fields it already touches.
     pub key: usize,
-    /// Blocks handed out and not yet back on this slab's lists.
+    /// Blocks handed out and not yet back on this slab's lists (see the
+    /// module invariant for the current slab).
     pub used: u32,
     /// Blocks in the slab.
     pub capacity: u32,
@@ -133,9 +138,26 @@ impl Slab {
                 self.free = (*b).next;
                 (*b).key = 0;
             }
-            self.used += 1;
         }
         b
+    }
+
+    /// Blocks handed out and not back on this slab's lists, counted (walks
+    /// the free lists). For a slab that stops being current.
+    ///
+    /// # Safety
+    /// Owner thread only.
+    pub unsafe fn exact_used(&self) -> u32 {
+        let mut n = 0u32;
+        for mut cur in [self.free, self.local_free] {
+            while !cur.is_null() {
+                n += 1;
+                // SAFETY: list invariant.
+                cur = unsafe { (*cur).next };
+            }
+        }
+        let uncarved = ((self.end - self.bump) / self.block_size as usize) as u32;
+        self.capacity - n - uncarved
     }
 
     /// Push a block freed by the owner onto `local_free`. Returns true when
@@ -268,7 +290,8 @@ mod tests {
                     assert!(seen.insert(b), "block handed out twice");
                 }
                 assert_eq!(seen.len(), s.capacity as usize);
-                assert_eq!(s.used, s.capacity);
+                // SAFETY: owner.
+                assert_eq!(unsafe { s.exact_used() }, s.capacity);
                 assert!(!s.has_free());
             });
         }
@@ -282,6 +305,10 @@ mod tests {
                 assert!(s.refill(KEY));
                 let a = s.pop();
                 let b = s.pop();
+                // pop does not count; the heap keeps `used` for non-current
+                // slabs (here: set it as the heap would on un-biasing).
+                s.used = s.exact_used();
+                assert_eq!(s.used, 2);
                 assert!(!s.push_local(a, KEY));
                 assert!(s.is_on_free_lists(a as usize));
                 assert!(!s.is_on_free_lists(b as usize));
