@@ -1,0 +1,312 @@
+/*
+ * common.h - shared helpers for the mmpool benchmark workloads.
+ *
+ * Every workload is `prog THREADS SCALE`:
+ *   THREADS  worker threads (1..1024; what a "thread" means is in each file)
+ *   SCALE    work multiplier, a positive real; 1 = the normal run
+ *            (roughly 0.5-2 s with glibc malloc on a 2-core machine)
+ * and prints ONE result line on stdout that depends only on the arguments,
+ * never on the allocator, addresses or thread interleaving. Tokens named
+ * `*rss*=` are measurements and are ignored when outputs are compared.
+ *
+ * Every block the workloads allocate is filled with a pattern derived from
+ * a per-object key (never from its address) and verified before it is
+ * freed; a mismatch, a NULL, or a misaligned pointer prints
+ * "bench: CORRUPTION ..." to stderr and exits with status 3, so a broken
+ * allocator cannot look fast.
+ */
+#ifndef MMPOOL_BENCH_COMMON_H
+#define MMPOOL_BENCH_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ errors */
+
+__attribute__((noreturn, unused, format(printf, 1, 2))) static void
+die(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench: CORRUPTION: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    exit(3);
+}
+
+__attribute__((noreturn, unused, format(printf, 1, 2))) static void
+fatal(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("bench: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* Keep the compiler from deleting a malloc/free pair or caching memory. */
+#define ESCAPE(p) __asm__ volatile("" : : "r"(p) : "memory")
+
+/* --------------------------------------------------------------- arguments */
+
+static inline void
+bench_args(int argc, char **argv, int *threads, double *scale)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s THREADS SCALE\n", argv[0]);
+        exit(2);
+    }
+    char *end;
+    long t = strtol(argv[1], &end, 10);
+    if (*end || t < 1 || t > 1024)
+        fatal("THREADS must be 1..1024, got '%s'", argv[1]);
+    double s = strtod(argv[2], &end);
+    if (*end || !(s > 0.0) || s > 1000.0)
+        fatal("SCALE must be a positive number, got '%s'", argv[2]);
+    *threads = (int)t;
+    *scale = s;
+}
+
+/* base * scale, at least `min`. */
+static inline uint64_t
+scaled(double base, double scale, uint64_t min)
+{
+    double v = base * scale;
+    return v < (double)min ? min : (uint64_t)v;
+}
+
+/* ----------------------------------------------------------------- hashing */
+
+static inline uint64_t
+mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* Checksum contribution of one object; sums of these are order-free. */
+static inline uint64_t
+obj_hash(uint64_t key, size_t size)
+{
+    return mix64(key * 0x9e3779b97f4a7c15ULL + size + 1);
+}
+
+static inline uint64_t
+fnv1a(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* ------------------------------------------------------------------- PRNG */
+
+typedef struct {
+    uint64_t s;
+} rng_t;
+
+static inline rng_t
+rng_seed(uint64_t seed)
+{
+    rng_t r = { mix64(seed + 0x2545f4914f6cdd1dULL) };
+    return r;
+}
+
+/* splitmix64 */
+static inline uint64_t
+rng_next(rng_t *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n), n > 0. */
+static inline uint64_t
+rng_below(rng_t *r, uint64_t n)
+{
+    return (uint64_t)(((unsigned __int128)rng_next(r) * n) >> 64);
+}
+
+/* Uniform in [lo, hi]. */
+static inline uint64_t
+rng_range(rng_t *r, uint64_t lo, uint64_t hi)
+{
+    return lo + rng_below(r, hi - lo + 1);
+}
+
+/* --------------------------------------------------------------- patterns */
+/*
+ * A block of n bytes with key k holds pat_word(k, o) at a set of 8-byte
+ * word offsets W(n, stride): every word of the first 128 bytes, every word
+ * of the last 128 bytes, one word every `stride` bytes in between; plus the
+ * trailing n % 8 bytes, each the low byte of pat_word(k, o). The value at an
+ * offset does not depend on n, so after realloc the retained prefix can be
+ * checked against the old size's set (pass the new size as `limit`).
+ * Blocks up to 256 bytes are therefore covered completely.
+ */
+#define PAT_EDGE 128
+
+static inline uint64_t
+pat_word(uint64_t key, size_t off)
+{
+    return mix64(key ^ ((uint64_t)off * 0xd6e8feb86659fd93ULL));
+}
+
+static inline void
+put64(unsigned char *p, uint64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+static inline uint64_t
+get64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline void
+pat_fill(void *block, size_t n, uint64_t key, size_t stride)
+{
+    unsigned char *p = block;
+    size_t words_end = n & ~(size_t)7;
+    size_t head_end = words_end < PAT_EDGE ? words_end : PAT_EDGE;
+    size_t tail = words_end > 2 * PAT_EDGE ? ((n - PAT_EDGE) & ~(size_t)7) : head_end;
+    size_t o;
+    for (o = 0; o < head_end; o += 8)
+        put64(p + o, pat_word(key, o));
+    for (o = head_end; o < tail; o += stride)
+        put64(p + o, pat_word(key, o));
+    for (o = tail; o < words_end; o += 8)
+        put64(p + o, pat_word(key, o));
+    for (o = words_end; o < n; o++)
+        p[o] = (unsigned char)pat_word(key, o);
+}
+
+/* 0 when the pattern of an n-byte block is intact below `limit`, else the
+ * first bad offset + 1. */
+static inline size_t
+pat_check_limit(const void *block, size_t n, uint64_t key, size_t stride, size_t limit)
+{
+    const unsigned char *p = block;
+    size_t words_end = n & ~(size_t)7;
+    size_t head_end = words_end < PAT_EDGE ? words_end : PAT_EDGE;
+    size_t tail = words_end > 2 * PAT_EDGE ? ((n - PAT_EDGE) & ~(size_t)7) : head_end;
+    size_t o;
+    for (o = 0; o < head_end && o + 8 <= limit; o += 8)
+        if (get64(p + o) != pat_word(key, o))
+            return o + 1;
+    for (o = head_end; o < tail && o + 8 <= limit; o += stride)
+        if (get64(p + o) != pat_word(key, o))
+            return o + 1;
+    for (o = tail; o < words_end && o + 8 <= limit; o += 8)
+        if (get64(p + o) != pat_word(key, o))
+            return o + 1;
+    for (o = words_end; o < n && o < limit; o++)
+        if (p[o] != (unsigned char)pat_word(key, o))
+            return o + 1;
+    return 0;
+}
+
+static inline size_t
+pat_check(const void *block, size_t n, uint64_t key, size_t stride)
+{
+    return pat_check_limit(block, n, key, stride, n);
+}
+
+/* Verify or die. `what` names the workload/object kind. */
+static inline void
+pat_verify(const char *what, const void *block, size_t n, uint64_t key, size_t stride)
+{
+    size_t bad = pat_check(block, n, key, stride);
+    if (bad)
+        die("%s: block %p size %zu key %#llx: pattern broken at offset %zu", what, block, n,
+            (unsigned long long)key, bad - 1);
+}
+
+/* A fresh block must be non-NULL and 16-byte aligned (8 below 16 bytes). */
+static inline void *
+check_new(const char *what, void *p, size_t n)
+{
+    if (p == NULL)
+        die("%s: allocation of %zu bytes returned NULL (errno %d)", what, n, errno);
+    uintptr_t mask = n >= 16 ? 15 : 7;
+    if ((uintptr_t)p & mask)
+        die("%s: allocation of %zu bytes returned misaligned %p", what, n, p);
+    return p;
+}
+
+static inline void *
+xmalloc(const char *what, size_t n)
+{
+    return check_new(what, malloc(n), n);
+}
+
+/* ------------------------------------------------------------------ misc */
+
+/* Resident set (kB) from /proc/self/status, or -1. */
+static inline long
+vm_rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kib;
+}
+
+static inline void
+xpthread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    int rc = pthread_create(t, NULL, fn, arg);
+    if (rc)
+        fatal("pthread_create: %s", strerror(rc));
+}
+
+static inline void
+xpthread_join(pthread_t t)
+{
+    int rc = pthread_join(t, NULL);
+    if (rc)
+        fatal("pthread_join: %s", strerror(rc));
+}
+
+/* [lo, hi) share of `total` items for worker i of n. */
+static inline void
+share(uint64_t total, int i, int n, uint64_t *lo, uint64_t *hi)
+{
+    *lo = total * (uint64_t)i / (uint64_t)n;
+    *hi = total * (uint64_t)(i + 1) / (uint64_t)n;
+}
+
+#endif
