@@ -400,6 +400,10 @@ fn clear_current(h: &mut Heap) {
 /// Slabs alive per class (kept always; slow paths only).
 pub static SLABS_LIVE: [AtomicUsize; NUM_CLASSES] = [const { AtomicUsize::new(0) }; NUM_CLASSES];
 
+/// The remote queue of a heap given up at thread exit: pushes fail and
+/// the freeing thread looks up the slab's (new) owner again.
+const REMOTE_CLOSED: *mut Block = 1 as *mut Block;
+
 /// Called with every pointer of ours being freed, before it is released,
 /// when instrumentation is on (set once by `insight` at start-up; in
 /// instrumented mode every free reaches the slow path).
@@ -529,8 +533,39 @@ unsafe fn free_local(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usiz
 #[cold]
 #[inline(never)]
 unsafe fn free_suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) {
-    // SAFETY: our own slab (the fast path checked the owner).
-    unsafe { free_local(heap, slab, b, b as usize) }
+    // A block another thread freed waits in our remote queue with the key
+    // set: look there too. Take the queue, walk it, put it back.
+    // SAFETY: our own heap; the taken chain is ours until put back.
+    unsafe {
+        let chain = (*heap).remote.swap(null_mut(), Ordering::Acquire);
+        if !chain.is_null() {
+            let mut tail = chain;
+            loop {
+                if tail == b {
+                    crate::diag::fatal("free(): double free", b as usize);
+                }
+                if (*tail).next.is_null() {
+                    break;
+                }
+                tail = (*tail).next;
+            }
+            let mut old = (*heap).remote.load(Ordering::Relaxed);
+            loop {
+                (*tail).next = old;
+                match (*heap).remote.compare_exchange_weak(
+                    old,
+                    chain,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => break,
+                    Err(cur) => old = cur,
+                }
+            }
+        }
+        // Our own slab (the fast path checked the owner).
+        free_local(heap, slab, b, b as usize)
+    }
 }
 
 /// A slab of ours reached `used == 0`: give it back. (The current slab
@@ -662,9 +697,16 @@ pub unsafe fn abandon(heap: *mut Heap) {
                 }
             }
         }
-        // Blocks pushed while we abandoned: their slabs are abandoned now,
-        // so dispatch frees them under the lock.
-        drain_remote(heap);
+        // Close the queue: blocks pushed while we abandoned are freed here
+        // (their slabs are abandoned now: dispatch frees them under the
+        // lock); later pushers find it closed and look again.
+        let mut b = (*heap).remote.swap(REMOTE_CLOSED, Ordering::AcqRel);
+        while !b.is_null() {
+            let next = (*b).next;
+            let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
+            dispatch_free(heap, slab, b, 0);
+            b = next;
+        }
         crate::runtime::heap_pool_put(heap);
     }
 }
@@ -673,11 +715,12 @@ pub unsafe fn abandon(heap: *mut Heap) {
 /// allocations and frees through the slow paths.
 ///
 /// # Safety
-/// `h` must point to writable memory for a `Heap` nobody else uses, whose
-/// `remote` field (if the memory held a heap before) is preserved.
+/// `h` must point to writable memory for a `Heap` nobody else uses (a
+/// pooled heap's queue is closed and empty).
 pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
     // SAFETY: contract.
     unsafe {
+        (*h).remote.store(null_mut(), Ordering::Release);
         for e in (*h).direct.iter_mut() {
             *e = empty_slab_ptr();
         }

@@ -12,8 +12,11 @@
 //! range (splitting off the rest) or grows the largest with `mremap`, so a
 //! program that cycles through large blocks of varying sizes reuses pages
 //! it already touched instead of faulting fresh ones in every time. The
-//! cache holds at most the peak bytes of live large blocks (at least
-//! [`CACHE_MIN_BYTES`]), and nothing idle for longer than the delay. `realloc` moves pages with `mremap` instead of
+//! cache holds at most the peak bytes of live large blocks, clamped to
+//! [`CACHE_MIN_BYTES`]..[`CACHE_MAX_BYTES`], no block above
+//! [`CACHE_MAX_BLOCK`] (those are unmapped at once), and nothing idle for longer
+//! than the delay (checked whenever large blocks are allocated or freed,
+//! and every 64 slow paths of small allocations). `realloc` moves pages with `mremap` instead of
 //! copying. Calls `os`, `pagemap`, `span` (for the clock), `sync`.
 
 use crate::os::{align_up, PageSource, OS};
@@ -31,6 +34,12 @@ const CACHE_RANGES: usize = 256;
 /// The cache may always hold this many bytes; beyond, as many as the live
 /// large blocks hold.
 pub const CACHE_MIN_BYTES: usize = 16 << 20;
+/// The cache never holds more than this, however large the peak was.
+pub const CACHE_MAX_BYTES: usize = 256 << 20;
+/// Blocks larger than this go straight back to the OS when freed (like
+/// glibc's mmapped chunks): a program that frees huge buffers gets its
+/// memory back at once.
+pub const CACHE_MAX_BLOCK: usize = 64 << 20;
 /// A cached range idle for longer than this is unmapped.
 pub const CACHE_DELAY_MS: u64 = 1000;
 
@@ -148,7 +157,7 @@ impl Cache {
     fn expire(&mut self, now: u64, budget: usize, ev: &mut Evicted) {
         let mut i = 0;
         while i < self.len && !ev.full() {
-            if now.wrapping_sub(self.ranges[i].freed_ms) >= CACHE_DELAY_MS {
+            if now.saturating_sub(self.ranges[i].freed_ms) >= CACHE_DELAY_MS {
                 let r = self.remove(i);
                 ev.push(r.base, r.size);
             } else {
@@ -298,6 +307,8 @@ pub fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         });
     }
     if !map_granules(base, map_size, lb.cast()) {
+        // Undo the entries that were set before the page map ran out.
+        map_granules(base, map_size, null_mut());
         // SAFETY: the mapping is ours and unpublished.
         unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
         return (null_mut(), false);
@@ -324,6 +335,14 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let base = lb as usize;
     let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
     RECENT[i].store(user, Ordering::Relaxed);
+    if map_size > CACHE_MAX_BLOCK {
+        // SAFETY: the block is dead; a later free of `p` finds TAG_FREE
+        // until the granules are forgotten, then `recently_unmapped`.
+        unsafe { (*lb).head.tag = TAG_FREE };
+        RELEASED_BYTES.fetch_add(map_size, Ordering::Relaxed);
+        unmap_block(base, map_size);
+        return;
+    }
     let now = now_ms();
     let budget = budget();
     let mut ev = Evicted::new();
@@ -341,7 +360,9 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
 /// must not throw away pages it is about to need again), at least
 /// [`CACHE_MIN_BYTES`]. Idle ranges still go back after [`CACHE_DELAY_MS`].
 fn budget() -> usize {
-    CACHE_MIN_BYTES.max(PEAK_LIVE_BYTES.load(Ordering::Relaxed))
+    PEAK_LIVE_BYTES
+        .load(Ordering::Relaxed)
+        .clamp(CACHE_MIN_BYTES, CACHE_MAX_BYTES)
 }
 
 /// User pointers of the large blocks most recently freed, so that a second
@@ -372,9 +393,20 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
         return None;
     }
     debug_assert!((GRANULE + offset) % align == 0 || offset % align == 0);
+    let mut ev = Evicted::new();
     let mut c = CACHE.lock();
     if c.len == 0 {
         return None;
+    }
+    // Allocation is also when idle ranges are noticed.
+    c.expire(now_ms(), budget(), &mut ev);
+    if ev.n > 0 {
+        drop(c);
+        ev.unmap_all();
+        c = CACHE.lock();
+        if c.len == 0 {
+            return None;
+        }
     }
     let mut best: Option<usize> = None;
     let mut largest = 0;

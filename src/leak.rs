@@ -294,6 +294,11 @@ impl State {
     }
 }
 
+/// The table's lock, for the fork handlers.
+pub(crate) fn lock_for_fork() -> &'static Lock<impl Sized> {
+    &STATE
+}
+
 /// Record live block `addr` of `size` requested bytes, allocated at `st`.
 pub fn insert(addr: usize, size: usize, st: &Stack) {
     let mut s = STATE.lock();

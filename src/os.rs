@@ -163,6 +163,12 @@ unsafe impl PageSource for Os {
             crate::diag::set_errno(saved);
             return NonNull::new(r.cast());
         }
+        // EFAULT: the range spans several mappings (pieces joined by the
+        // large-block cache); mremap cannot move it at all.
+        if crate::diag::errno() == libc::EFAULT {
+            crate::diag::set_errno(saved);
+            return None;
+        }
         // Move the pages (no copy) onto a fresh aligned reservation, which
         // the move replaces.
         let target = self.map(new, align)?;

@@ -263,9 +263,15 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
 // ---------------------------------------------------------------------------
 // fork: take every global lock before, release in parent and child, so the
 // child never inherits a lock held by a thread that does not exist there.
-// Order: heap pool, abandoned slabs, span cache, large cache.
+// Order: the instrumentation locks (leak table, then symbol cache, then
+// trace file: the order the exit report takes them; no allocator lock is
+// held while any of them is taken), then heap pool, abandoned slabs, span
+// cache, large cache.
 
 extern "C" fn fork_prepare() {
+    sync::hold(crate::leak::lock_for_fork());
+    sync::hold(crate::symbols::lock_for_fork());
+    sync::hold(crate::trace::lock_for_fork());
     sync::hold(&POOL);
     sync::hold(&heap::ABANDONED);
     sync::hold(crate::span::SPANS.lock_for_fork());
@@ -280,6 +286,9 @@ fn release_all() {
         sync::release(crate::span::SPANS.lock_for_fork());
         sync::release(&heap::ABANDONED);
         sync::release(&POOL);
+        sync::release(crate::trace::lock_for_fork());
+        sync::release(crate::symbols::lock_for_fork());
+        sync::release(crate::leak::lock_for_fork());
     }
 }
 

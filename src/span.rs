@@ -242,7 +242,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
         // SAFETY: we hold the lock; `s` is on no list.
         unsafe { g.dirty[granules].push_front(s) };
         g.dirty_bytes += size;
-        if g.dirty_bytes > DIRTY_MAX || now.wrapping_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4 {
+        if g.dirty_bytes > DIRTY_MAX || now.saturating_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4 {
             self.sweep(&mut g, now, false);
         }
     }
@@ -258,7 +258,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
                     break;
                 }
                 // SAFETY: `s` is a cached span on the dirty list; lock held.
-                let old = unsafe { now.wrapping_sub((*s).freed_ms) } >= PURGE_DELAY_MS;
+                let old = unsafe { now.saturating_sub((*s).freed_ms) } >= PURGE_DELAY_MS;
                 if !(all || old || g.dirty_bytes > DIRTY_MAX / 2) {
                     break;
                 }
@@ -291,7 +291,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
     pub fn tick(&self) {
         let now = now_ms();
         if let Some(mut g) = self.inner.try_lock() {
-            if now.wrapping_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4 && g.dirty_bytes > 0 {
+            if now.saturating_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4 && g.dirty_bytes > 0 {
                 self.sweep(&mut g, now, false);
             }
         }

@@ -81,18 +81,24 @@ fn symtab_lookup(path: &[u8], offset: usize) -> Option<(&'static [u8], usize)> {
 /// Map a whole file read-only; kept mapped for the rest of the process
 /// (the names found point into it). A small cache avoids mapping a file
 /// twice.
+struct Cache {
+    keys: [[u8; 64]; 16],
+    maps: [(usize, usize); 16],
+    n: usize,
+}
+
+static CACHE: crate::sync::Lock<Cache> = crate::sync::Lock::new(Cache {
+    keys: [[0; 64]; 16],
+    maps: [(0, 0); 16],
+    n: 0,
+});
+
+/// The mapped-file cache's lock, for the fork handlers.
+pub(crate) fn lock_for_fork() -> &'static crate::sync::Lock<impl Sized> {
+    &CACHE
+}
+
 fn map_file(path_nul: &[u8]) -> Option<&'static [u8]> {
-    use crate::sync::Lock;
-    struct Cache {
-        keys: [[u8; 64]; 16],
-        maps: [(usize, usize); 16],
-        n: usize,
-    }
-    static CACHE: Lock<Cache> = Lock::new(Cache {
-        keys: [[0; 64]; 16],
-        maps: [(0, 0); 16],
-        n: 0,
-    });
     let mut key = [0u8; 64];
     let tail = &path_nul[path_nul.len().saturating_sub(64)..];
     key[..tail.len()].copy_from_slice(tail);

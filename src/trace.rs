@@ -30,6 +30,11 @@ static FD: AtomicI32 = AtomicI32::new(-1);
 /// Serialises lines (each line is one `write`, but Start/End must bracket).
 static LOCK: Lock<()> = Lock::new(());
 
+/// The trace lock, for the fork handlers.
+pub(crate) fn lock_for_fork() -> &'static Lock<()> {
+    &LOCK
+}
+
 /// Is a trace being written?
 #[inline]
 pub fn on() -> bool {
