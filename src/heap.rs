@@ -19,6 +19,7 @@
 //! - abandoned slabs have `owner & !OWNER_FLAGS == 0` and are on
 //!   `ABANDONED[class]`, changed only under its lock.
 
+use crate::list::List;
 use crate::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE, TAG_SLAB};
 use crate::runtime::free_key;
 use crate::size_class::{
@@ -31,75 +32,10 @@ use crate::sync::Lock;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-/// A doubly linked list of slabs through their `next`/`prev` links.
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub struct SlabList {
-    first: *mut Slab,
-    last: *mut Slab,
-}
+/// A list of slabs through their `next`/`prev` links.
+pub type SlabList = List<Slab>;
 
-const EMPTY_LIST: SlabList = SlabList {
-    first: null_mut(),
-    last: null_mut(),
-};
-
-impl SlabList {
-    unsafe fn push_front(&mut self, s: *mut Slab) {
-        // SAFETY: caller owns the list and `s`, which is on no list.
-        unsafe {
-            (*s).prev = null_mut();
-            (*s).next = self.first;
-            if self.first.is_null() {
-                self.last = s;
-            } else {
-                (*self.first).prev = s;
-            }
-        }
-        self.first = s;
-    }
-
-    unsafe fn push_back(&mut self, s: *mut Slab) {
-        // SAFETY: as in push_front.
-        unsafe {
-            (*s).next = null_mut();
-            (*s).prev = self.last;
-            if self.last.is_null() {
-                self.first = s;
-            } else {
-                (*self.last).next = s;
-            }
-        }
-        self.last = s;
-    }
-
-    unsafe fn remove(&mut self, s: *mut Slab) {
-        // SAFETY: `s` is on this list (caller).
-        unsafe {
-            if (*s).prev.is_null() {
-                self.first = (*s).next;
-            } else {
-                (*(*s).prev).next = (*s).next;
-            }
-            if (*s).next.is_null() {
-                self.last = (*s).prev;
-            } else {
-                (*(*s).next).prev = (*s).prev;
-            }
-            (*s).next = null_mut();
-            (*s).prev = null_mut();
-        }
-    }
-
-    fn pop_front(&mut self) -> *mut Slab {
-        let s = self.first;
-        if !s.is_null() {
-            // SAFETY: `s` is on this list.
-            unsafe { self.remove(s) };
-        }
-        s
-    }
-}
+const EMPTY_LIST: SlabList = SlabList::EMPTY;
 
 /// A thread's heap.
 #[repr(C)]

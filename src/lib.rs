@@ -19,6 +19,7 @@
 //! pagemap      address -> span header, the "is this ours?" test
 //! size_class   the class tables
 //! os | sync    mmap/munmap/madvise/mremap behind a trait | spin locks that yield
+//! list         intrusive doubly linked lists
 //! diag         allocation-free diagnostics on stderr
 //! ```
 //!
@@ -58,6 +59,7 @@ pub mod insight;
 pub mod large;
 pub mod leak;
 pub mod libc_api;
+pub mod list;
 pub mod os;
 pub mod pagemap;
 pub mod runtime;

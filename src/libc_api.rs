@@ -435,24 +435,29 @@ fn page_mapped(addr: usize) -> bool {
     r == 0
 }
 
+/// Stop with `freed` when `p` is a large block we recently returned to the
+/// OS, with `unmapped` when nothing is mapped at `p` (or just below it,
+/// where glibc reads its chunk header): handing such a pointer to the next
+/// allocator would crash it.
+fn check_foreign(p: *const u8, freed: &str, unmapped: &str) {
+    if large::recently_unmapped(p as usize) {
+        fatal(freed, p as usize);
+    }
+    if !page_mapped(p as usize) || !page_mapped((p as usize).wrapping_sub(16)) {
+        fatal(unmapped, p as usize);
+    }
+}
+
 /// A pointer that is not ours: a large block we already unmapped (a double
 /// free), an address nobody mapped, or another allocator's block.
 #[cold]
 #[inline(never)]
 fn foreign_free(p: *mut u8) {
-    if large::recently_unmapped(p as usize) {
-        fatal(
-            "free(): double free (large block already returned to the OS)",
-            p as usize,
-        );
-    }
-    // glibc reads the chunk header just below the pointer.
-    if !page_mapped(p as usize) || !page_mapped((p as usize).wrapping_sub(16)) {
-        fatal(
-            "free(): invalid pointer (not allocated by mmpool, not mapped)",
-            p as usize,
-        );
-    }
+    check_foreign(
+        p,
+        "free(): double free (large block already returned to the OS)",
+        "free(): invalid pointer (not allocated by mmpool, not mapped)",
+    );
     match next_in_line(&REAL_FREE, c"free") {
         Some(f) => {
             // SAFETY: `f` is the next allocator's `free`, and `p` is not ours.
@@ -470,18 +475,11 @@ fn foreign_free(p: *mut u8) {
 #[cold]
 #[inline(never)]
 fn foreign_usable_size(p: *const u8) -> usize {
-    if large::recently_unmapped(p as usize) {
-        fatal(
-            "malloc_usable_size(): pointer to a freed large block",
-            p as usize,
-        );
-    }
-    if !page_mapped(p as usize) || !page_mapped((p as usize).wrapping_sub(16)) {
-        fatal(
-            "malloc_usable_size(): invalid pointer (not mapped)",
-            p as usize,
-        );
-    }
+    check_foreign(
+        p,
+        "malloc_usable_size(): pointer to a freed large block",
+        "malloc_usable_size(): invalid pointer (not mapped)",
+    );
     match next_in_line(&REAL_USABLE, c"malloc_usable_size") {
         Some(f) => {
             // SAFETY: the next allocator's malloc_usable_size.

@@ -67,6 +67,14 @@ pub struct Slab {
 
 const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
 
+// SAFETY: `next` and `prev` are distinct fields of the slab header.
+unsafe impl crate::list::Linked for Slab {
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
+        // SAFETY: `this` is a live slab header (contract).
+        unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
+    }
+}
+
 /// Owner flag: the slab is on its heap's full list.
 pub const OWNER_FULL: usize = 1;
 /// Owner flag: aligned allocations handed out interior pointers.

@@ -16,7 +16,7 @@ use crate::os::{PageSource, PAGE};
 use crate::pagemap::{SpanHead, PAGEMAP, TAG_FREE};
 use crate::size_class::{GRANULE, MAX_SLAB_GRANULES};
 use crate::sync::Lock;
-use core::ptr::{null_mut, NonNull};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Size of the chunks spans are carved from.
@@ -40,49 +40,17 @@ struct FreeSpan {
     dirty: bool,
 }
 
-#[derive(Clone, Copy)]
-struct List {
-    first: *mut FreeSpan,
-    last: *mut FreeSpan,
-}
-
-const EMPTY_LIST: List = List {
-    first: null_mut(),
-    last: null_mut(),
-};
-
-impl List {
-    /// Push at the front (most recently freed first).
-    unsafe fn push_front(&mut self, s: *mut FreeSpan) {
-        // SAFETY: `s` and the list's spans are cached spans we own (caller).
-        unsafe {
-            (*s).prev = null_mut();
-            (*s).next = self.first;
-            if self.first.is_null() {
-                self.last = s;
-            } else {
-                (*self.first).prev = s;
-            }
-        }
-        self.first = s;
-    }
-
-    unsafe fn remove(&mut self, s: *mut FreeSpan) {
-        // SAFETY: `s` is on this list (caller).
-        unsafe {
-            if (*s).prev.is_null() {
-                self.first = (*s).next;
-            } else {
-                (*(*s).prev).next = (*s).next;
-            }
-            if (*s).next.is_null() {
-                self.last = (*s).prev;
-            } else {
-                (*(*s).next).prev = (*s).prev;
-            }
-        }
+// SAFETY: `next` and `prev` are distinct fields of the cached span's
+// header.
+unsafe impl crate::list::Linked for FreeSpan {
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
+        // SAFETY: `this` is a live cached span (contract).
+        unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
     }
 }
+
+type List = crate::list::List<FreeSpan>;
+const EMPTY_LIST: List = List::EMPTY;
 
 struct Inner {
     /// Per size in granules: spans with resident pages, newest first.
