@@ -37,9 +37,20 @@ pub type SlabList = List<Slab>;
 
 const EMPTY_LIST: SlabList = SlabList::EMPTY;
 
-/// A thread's heap.
+/// A thread's heap: the part only its thread touches, then the queue
+/// other threads push to. The two are separate fields so the owner can
+/// hold `&mut` to its part while other threads CAS on `remote`.
 #[repr(C)]
 pub struct Heap {
+    /// Owner-thread state (first: the fast path reads `direct` at offset 0).
+    pub local: HeapLocal,
+    /// Blocks freed by other threads, linked through their first word.
+    pub remote: AtomicPtr<Block>,
+}
+
+/// The owner-thread part of a heap.
+#[repr(C)]
+pub struct HeapLocal {
     /// `(size + 15) / 16` -> current slab of that size's class, for
     /// requests up to 1 KiB: the malloc fast path is one load from here.
     pub direct: [*mut Slab; DIRECT_LEN],
@@ -47,8 +58,6 @@ pub struct Heap {
     pub current: [*mut Slab; NUM_CLASSES],
     avail: [SlabList; NUM_CLASSES],
     full: SlabList,
-    /// Blocks freed by other threads, linked through their first word.
-    pub remote: AtomicPtr<Block>,
     /// The slab of each class carrying [`CURRENT_BIAS`]: the first of
     /// `avail[c]`. Equal to `current[c]` unless the heap is instrumented,
     /// where `current` and `direct` stay at the empty slab so that every
@@ -102,17 +111,19 @@ const fn empty_slab_ptr() -> *mut Slab {
 /// The heap every thread starts with: all its slabs are the empty slab,
 /// so every allocation takes the slow path, which creates a real heap.
 pub static EMPTY_HEAP: Shared<Heap> = Shared(Heap {
-    direct: [empty_slab_ptr(); DIRECT_LEN],
-    current: [empty_slab_ptr(); NUM_CLASSES],
-    avail: [EMPTY_LIST; NUM_CLASSES],
-    full: EMPTY_LIST,
+    local: HeapLocal {
+        direct: [empty_slab_ptr(); DIRECT_LEN],
+        current: [empty_slab_ptr(); NUM_CLASSES],
+        avail: [EMPTY_LIST; NUM_CLASSES],
+        full: EMPTY_LIST,
+        biased: [empty_slab_ptr(); NUM_CLASSES],
+        owner_word: 0,
+        instrumented: false,
+        in_hook: false,
+        pool_next: null_mut(),
+        slow_calls: 0,
+    },
     remote: AtomicPtr::new(null_mut()),
-    biased: [empty_slab_ptr(); NUM_CLASSES],
-    owner_word: 0,
-    instrumented: false,
-    in_hook: false,
-    pool_next: null_mut(),
-    slow_calls: 0,
 });
 
 /// Address of the empty heap.
@@ -138,7 +149,7 @@ pub unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
     // SAFETY: direct_index(size) < DIRECT_LEN for size <= DIRECT_MAX; the
     // heap's slabs are valid (heap invariant) and only this thread pops.
     unsafe {
-        let slab = *(*heap).direct.get_unchecked(direct_index(size));
+        let slab = *(*heap).local.direct.get_unchecked(direct_index(size));
         (*slab).pop().cast()
     }
 }
@@ -151,7 +162,7 @@ pub unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
 pub unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
     // SAFETY: class < NUM_CLASSES (contract); see alloc_direct.
     unsafe {
-        let slab = *(*heap).current.get_unchecked(class);
+        let slab = *(*heap).local.current.get_unchecked(class);
         let b = (*slab).pop();
         if !b.is_null() {
             return b.cast();
@@ -208,7 +219,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
     }
     // SAFETY: `heap` is the calling thread's live heap.
     unsafe {
-        let h = &mut *heap;
+        let h = &mut (*heap).local;
         h.slow_calls = h.slow_calls.wrapping_add(1);
         if h.slow_calls % 64 == 0 {
             SPANS.tick();
@@ -246,7 +257,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
 
 /// Pop from the first slab of `avail[class]` that has a free block,
 /// moving exhausted slabs to the full list.
-unsafe fn pop_from_avail(h: &mut Heap, class: usize) -> Option<*mut u8> {
+unsafe fn pop_from_avail(h: &mut HeapLocal, class: usize) -> Option<*mut u8> {
     let key = free_key();
     loop {
         let s = h.avail[class].first;
@@ -277,7 +288,7 @@ pub const CURRENT_BIAS: u32 = 1 << 31;
 /// Re-point `current[class]` (and its direct entries) at the first slab of
 /// `avail[class]`, moving the bias from the old current slab to the new.
 /// The old current slab must still be alive (on a list of this heap).
-fn set_current(h: &mut Heap, class: usize) {
+fn set_current(h: &mut HeapLocal, class: usize) {
     let new = if h.avail[class].first.is_null() {
         empty_slab_ptr()
     } else {
@@ -322,7 +333,7 @@ fn set_current(h: &mut Heap, class: usize) {
 }
 
 /// Make every class's current slab the empty slab, unbiasing the old ones.
-fn clear_current(h: &mut Heap) {
+fn clear_current(h: &mut HeapLocal) {
     let saved = core::mem::replace(&mut h.avail, [EMPTY_LIST; NUM_CLASSES]);
     for c in 0..NUM_CLASSES {
         set_current(h, c);
@@ -448,7 +459,7 @@ unsafe fn free_local(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usiz
         if user != 0 && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
             crate::diag::fatal("free(): double free", user);
         }
-        let h = &mut *heap;
+        let h = &mut (*heap).local;
         if (*slab).head.owner.load(Ordering::Relaxed) & OWNER_FULL != 0 {
             h.full.remove(slab);
             (*slab).head.owner.fetch_and(!OWNER_FULL, Ordering::Relaxed);
@@ -513,7 +524,7 @@ unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
     // SAFETY: our heap and slab, on avail[class] (emptied slabs are never
     // on the full list: the full flag is cleared before the push).
     unsafe {
-        let h = &mut *heap;
+        let h = &mut (*heap).local;
         let class = (*slab).class as usize;
         if h.biased[class] == slab {
             (*slab).used = CURRENT_BIAS + (*slab).exact_used();
@@ -588,13 +599,13 @@ unsafe fn adopt_abandoned(heap: *mut Heap, class: usize) -> Option<()> {
             let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
             (*s).head
                 .owner
-                .store((*heap).owner_word | flags, Ordering::Release);
+                .store((*heap).local.owner_word | flags, Ordering::Release);
         }
         s
     };
     // SAFETY: the slab is ours now; a remote free racing with the owner
     // change lands on our remote queue.
-    unsafe { (*heap).avail[class].push_back(s) };
+    unsafe { (*heap).local.avail[class].push_back(s) };
     Some(())
 }
 
@@ -607,7 +618,7 @@ pub unsafe fn abandon(heap: *mut Heap) {
     // SAFETY: the exiting thread still owns `heap`.
     unsafe {
         drain_remote(heap);
-        let h = &mut *heap;
+        let h = &mut (*heap).local;
         clear_current(h);
         {
             // Lock order: ABANDONED, then the span cache (release_slab).
@@ -657,24 +668,24 @@ pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
     // SAFETY: contract.
     unsafe {
         (*h).remote.store(null_mut(), Ordering::Release);
-        for e in (*h).direct.iter_mut() {
+        for e in (*h).local.direct.iter_mut() {
             *e = empty_slab_ptr();
         }
-        for e in (*h).current.iter_mut() {
+        for e in (*h).local.current.iter_mut() {
             *e = empty_slab_ptr();
         }
-        for l in (*h).avail.iter_mut() {
+        for l in (*h).local.avail.iter_mut() {
             *l = EMPTY_LIST;
         }
-        (*h).full = EMPTY_LIST;
-        for e in (*h).biased.iter_mut() {
+        (*h).local.full = EMPTY_LIST;
+        for e in (*h).local.biased.iter_mut() {
             *e = empty_slab_ptr();
         }
-        (*h).instrumented = instrumented;
-        (*h).owner_word = h as usize | if instrumented { OWNER_INSTR } else { 0 };
-        (*h).in_hook = false;
-        (*h).pool_next = null_mut();
-        (*h).slow_calls = 0;
+        (*h).local.instrumented = instrumented;
+        (*h).local.owner_word = h as usize | if instrumented { OWNER_INSTR } else { 0 };
+        (*h).local.in_hook = false;
+        (*h).local.pool_next = null_mut();
+        (*h).local.slow_calls = 0;
     }
 }
 
@@ -684,7 +695,7 @@ pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
 /// `h` must be a heap struct in the pool (or being put there).
 pub unsafe fn pool_next(h: *mut Heap) -> *mut *mut Heap {
     // SAFETY: contract.
-    unsafe { &mut (*h).pool_next }
+    unsafe { &mut (*h).local.pool_next }
 }
 
 /// Mark the slab holding `p` as holding interior (aligned) pointers, so
@@ -739,7 +750,7 @@ pub fn check_thread_heap() -> usize {
     // SAFETY: the calling thread owns its heap and slabs; lists are valid
     // unless the invariants are already broken, which is what we look for.
     unsafe {
-        let h = &*heap;
+        let h = &(*heap).local;
         for class in 0..=NUM_CLASSES {
             let list = if class == NUM_CLASSES {
                 &h.full

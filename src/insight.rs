@@ -93,12 +93,12 @@ pub fn start() {
     let h = crate::tls::heap();
     if h != empty_heap() {
         // SAFETY: the calling thread's own heap.
-        unsafe { (*h).in_hook = true };
+        unsafe { (*h).local.in_hook = true };
         let mut frames = [core::ptr::null_mut::<c_void>(); 4];
         // SAFETY: a valid buffer of 4 entries.
         unsafe { libc::backtrace(frames.as_mut_ptr(), 4) };
         // SAFETY: as above.
-        unsafe { (*h).in_hook = false };
+        unsafe { (*h).local.in_hook = false };
     }
     // SAFETY: freeing the block allocated above.
     unsafe { crate::libc_api::free(p) };
@@ -211,14 +211,14 @@ fn in_hook(f: impl FnOnce()) {
     }
     // SAFETY: the calling thread's own heap.
     unsafe {
-        if (*h).in_hook {
+        if (*h).local.in_hook {
             return;
         }
-        (*h).in_hook = true;
+        (*h).local.in_hook = true;
     }
     f();
     // SAFETY: as above.
-    unsafe { (*h).in_hook = false };
+    unsafe { (*h).local.in_hook = false };
 }
 
 fn depth_needed() -> usize {
@@ -284,14 +284,14 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         h = crate::runtime::create_thread_heap();
     }
     // SAFETY: `h` is null or the calling thread's own heap.
-    if p.is_null() || h.is_null() || unsafe { (*h).in_hook } {
+    if p.is_null() || h.is_null() || unsafe { (*h).local.in_hook } {
         // realloc(NULL, n) is a malloc, which records itself.
         // SAFETY: forwarded contract.
         return unsafe { crate::libc_api::realloc_raw(p, size) };
     }
     // SAFETY: our own heap; the flag keeps the malloc and free inside the
     // raw realloc from being recorded a second time.
-    unsafe { (*h).in_hook = true };
+    unsafe { (*h).local.in_hook = true };
     let st = capture(depth_needed());
     let ours = crate::libc_api::owns(p);
     let old = forget(p as usize, false);
@@ -321,7 +321,7 @@ pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
         }
     }
     // SAFETY: as above.
-    unsafe { (*h).in_hook = false };
+    unsafe { (*h).local.in_hook = false };
     q
 }
 
@@ -333,7 +333,7 @@ pub fn finish() {
     let h = crate::tls::heap();
     if h != empty_heap() {
         // SAFETY: our own heap; reporting must not record itself.
-        unsafe { (*h).in_hook = true };
+        unsafe { (*h).local.in_hook = true };
     }
     crate::trace::stop();
     if stats_on() {
