@@ -98,7 +98,7 @@ pub static EMPTY_SLAB: Shared<Slab> = Shared(Slab {
     capacity: 0,
     block_size: 0,
     class: 0,
-    bump: 0,
+    bump: AtomicUsize::new(0),
     end: 0,
     next: null_mut(),
     prev: null_mut(),
@@ -783,7 +783,9 @@ pub fn check_thread_heap() -> usize {
                     let mut k = 0usize;
                     while !b.is_null() {
                         let a = b as usize;
-                        if a < sl.first_block() || a >= sl.bump || (a - sl.first_block()) % bs != 0
+                        if a < sl.first_block()
+                            || a >= sl.bump()
+                            || (a - sl.first_block()) % bs != 0
                         {
                             fail("check: free list holds a foreign block", s);
                         }
@@ -798,7 +800,7 @@ pub fn check_thread_heap() -> usize {
                     }
                     k
                 };
-                let uncarved = (sl.end - sl.bump) / bs;
+                let uncarved = (sl.end - sl.bump()) / bs;
                 if (owner & OWNER_INSTR != 0) != h.instrumented {
                     fail("check: instrumentation flag does not match the heap", s);
                 }

@@ -23,7 +23,7 @@ use crate::os::PAGE;
 use crate::pagemap::{SpanHead, TAG_SLAB};
 use crate::size_class::{block_size, slab_capacity, GRANULE, SLAB_GRANULES, SLAB_HEADER};
 use core::ptr::null_mut;
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// A free block: the link, then the double-free key.
 #[repr(C)]
@@ -55,8 +55,9 @@ pub struct Slab {
     pub block_size: u32,
     /// Size class.
     pub class: u32,
-    /// First block never carved.
-    pub bump: usize,
+    /// First block never carved. Written by the owner only; atomic because
+    /// other threads read it to validate pointers they free.
+    pub bump: AtomicUsize,
     /// End of the block area.
     pub end: usize,
     /// Link in the owner's (or the abandoned) list.
@@ -112,13 +113,19 @@ impl Slab {
                 capacity: cap as u32,
                 block_size: bs as u32,
                 class: class as u32,
-                bump: first,
+                bump: AtomicUsize::new(first),
                 end: first + cap * bs,
                 next: null_mut(),
                 prev: null_mut(),
             });
         }
         s
+    }
+
+    /// The first block never carved.
+    #[inline]
+    pub fn bump(&self) -> usize {
+        self.bump.load(Ordering::Relaxed)
     }
 
     /// Address of the first block.
@@ -164,7 +171,7 @@ impl Slab {
                 cur = unsafe { (*cur).next };
             }
         }
-        let uncarved = ((self.end - self.bump) / self.block_size as usize) as u32;
+        let uncarved = ((self.end - self.bump()) / self.block_size as usize) as u32;
         self.capacity - n - uncarved
     }
 
@@ -206,12 +213,12 @@ impl Slab {
     /// Carve about a page of never-used blocks onto `free`.
     unsafe fn carve(&mut self, key: usize) -> bool {
         let bs = self.block_size as usize;
-        if self.bump + bs > self.end {
+        let start = self.bump();
+        if start + bs > self.end {
             return false;
         }
-        let n = (PAGE / bs).max(1).min((self.end - self.bump) / bs);
-        let start = self.bump;
-        self.bump += n * bs;
+        let n = (PAGE / bs).max(1).min((self.end - start) / bs);
+        self.bump.store(start + n * bs, Ordering::Relaxed);
         let mut next = self.free;
         for i in (0..n).rev() {
             let b = (start + i * bs) as *mut Block;
@@ -231,14 +238,14 @@ impl Slab {
     pub fn has_free(&self) -> bool {
         !self.free.is_null()
             || !self.local_free.is_null()
-            || self.bump + (self.block_size as usize) <= self.end
+            || self.bump() + (self.block_size as usize) <= self.end
     }
 
     /// The start of the block containing `p`, or `None` when `p` is not
     /// inside a block that was ever handed out.
     pub fn block_containing(&self, p: usize) -> Option<usize> {
         let first = self.first_block();
-        if p < first || p >= self.bump {
+        if p < first || p >= self.bump() {
             return None;
         }
         let bs = self.block_size as usize;
@@ -342,7 +349,7 @@ mod tests {
             assert_eq!(s.block_containing(first), Some(first));
             assert_eq!(s.block_containing(first + bs + 5), Some(first + bs));
             assert_eq!(s.block_containing(first - 1), None);
-            assert_eq!(s.block_containing(s.bump), None, "never carved");
+            assert_eq!(s.block_containing(s.bump()), None, "never carved");
         });
     }
 }
