@@ -132,6 +132,37 @@ pub fn empty_heap() -> *mut Heap {
     &EMPTY_HEAP.0 as *const Heap as *mut Heap
 }
 
+/// The heap of a thread whose exit destructor already ran: empty like
+/// [`EMPTY_HEAP`], but a heap created from it is a *late* heap (see
+/// `runtime::create_thread_heap`).
+pub static EXITED_HEAP: Shared<Heap> = Shared(Heap {
+    local: HeapLocal {
+        direct: [empty_slab_ptr(); DIRECT_LEN],
+        current: [empty_slab_ptr(); NUM_CLASSES],
+        avail: [EMPTY_LIST; NUM_CLASSES],
+        full: EMPTY_LIST,
+        biased: [empty_slab_ptr(); NUM_CLASSES],
+        owner_word: 0,
+        instrumented: false,
+        in_hook: false,
+        pool_next: null_mut(),
+        slow_calls: 0,
+    },
+    remote: AtomicPtr::new(null_mut()),
+});
+
+/// Address of the exited-thread heap.
+#[inline]
+pub fn exited_heap() -> *mut Heap {
+    &EXITED_HEAP.0 as *const Heap as *mut Heap
+}
+
+/// Is `h` a thread's own heap (not one of the two static empty ones)?
+#[inline]
+pub fn is_real(h: *mut Heap) -> bool {
+    h != empty_heap() && h != exited_heap()
+}
+
 // ---------------------------------------------------------------------------
 // Fast paths
 
@@ -210,8 +241,8 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
 #[cold]
 #[inline(never)]
 unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
-    if heap == empty_heap() {
-        heap = crate::runtime::create_thread_heap();
+    if !is_real(heap) {
+        heap = crate::runtime::create_thread_heap(heap == exited_heap());
         if heap.is_null() {
             crate::diag::set_errno(libc::ENOMEM);
             return null_mut();
@@ -224,6 +255,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
         if h.slow_calls % 64 == 0 {
             SPANS.tick();
             crate::large::tick();
+            crate::runtime::reclaim_late_heaps();
         }
         drain_remote(heap);
         if let Some(b) = pop_from_avail(h, class) {
@@ -742,7 +774,7 @@ const _: () = assert!(GRANULE % crate::size_class::SLAB_HEADER == 0);
 /// slabs checked. Meant for tests, after every operation.
 pub fn check_thread_heap() -> usize {
     let heap = crate::tls::heap();
-    if heap == empty_heap() {
+    if !is_real(heap) {
         return 0;
     }
     let fail = |what: &str, s: *mut Slab| -> ! { crate::diag::fatal(what, s as usize) };

@@ -17,7 +17,7 @@
 //! by the hook's own helpers (glibc's `backtrace` loading libgcc on first
 //! use, `dladdr`) are served but not recorded.
 
-use crate::heap::{self, empty_heap};
+use crate::heap::{self, is_real};
 use crate::runtime::{env_flag, env_value};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -91,7 +91,7 @@ pub fn start() {
     // SAFETY: plain allocation; creates this thread's heap if needed.
     let p = unsafe { crate::libc_api::malloc(1) };
     let h = crate::tls::heap();
-    if h != empty_heap() {
+    if is_real(h) {
         // SAFETY: the calling thread's own heap.
         unsafe { (*h).local.in_hook = true };
         let mut frames = [core::ptr::null_mut::<c_void>(); 4];
@@ -205,7 +205,7 @@ pub fn capture(depth: usize) -> Stack {
 /// runs there (then the event is the hook's own and is not recorded).
 fn in_hook(f: impl FnOnce()) {
     let h = crate::tls::heap();
-    if h == empty_heap() {
+    if !is_real(h) {
         f();
         return;
     }
@@ -280,8 +280,8 @@ fn forget(p: usize, trace: bool) -> Option<(usize, u32)> {
 /// As `libc_api::realloc`.
 pub unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
     let mut h = crate::tls::heap();
-    if h == empty_heap() {
-        h = crate::runtime::create_thread_heap();
+    if !is_real(h) {
+        h = crate::runtime::create_thread_heap(h == heap::exited_heap());
     }
     // SAFETY: `h` is null or the calling thread's own heap.
     if p.is_null() || h.is_null() || unsafe { (*h).local.in_hook } {
@@ -331,7 +331,7 @@ pub fn finish() {
         return;
     }
     let h = crate::tls::heap();
-    if h != empty_heap() {
+    if is_real(h) {
         // SAFETY: our own heap; reporting must not record itself.
         unsafe { (*h).local.in_hook = true };
     }

@@ -223,13 +223,100 @@ pub unsafe fn heap_pool_put(h: *mut Heap) {
     p.free = h;
 }
 
-/// Give the calling thread a heap (its first slow path). Null when out of
-/// memory.
-pub fn create_thread_heap() -> *mut Heap {
+// ---------------------------------------------------------------------------
+// Late heaps: glibc runs pthread-key destructors at most four rounds. A
+// destructor of another key that allocates in the last round gives the
+// thread a heap after ours ran for the last time, so nobody would abandon
+// it. Such heaps are listed with their thread's kernel id and abandoned by
+// another thread once that thread is gone.
+
+struct LateHeaps {
+    heaps: [(usize, i32); 64],
+    n: usize,
+}
+
+static LATE: Lock<LateHeaps> = Lock::new(LateHeaps {
+    heaps: [(0, 0); 64],
+    n: 0,
+});
+static LATE_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+fn thread_gone(tid: i32) -> bool {
+    let saved = crate::diag::errno();
+    // SAFETY: signal 0 only checks that the thread exists.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    let gone = r == -1 && crate::diag::errno() == libc::ESRCH;
+    crate::diag::set_errno(saved);
+    gone
+}
+
+/// Abandon the late heaps whose threads have exited (cheap when none).
+pub fn reclaim_late_heaps() {
+    if LATE_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut gone = [0usize; 64];
+    let mut k = 0;
+    {
+        let mut l = LATE.lock();
+        let mut i = 0;
+        while i < l.n {
+            if thread_gone(l.heaps[i].1) {
+                gone[k] = l.heaps[i].0;
+                k += 1;
+                l.n -= 1;
+                let last = l.n;
+                l.heaps[i] = l.heaps[last];
+            } else {
+                i += 1;
+            }
+        }
+        LATE_COUNT.store(l.n, Ordering::Relaxed);
+    }
+    for &h in &gone[..k] {
+        // SAFETY: the heap's thread is gone: nobody else uses the heap.
+        unsafe { heap::abandon(h as *mut Heap) };
+    }
+}
+
+/// Forget `h` as a late heap (its thread's destructor did run for it).
+fn unlist_late(h: *mut Heap) {
+    if LATE_COUNT.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut l = LATE.lock();
+    if let Some(i) = l.heaps[..l.n].iter().position(|e| e.0 == h as usize) {
+        l.n -= 1;
+        let last = l.n;
+        l.heaps[i] = l.heaps[last];
+        LATE_COUNT.store(l.n, Ordering::Relaxed);
+    }
+}
+
+/// Give the calling thread a heap (its first slow path); `late`: the
+/// thread's exit destructor already ran. Null when out of memory.
+pub fn create_thread_heap(late: bool) -> *mut Heap {
     ensure_init();
+    if !late {
+        reclaim_late_heaps();
+    }
     let h = heap_pool_take();
     if h.is_null() {
         return h;
+    }
+    if late {
+        let mut l = LATE.lock();
+        if l.n < l.heaps.len() {
+            let n = l.n;
+            l.heaps[n] = (h as usize, gettid());
+            l.n += 1;
+            LATE_COUNT.store(l.n, Ordering::Relaxed);
+        }
     }
     // SAFETY: a fresh or pooled heap struct (pool memory is zeroed at
     // first, so a fresh struct's remote queue is null).
@@ -253,9 +340,11 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
         return;
     }
     // Later frees by other destructors of this thread take the slow path;
-    // a later malloc makes a new heap and registers it again (glibc runs
-    // destructors up to four rounds).
-    crate::tls::set_heap(heap::empty_heap());
+    // a later malloc makes a new (late) heap and registers it again: glibc
+    // runs destructors up to four rounds, and after the last one the late
+    // heap is reclaimed by another thread (`reclaim_late_heaps`).
+    crate::tls::set_heap(heap::exited_heap());
+    unlist_late(h);
     // SAFETY: `h` was this thread's heap; it no longer uses it.
     unsafe { heap::abandon(h) };
 }
@@ -265,13 +354,14 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
 // child never inherits a lock held by a thread that does not exist there.
 // Order: the instrumentation locks (leak table, then symbol cache, then
 // trace file: the order the exit report takes them; no allocator lock is
-// held while any of them is taken), then heap pool, abandoned slabs, span
+// held while any of them is taken), then late heaps, heap pool, abandoned slabs, span
 // cache, large cache.
 
 extern "C" fn fork_prepare() {
     sync::hold(crate::leak::lock_for_fork());
     sync::hold(crate::symbols::lock_for_fork());
     sync::hold(crate::trace::lock_for_fork());
+    sync::hold(&LATE);
     sync::hold(&POOL);
     sync::hold(&heap::ABANDONED);
     sync::hold(crate::span::SPANS.lock_for_fork());
@@ -286,6 +376,7 @@ fn release_all() {
         sync::release(crate::span::SPANS.lock_for_fork());
         sync::release(&heap::ABANDONED);
         sync::release(&POOL);
+        sync::release(&LATE);
         sync::release(crate::trace::lock_for_fork());
         sync::release(crate::symbols::lock_for_fork());
         sync::release(crate::leak::lock_for_fork());

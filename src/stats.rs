@@ -389,6 +389,7 @@ pub fn mallinfo2() -> libc::mallinfo2 {
 
 /// Give free memory back to the OS now (`malloc_trim`). True if any.
 pub fn trim() -> bool {
+    crate::runtime::reclaim_late_heaps();
     let a = crate::span::SPANS.purge_all();
     let b = crate::large::trim();
     a + b > 0
