@@ -75,6 +75,28 @@ pub struct HeapLocal {
     slow_calls: u32,
 }
 
+impl Heap {
+    /// A heap whose every class points at the empty slab (the static
+    /// empty and exited heaps).
+    const fn empty() -> Heap {
+        Heap {
+            local: HeapLocal {
+                direct: [empty_slab_ptr(); DIRECT_LEN],
+                current: [empty_slab_ptr(); NUM_CLASSES],
+                avail: [EMPTY_LIST; NUM_CLASSES],
+                full: EMPTY_LIST,
+                biased: [empty_slab_ptr(); NUM_CLASSES],
+                owner_word: 0,
+                instrumented: false,
+                in_hook: false,
+                pool_next: null_mut(),
+                slow_calls: 0,
+            },
+            remote: AtomicPtr::new(null_mut()),
+        }
+    }
+}
+
 /// A `Sync` wrapper for statics that hold raw pointers.
 #[repr(transparent)]
 pub struct Shared<T>(pub T);
@@ -110,21 +132,7 @@ const fn empty_slab_ptr() -> *mut Slab {
 
 /// The heap every thread starts with: all its slabs are the empty slab,
 /// so every allocation takes the slow path, which creates a real heap.
-pub static EMPTY_HEAP: Shared<Heap> = Shared(Heap {
-    local: HeapLocal {
-        direct: [empty_slab_ptr(); DIRECT_LEN],
-        current: [empty_slab_ptr(); NUM_CLASSES],
-        avail: [EMPTY_LIST; NUM_CLASSES],
-        full: EMPTY_LIST,
-        biased: [empty_slab_ptr(); NUM_CLASSES],
-        owner_word: 0,
-        instrumented: false,
-        in_hook: false,
-        pool_next: null_mut(),
-        slow_calls: 0,
-    },
-    remote: AtomicPtr::new(null_mut()),
-});
+pub static EMPTY_HEAP: Shared<Heap> = Shared(Heap::empty());
 
 /// Address of the empty heap.
 #[inline(always)]
@@ -135,21 +143,7 @@ pub fn empty_heap() -> *mut Heap {
 /// The heap of a thread whose exit destructor already ran: empty like
 /// [`EMPTY_HEAP`], but a heap created from it is a *late* heap (see
 /// `runtime::create_thread_heap`).
-pub static EXITED_HEAP: Shared<Heap> = Shared(Heap {
-    local: HeapLocal {
-        direct: [empty_slab_ptr(); DIRECT_LEN],
-        current: [empty_slab_ptr(); NUM_CLASSES],
-        avail: [EMPTY_LIST; NUM_CLASSES],
-        full: EMPTY_LIST,
-        biased: [empty_slab_ptr(); NUM_CLASSES],
-        owner_word: 0,
-        instrumented: false,
-        in_hook: false,
-        pool_next: null_mut(),
-        slow_calls: 0,
-    },
-    remote: AtomicPtr::new(null_mut()),
-});
+pub static EXITED_HEAP: Shared<Heap> = Shared(Heap::empty());
 
 /// Address of the exited-thread heap.
 #[inline]
