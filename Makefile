@@ -33,6 +33,7 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets --features override -- -D warnings
+	$(CARGO) clippy --locked --lib --features override -- -D warnings
 
 test-rust:
 	$(CARGO) test --locked

@@ -50,6 +50,38 @@
 //! held while calling code that could allocate.
 
 #![warn(missing_docs)]
+// The shipped library links no Rust std: std's panic machinery alone
+// (backtrace symbolisation, demangling, inflate) was 200 KiB of text and
+// pulled in libgcc_s, resident pages in every program on the pool. Unit
+// tests and integration tests (the `std` feature, switched on through the
+// dev-dependency on this crate) and targets without the `global_asm!` TLS
+// word use std.
+#![cfg_attr(not(any(test, feature = "std", not(target_arch = "x86_64"))), no_std)]
+
+/// A panic cannot unwind out of `malloc`; it ends the process with an
+/// `mmpool:` line (the profiles set `panic = "abort"` as well).
+#[cfg(not(any(test, feature = "std", not(target_arch = "x86_64"))))]
+#[panic_handler]
+fn on_panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    diag::fatal("internal error: panic inside the allocator", 0)
+}
+
+// core is precompiled with unwind tables that name `rust_eh_personality`,
+// which std would define. Nothing unwinds through this library (panics
+// abort), but a C++ exception thrown by an arena cleanup handler would
+// reach our frames: the routine answers _URC_FATAL_PHASE1_ERROR (3), so
+// the throw ends in std::terminate instead of skipping our unlock paths.
+// Hidden, so it never interposes on another Rust library's routine.
+#[cfg(not(any(test, feature = "std", not(target_arch = "x86_64"))))]
+core::arch::global_asm!(
+    ".globl rust_eh_personality",
+    ".hidden rust_eh_personality",
+    ".type rust_eh_personality,@function",
+    "rust_eh_personality:",
+    "mov eax, 3",
+    "ret",
+    ".size rust_eh_personality, . - rust_eh_personality",
+);
 
 pub mod arena;
 pub mod diag;
