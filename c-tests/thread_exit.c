@@ -11,7 +11,11 @@
  * pthread_exit_nested: pthread_exit from deep inside with live blocks.
  * atexit_and_destructor: an atexit handler and a destructor function free
  *   blocks of exited threads and allocate (checked through the exit
- *   status of a child). */
+ *   status of a child).
+ * parked_heap: an exited thread's heap is parked with its slabs, the next
+ *   new thread takes it over (no new heap is made), frees of its blocks
+ *   from other threads land there, and malloc_trim and the one-second
+ *   expiry give parked heaps up. */
 #include "testutil.h"
 
 enum { NKEYS = 40 };
@@ -317,6 +321,75 @@ static void test_atexit_and_destructor(void)
           "failed in atexit)", r.exit_code);
 }
 
+static void *park_blocks[64];
+
+static void *park_thread(void *arg)
+{
+    int keep = arg != NULL;
+    void *v[128];
+    for (int i = 0; i < 128; i++) {
+        v[i] = xmalloc(64 + (size_t)(i % 4) * 1000);
+        if (!v[i])
+            return (void *)1;
+        tu_fill(v[i], 64, (uint64_t)i);
+    }
+    for (int i = 0; i < 128; i++) {
+        if (keep && i % 2 == 0)
+            park_blocks[i / 2] = v[i];
+        else
+            xfree(v[i]);
+    }
+    return NULL;
+}
+
+static void run_park_thread(int keep)
+{
+    pthread_t t;
+    void *ret = NULL;
+    REQUIRE(pthread_create(&t, NULL, park_thread, keep ? (void *)1 : NULL) == 0, "");
+    pthread_join(t, &ret);
+    CHECK(ret == NULL, "thread allocation failed");
+}
+
+static void test_parked_heap(void)
+{
+    mmpool_stats_t s0, s1, s2, s3;
+    mmpool_stats_get(&s0);
+    run_park_thread(1); /* leaves 64 blocks for main, its heap is parked */
+    mmpool_stats_get(&s1);
+    CHECK(s1.heaps_parked >= 1, "no heap parked after a thread exit");
+    CHECK(s1.threads_live == s0.threads_live, "threads live %zu, was %zu", s1.threads_live,
+          s0.threads_live);
+    run_park_thread(0); /* takes the parked heap over: no new heap */
+    mmpool_stats_get(&s2);
+    CHECK(s2.heaps_made == s1.heaps_made, "a new thread made a heap (%zu -> %zu) although "
+          "%zu were parked", s1.heaps_made, s2.heaps_made, s1.heaps_parked);
+    for (int i = 0; i < 64; i++) { /* remote frees into the parked heap */
+        CHECK(tu_check(park_blocks[i], 64, (uint64_t)(2 * i)) == (size_t)-1, "block %d of an exited "
+              "thread corrupted", i);
+        xfree(park_blocks[i]);
+    }
+    malloc_trim(0);
+    mmpool_stats_get(&s3);
+    CHECK(s3.heaps_parked == 0, "%zu heaps still parked after malloc_trim", s3.heaps_parked);
+    /* Expiry: a heap parked for over a second is given up by another
+       thread's slow paths. */
+    run_park_thread(0);
+    mmpool_stats_get(&s1);
+    CHECK(s1.heaps_parked >= 1, "no heap parked after a thread exit");
+    struct timespec ts = { 1, 100 * 1000 * 1000 };
+    nanosleep(&ts, NULL);
+    for (int round = 0; round < 200; round++) {
+        void *v[256];
+        for (int i = 0; i < 256; i++)
+            v[i] = xmalloc(48);
+        for (int i = 0; i < 256; i++)
+            xfree(v[i]);
+    }
+    mmpool_stats_get(&s2);
+    CHECK(s2.heaps_parked == 0, "%zu heaps still parked a second later", s2.heaps_parked);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -325,6 +398,7 @@ int main(int argc, char **argv)
     RUN(detached_threads);
     RUN(pthread_exit_nested);
     RUN(atexit_and_destructor);
+    RUN(parked_heap);
     free_leftovers();
     return tu_finish();
 }

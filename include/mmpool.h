@@ -181,6 +181,16 @@ typedef struct mmpool_stats_t {
    */
   size_t threads_live;
   /**
+   * Heap structs ever made (new threads reuse those of exited ones).
+   */
+  size_t heaps_made;
+  /**
+   * Heaps of exited threads kept with their slabs for the next new
+   * thread (at most 8, each for at most a second; trimming frees
+   * them).
+   */
+  size_t heaps_parked;
+  /**
    * True when allocation counts were kept (MMPOOL_STATS set).
    */
   bool detailed;

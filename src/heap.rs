@@ -72,6 +72,8 @@ pub struct HeapLocal {
     /// allocations it causes (backtrace, dladdr) are not recorded.
     pub in_hook: bool,
     pool_next: *mut Heap,
+    /// When the heap was parked (see `runtime::heap_park`).
+    parked_ms: u64,
     slow_calls: u32,
 }
 
@@ -90,6 +92,7 @@ impl Heap {
                 instrumented: false,
                 in_hook: false,
                 pool_next: null_mut(),
+                parked_ms: 0,
                 slow_calls: 0,
             },
             remote: AtomicPtr::new(null_mut()),
@@ -250,6 +253,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
             SPANS.tick();
             crate::large::tick();
             crate::runtime::reclaim_late_heaps();
+            crate::runtime::expire_parked(false);
         }
         drain_remote(heap);
         if let Some(b) = pop_from_avail(h, class) {
@@ -713,6 +717,38 @@ pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
         (*h).local.pool_next = null_mut();
         (*h).local.slow_calls = 0;
     }
+}
+
+/// Take over a parked heap: its slabs, current slabs and remote queue
+/// are as its last thread left them; blocks freed meanwhile wait in the
+/// queue for the next slow path.
+///
+/// # Safety
+/// `h` must be a parked heap taken off the parked list.
+pub unsafe fn unpark(h: *mut Heap) {
+    // SAFETY: contract.
+    unsafe {
+        (*h).local.in_hook = false;
+        (*h).local.pool_next = null_mut();
+    }
+}
+
+/// Record when heap `h` was parked.
+///
+/// # Safety
+/// `h` must be a heap nobody uses, being parked under the pool lock.
+pub unsafe fn set_parked_ms(h: *mut Heap, ms: u64) {
+    // SAFETY: contract.
+    unsafe { (*h).local.parked_ms = ms };
+}
+
+/// When parked heap `h` was parked.
+///
+/// # Safety
+/// `h` must be on the parked list (read under the pool lock).
+pub unsafe fn parked_ms(h: *mut Heap) -> u64 {
+    // SAFETY: contract.
+    unsafe { (*h).local.parked_ms }
 }
 
 /// The pool link of a heap struct.

@@ -13,7 +13,8 @@
 //! program that cycles through large blocks of varying sizes reuses pages
 //! it already touched instead of faulting fresh ones in every time. The
 //! cache holds at most the peak bytes of live large blocks, clamped to
-//! [`CACHE_MIN_BYTES`]..[`CACHE_MAX_BYTES`], no block above
+//! [`CACHE_MIN_BYTES`]..[`CACHE_MAX_BYTES`] (of which the tails cut off
+//! by shrinking reallocs at most a quarter, at least [`TAIL_MIN_BYTES`]), no block above
 //! [`CACHE_MAX_BLOCK`] (those are unmapped at once), and nothing idle for longer
 //! than the delay (checked whenever large blocks are allocated or freed,
 //! and every 64 slow paths of small allocations). `realloc` moves pages with `mremap` instead of
@@ -34,6 +35,8 @@ const CACHE_RANGES: usize = 256;
 /// The cache may always hold this many bytes; beyond, as many as the live
 /// large blocks hold.
 pub const CACHE_MIN_BYTES: usize = 16 << 20;
+/// Realloc tails the cache may always hold (see `tail_budget`).
+pub const TAIL_MIN_BYTES: usize = 4 << 20;
 /// The cache never holds more than this, however large the peak was.
 pub const CACHE_MAX_BYTES: usize = 256 << 20;
 /// Blocks larger than this go straight back to the OS when freed (like
@@ -65,12 +68,16 @@ struct Range {
     base: usize,
     size: usize,
     freed_ms: u64,
+    /// Cut off a shrinking block by `realloc` (not a whole freed block).
+    tail: bool,
 }
 
 struct Cache {
     ranges: [Range; CACHE_RANGES],
     len: usize,
     bytes: usize,
+    /// Bytes of the ranges that are realloc tails.
+    tail_bytes: usize,
 }
 
 static CACHE: Lock<Cache> = Lock::new(Cache {
@@ -78,9 +85,11 @@ static CACHE: Lock<Cache> = Lock::new(Cache {
         base: 0,
         size: 0,
         freed_ms: 0,
+        tail: false,
     }; CACHE_RANGES],
     len: 0,
     bytes: 0,
+    tail_bytes: 0,
 });
 
 /// Ranges to unmap once the cache lock is dropped.
@@ -137,19 +146,41 @@ impl Cache {
         self.len -= 1;
         self.ranges[i] = self.ranges[self.len];
         self.bytes -= r.size;
+        if r.tail {
+            self.tail_bytes -= r.size;
+        }
         r
     }
 
-    /// Remove the oldest range into `ev`.
-    fn evict_oldest(&mut self, ev: &mut Evicted) {
-        let mut oldest = 0;
-        for i in 1..self.len {
-            if self.ranges[i].freed_ms < self.ranges[oldest].freed_ms {
-                oldest = i;
+    /// Take the first `size` bytes of range `i` (shorter than it); the
+    /// rest stays cached.
+    fn take_front(&mut self, i: usize, size: usize) {
+        let r = &mut self.ranges[i];
+        r.base += size;
+        r.size -= size;
+        let (base, rest, tail) = (r.base, r.size, r.tail);
+        self.bytes -= size;
+        if tail {
+            self.tail_bytes -= size;
+        }
+        mark_free_range(base, rest);
+    }
+
+    /// Remove the oldest range (the oldest tail if `tails_only`) into `ev`.
+    fn evict_oldest(&mut self, tails_only: bool, ev: &mut Evicted) {
+        let mut oldest: Option<usize> = None;
+        for i in 0..self.len {
+            let r = &self.ranges[i];
+            if (!tails_only || r.tail)
+                && oldest.is_none_or(|o| r.freed_ms < self.ranges[o].freed_ms)
+            {
+                oldest = Some(i);
             }
         }
-        let r = self.remove(oldest);
-        ev.push(r.base, r.size);
+        if let Some(o) = oldest {
+            let r = self.remove(o);
+            ev.push(r.base, r.size);
+        }
     }
 
     /// Remove ranges idle past the delay, or beyond the byte budget, into
@@ -165,7 +196,11 @@ impl Cache {
             }
         }
         while self.bytes > budget && self.len > 0 && !ev.full() {
-            self.evict_oldest(ev);
+            self.evict_oldest(false, ev);
+        }
+        let tail_budget = tail_budget();
+        while self.tail_bytes > tail_budget && !ev.full() {
+            self.evict_oldest(true, ev);
         }
     }
 
@@ -177,10 +212,7 @@ impl Cache {
             let r = self.ranges[i];
             if r.base == addr && r.size >= size {
                 if r.size > size {
-                    self.ranges[i].base += size;
-                    self.ranges[i].size -= size;
-                    self.bytes -= size;
-                    mark_free_range(r.base + size, r.size - size);
+                    self.take_front(i, size);
                 } else {
                     self.remove(i);
                 }
@@ -191,8 +223,8 @@ impl Cache {
     }
 
     /// Add a freed block's range, merging with adjacent ranges.
-    fn put(&mut self, base: usize, size: usize, now: u64, ev: &mut Evicted) {
-        let (mut base, mut size) = (base, size);
+    fn put(&mut self, base: usize, size: usize, tail: bool, now: u64, ev: &mut Evicted) {
+        let (mut base, mut size, mut tail) = (base, size, tail);
         // Merge with a range ending where this one starts, and with one
         // starting where it ends.
         let mut i = 0;
@@ -202,6 +234,7 @@ impl Cache {
                 self.remove(i);
                 size += r.size;
                 base = base.min(r.base);
+                tail &= r.tail;
                 continue;
             }
             i += 1;
@@ -222,9 +255,13 @@ impl Cache {
             base,
             size,
             freed_ms: now,
+            tail,
         };
         self.len += 1;
         self.bytes += size;
+        if tail {
+            self.tail_bytes += size;
+        }
     }
 }
 
@@ -348,7 +385,7 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let mut ev = Evicted::new();
     {
         let mut c = CACHE.lock();
-        c.put(base, map_size, now, &mut ev);
+        c.put(base, map_size, false, now, &mut ev);
         c.expire(now, budget, &mut ev);
     }
     ev.unmap_all();
@@ -363,6 +400,16 @@ fn budget() -> usize {
     PEAK_LIVE_BYTES
         .load(Ordering::Relaxed)
         .clamp(CACHE_MIN_BYTES, CACHE_MAX_BYTES)
+}
+
+/// Bytes of realloc tails the cache may hold (within [`budget`]): a
+/// quarter of the peak live bytes, at least [`TAIL_MIN_BYTES`]. A tail is
+/// worth keeping while its block may grow back into it soon; a program
+/// whose buffers shrink and grow (the realloc bench) otherwise kept up to
+/// the whole budget resident on top of its live blocks (54 MiB against
+/// glibc's 21 MiB; with this bound 30 MiB, 1.4x the time of keeping all).
+fn tail_budget() -> usize {
+    (PEAK_LIVE_BYTES.load(Ordering::Relaxed) / 4).clamp(TAIL_MIN_BYTES, CACHE_MAX_BYTES)
 }
 
 /// User pointers of the large blocks most recently freed, so that a second
@@ -423,11 +470,7 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
         let r = c.ranges[i];
         if r.size > map_size {
             // Split: the front is the block, the rest stays cached.
-            let rest = r.base + map_size;
-            c.ranges[i].base = rest;
-            c.ranges[i].size -= map_size;
-            c.bytes -= map_size;
-            mark_free_range(rest, r.size - map_size);
+            c.take_front(i, map_size);
         } else {
             c.remove(i);
         }
@@ -451,10 +494,7 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
         let want = map_size - got;
         if r.size > want {
             // Take the front, keep the rest cached.
-            c.ranges[largest].base += want;
-            c.ranges[largest].size -= want;
-            c.bytes -= want;
-            mark_free_range(r.base + want, r.size - want);
+            c.take_front(largest, want);
             pieces[n] = (r.base, want);
         } else {
             c.remove(largest);
@@ -571,7 +611,7 @@ pub unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Optio
         let mut ev = Evicted::new();
         {
             let mut c = CACHE.lock();
-            c.put(base + need, tail, now_ms(), &mut ev);
+            c.put(base + need, tail, true, now_ms(), &mut ev);
             c.expire(now_ms(), budget(), &mut ev);
         }
         ev.unmap_all();

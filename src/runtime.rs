@@ -169,6 +169,9 @@ pub fn options() -> Options {
 
 struct Pool {
     free: *mut Heap,
+    /// Heaps of exited threads that kept their slabs, newest first.
+    parked: *mut Heap,
+    parked_n: usize,
     chunk_cur: usize,
     chunk_end: usize,
 }
@@ -177,18 +180,42 @@ unsafe impl Send for Pool {}
 
 static POOL: Lock<Pool> = Lock::new(Pool {
     free: null_mut(),
+    parked: null_mut(),
+    parked_n: 0,
     chunk_cur: 0,
     chunk_end: 0,
 });
 /// Heaps in use by live threads.
 pub static LIVE_HEAPS: AtomicUsize = AtomicUsize::new(0);
+/// Heap structs ever made.
+pub static HEAPS_MADE: AtomicUsize = AtomicUsize::new(0);
 /// Threads that ever got a heap.
 pub static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
 
 const POOL_CHUNK: usize = 256 * 1024;
 
-fn heap_pool_take() -> *mut Heap {
+/// Heaps of exited threads kept with their slabs at most (glibc keeps
+/// every arena; eight cover the threads a server starts and stops at once).
+pub const PARK_MAX: usize = 8;
+/// A parked heap nobody took for this long is abandoned (its empty slabs
+/// go back to the span cache, the rest to the abandoned lists).
+pub const PARK_MS: u64 = 1000;
+
+/// A heap struct for a new thread: a parked heap (slabs and all: the
+/// second field says so), else a pooled or fresh struct to initialise.
+fn heap_pool_take() -> (*mut Heap, bool) {
     let mut p = POOL.lock();
+    if !p.parked.is_null() {
+        let h = p.parked;
+        // SAFETY: parked heaps are valid heap structs nobody uses.
+        p.parked = unsafe { *heap::pool_next(h) };
+        p.parked_n -= 1;
+        return (h, true);
+    }
+    (heap_struct_take(&mut p), false)
+}
+
+fn heap_struct_take(p: &mut Pool) -> *mut Heap {
     if !p.free.is_null() {
         let h = p.free;
         // SAFETY: pooled heaps are valid heap structs.
@@ -207,6 +234,7 @@ fn heap_pool_take() -> *mut Heap {
     }
     let h = p.chunk_cur as *mut Heap;
     p.chunk_cur += size;
+    HEAPS_MADE.fetch_add(1, Ordering::Relaxed);
     h
 }
 
@@ -216,11 +244,68 @@ fn heap_pool_take() -> *mut Heap {
 /// # Safety
 /// `h` must be an abandoned heap nobody uses any more.
 pub unsafe fn heap_pool_put(h: *mut Heap) {
-    LIVE_HEAPS.fetch_sub(1, Ordering::Relaxed);
     let mut p = POOL.lock();
     // SAFETY: contract.
     unsafe { *heap::pool_next(h) = p.free };
     p.free = h;
+}
+
+/// Park the heap of an exiting thread with its slabs, for the next new
+/// thread: it starts with carved pages and warm slabs instead of faulting
+/// in fresh ones (thread churn). False when [`PARK_MAX`] are parked.
+///
+/// # Safety
+/// `h` must be a heap nobody uses any more, its remote queue open.
+unsafe fn heap_park(h: *mut Heap) -> bool {
+    let mut p = POOL.lock();
+    if p.parked_n >= PARK_MAX {
+        return false;
+    }
+    // SAFETY: contract.
+    unsafe {
+        heap::set_parked_ms(h, crate::span::now_ms());
+        *heap::pool_next(h) = p.parked;
+    }
+    p.parked = h;
+    p.parked_n += 1;
+    true
+}
+
+/// Heaps parked now.
+pub fn parked_heaps() -> usize {
+    POOL.lock().parked_n
+}
+
+/// Abandon the heaps parked for [`PARK_MS`] or more (all of them if
+/// `all`), oldest first. Cheap when none is parked.
+pub fn expire_parked(all: bool) {
+    loop {
+        let h = {
+            let mut p = POOL.lock();
+            if p.parked.is_null() {
+                return;
+            }
+            // The oldest is the last of the list.
+            let mut link: *mut *mut Heap = &mut p.parked;
+            // SAFETY: the parked list links valid heap structs; the pool
+            // lock is held.
+            let h = unsafe {
+                while !(*heap::pool_next(*link)).is_null() {
+                    link = heap::pool_next(*link);
+                }
+                let h = *link;
+                if !all && crate::span::now_ms().saturating_sub(heap::parked_ms(h)) < PARK_MS {
+                    return;
+                }
+                *link = null_mut();
+                h
+            };
+            p.parked_n -= 1;
+            h
+        };
+        // SAFETY: unlinked from the parked list: nobody else uses it.
+        unsafe { heap::abandon(h) };
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -279,6 +364,7 @@ pub fn reclaim_late_heaps() {
         LATE_COUNT.store(l.n, Ordering::Relaxed);
     }
     for &h in &gone[..k] {
+        LIVE_HEAPS.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: the heap's thread is gone: nobody else uses the heap.
         unsafe { heap::abandon(h as *mut Heap) };
     }
@@ -305,7 +391,7 @@ pub fn create_thread_heap(late: bool) -> *mut Heap {
     if !late {
         reclaim_late_heaps();
     }
-    let h = heap_pool_take();
+    let (h, parked) = heap_pool_take();
     if h.is_null() {
         return h;
     }
@@ -318,9 +404,14 @@ pub fn create_thread_heap(late: bool) -> *mut Heap {
             LATE_COUNT.store(l.n, Ordering::Relaxed);
         }
     }
-    // SAFETY: a fresh or pooled heap struct (pool memory is zeroed at
-    // first, so a fresh struct's remote queue is null).
-    unsafe { heap::init_heap(h, crate::insight::active()) };
+    if parked {
+        // SAFETY: a parked heap, taken off the list: ours alone now.
+        unsafe { heap::unpark(h) };
+    } else {
+        // SAFETY: a fresh or pooled heap struct (pool memory is zeroed at
+        // first, so a fresh struct's remote queue is null).
+        unsafe { heap::init_heap(h, crate::insight::active()) };
+    }
     crate::tls::set_heap(h);
     LIVE_HEAPS.fetch_add(1, Ordering::Relaxed);
     THREADS_SEEN.fetch_add(1, Ordering::Relaxed);
@@ -345,8 +436,13 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
     // heap is reclaimed by another thread (`reclaim_late_heaps`).
     crate::tls::set_heap(heap::exited_heap());
     unlist_late(h);
+    LIVE_HEAPS.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: `h` was this thread's heap; it no longer uses it.
-    unsafe { heap::abandon(h) };
+    unsafe {
+        if !heap_park(h) {
+            heap::abandon(h);
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

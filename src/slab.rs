@@ -210,14 +210,20 @@ impl Slab {
         unsafe { self.carve(key) }
     }
 
-    /// Carve about a page of never-used blocks onto `free`.
+    /// Carve the never-used blocks that end in the page where the bump
+    /// pointer is (at least one) onto `free`: a carve touches no page
+    /// beyond the one it must (blocks start 128 bytes into the span, so a
+    /// page's worth of blocks would spill into the next page).
     unsafe fn carve(&mut self, key: usize) -> bool {
         let bs = self.block_size as usize;
         let start = self.bump();
         if start + bs > self.end {
             return false;
         }
-        let n = (PAGE / bs).max(1).min((self.end - start) / bs);
+        let page_end = (start | (PAGE - 1)) + 1;
+        let n = ((page_end - start) / bs)
+            .max(1)
+            .min((self.end - start) / bs);
         self.bump.store(start + n * bs, Ordering::Relaxed);
         let mut next = self.free;
         for i in (0..n).rev() {

@@ -138,6 +138,10 @@ pub struct Snapshot {
     pub threads_seen: usize,
     /// Threads with a heap now.
     pub threads_live: usize,
+    /// Heap structs ever made (threads reuse them).
+    pub heaps_made: usize,
+    /// Heaps of exited threads parked with their slabs for new threads.
+    pub heaps_parked: usize,
     /// Whether allocation counts were kept (instrumented mode).
     pub detailed: bool,
 }
@@ -188,6 +192,8 @@ pub fn snapshot() -> Snapshot {
         rss_peak,
         threads_seen: crate::runtime::THREADS_SEEN.load(Ordering::Relaxed),
         threads_live: crate::runtime::LIVE_HEAPS.load(Ordering::Relaxed),
+        heaps_made: crate::runtime::HEAPS_MADE.load(Ordering::Relaxed),
+        heaps_parked: crate::runtime::parked_heaps(),
         detailed: crate::insight::stats_on(),
     }
 }
@@ -333,8 +339,12 @@ pub fn print(fd: i32) {
     l.str("); threads: ")
         .dec(s.threads_seen as u64)
         .str(" seen, ")
-        .dec(s.threads_live as u64);
-    l.str(" live\n");
+        .dec(s.threads_live as u64)
+        .str(" live; heaps: ")
+        .dec(s.heaps_made as u64)
+        .str(" made, ")
+        .dec(s.heaps_parked as u64)
+        .str(" parked\n");
     l.write_to(fd);
 }
 
@@ -390,6 +400,7 @@ pub fn mallinfo2() -> libc::mallinfo2 {
 /// Give free memory back to the OS now (`malloc_trim`). True if any.
 pub fn trim() -> bool {
     crate::runtime::reclaim_late_heaps();
+    crate::runtime::expire_parked(true);
     let a = crate::span::SPANS.purge_all();
     let b = crate::large::trim();
     a + b > 0
