@@ -15,7 +15,10 @@
  * parked_heap: an exited thread's heap is parked with its slabs, the next
  *   new thread takes it over (no new heap is made), frees of its blocks
  *   from other threads land there, and malloc_trim and the one-second
- *   expiry give parked heaps up. */
+ *   expiry give parked heaps up.
+ * park_trim_race: threads exit leaving blocks that another thread frees
+ *   while the main thread keeps giving parked heaps up (malloc_trim): no
+ *   block may be lost, so afterwards no slab of the sizes used is left. */
 #include "testutil.h"
 
 enum { NKEYS = 40 };
@@ -390,6 +393,88 @@ static void test_parked_heap(void)
     CHECK(s2.heaps_parked == 0, "%zu heaps still parked a second later", s2.heaps_parked);
 }
 
+enum { RACE_RING = 4096 };
+static void *race_ring[RACE_RING];
+static size_t race_head, race_tail;
+static int race_done;
+static pthread_mutex_t race_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *race_worker(void *arg)
+{
+    uintptr_t seed = (uintptr_t)arg;
+    for (int i = 0; i < 64; i++) {
+        size_t n = 1500 + (size_t)((seed * 31 + (uintptr_t)i * 7) % 500);
+        unsigned char *p = xmalloc(n);
+        if (!p)
+            return (void *)1;
+        p[0] = (unsigned char)i;
+        p[n - 1] = (unsigned char)i;
+        pthread_mutex_lock(&race_lock);
+        if (race_head - race_tail < RACE_RING)
+            race_ring[race_head++ % RACE_RING] = p;
+        else
+            xfree(p);
+        pthread_mutex_unlock(&race_lock);
+    }
+    return NULL;
+}
+
+static void *race_freer(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        void *p = NULL;
+        int done;
+        pthread_mutex_lock(&race_lock);
+        if (race_tail < race_head)
+            p = race_ring[race_tail++ % RACE_RING];
+        done = race_done;
+        pthread_mutex_unlock(&race_lock);
+        if (p)
+            xfree(p);
+        else if (done)
+            return NULL;
+        else
+            sched_yield();
+    }
+}
+
+static size_t race_slabs(void)
+{
+    mmpool_stats_t s;
+    mmpool_stats_get(&s);
+    size_t n = 0;
+    for (size_t c = 0; c < s.num_classes; c++)
+        if (s.classes[c].block_size >= 1500 && s.classes[c].block_size <= 2048)
+            n += s.classes[c].slabs;
+    return n;
+}
+
+static void test_park_trim_race(void)
+{
+    malloc_trim(0);
+    CHECK(race_slabs() == 0, "slabs of 1.5-2 KiB blocks before the test: %zu", race_slabs());
+    pthread_t freer;
+    REQUIRE(pthread_create(&freer, NULL, race_freer, NULL) == 0, "");
+    int rounds = tu_full ? 3000 : 400;
+    for (int r = 0; r < rounds; r++) {
+        pthread_t t;
+        void *ret = NULL;
+        REQUIRE(pthread_create(&t, NULL, race_worker, (void *)(uintptr_t)r) == 0, "");
+        pthread_join(t, &ret);
+        CHECK(ret == NULL, "worker allocation failed");
+        if (r % 3 == 0)
+            malloc_trim(0);
+    }
+    pthread_mutex_lock(&race_lock);
+    race_done = 1;
+    pthread_mutex_unlock(&race_lock);
+    pthread_join(freer, NULL);
+    malloc_trim(0);
+    CHECK(race_slabs() == 0, "%zu slabs of 1.5-2 KiB blocks left after every block was "
+          "freed: a remote free was lost", race_slabs());
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -399,6 +484,7 @@ int main(int argc, char **argv)
     RUN(pthread_exit_nested);
     RUN(atexit_and_destructor);
     RUN(parked_heap);
+    RUN(park_trim_race);
     free_leftovers();
     return tu_finish();
 }

@@ -181,16 +181,6 @@ typedef struct mmpool_stats_t {
    */
   size_t threads_live;
   /**
-   * Heap structs ever made (new threads reuse those of exited ones).
-   */
-  size_t heaps_made;
-  /**
-   * Heaps of exited threads kept with their slabs for the next new
-   * thread (at most 8, each for at most a second; trimming frees
-   * them).
-   */
-  size_t heaps_parked;
-  /**
    * True when allocation counts were kept (MMPOOL_STATS set).
    */
   bool detailed;
@@ -202,6 +192,16 @@ typedef struct mmpool_stats_t {
    * Per size class, smallest first.
    */
   struct mmpool_class_stats_t classes[MMPOOL_MAX_CLASSES];
+  /**
+   * Heap structs ever made (new threads reuse those of exited ones).
+   */
+  size_t heaps_made;
+  /**
+   * Heaps of exited threads kept with their slabs for the next new
+   * thread (at most 8; one parked for over a second is given up at
+   * the next allocator slow path, and trimming gives up all).
+   */
+  size_t heaps_parked;
 } mmpool_stats_t;
 
 #ifdef __cplusplus

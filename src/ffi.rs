@@ -447,18 +447,18 @@ pub struct mmpool_stats_t {
     pub threads_seen: usize,
     /// Threads alive with a heap.
     pub threads_live: usize,
-    /// Heap structs ever made (new threads reuse those of exited ones).
-    pub heaps_made: usize,
-    /// Heaps of exited threads kept with their slabs for the next new
-    /// thread (at most 8, each for at most a second; trimming frees
-    /// them).
-    pub heaps_parked: usize,
     /// True when allocation counts were kept (MMPOOL_STATS set).
     pub detailed: bool,
     /// Valid entries of `classes`.
     pub num_classes: usize,
     /// Per size class, smallest first.
     pub classes: [mmpool_class_stats_t; MMPOOL_MAX_CLASSES],
+    /// Heap structs ever made (new threads reuse those of exited ones).
+    pub heaps_made: usize,
+    /// Heaps of exited threads kept with their slabs for the next new
+    /// thread (at most 8; one parked for over a second is given up at
+    /// the next allocator slow path, and trimming gives up all).
+    pub heaps_parked: usize,
 }
 
 /// Fill `*out` with the pool's counters. A NULL `out` is ignored.
@@ -502,11 +502,11 @@ pub unsafe extern "C" fn mmpool_stats_get(out: *mut mmpool_stats_t) {
             rss_peak: s.rss_peak,
             threads_seen: s.threads_seen,
             threads_live: s.threads_live,
-            heaps_made: s.heaps_made,
-            heaps_parked: s.heaps_parked,
             detailed: s.detailed,
             num_classes: s.classes.len(),
             classes,
+            heaps_made: s.heaps_made,
+            heaps_parked: s.heaps_parked,
         })
     };
 }

@@ -443,20 +443,30 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: u
             // Another thread's heap: one CAS onto its remote queue. Heap
             // structs are never unmapped, so a stale owner is still safe to
             // push to; its next user re-dispatches.
+            // A queue found closed belongs to a heap given up after we read
+            // the owner: `abandon` changed the slab's owner before closing
+            // the queue, so reading the owner again finds the new one.
             // SAFETY: `h` is (or was) a heap; `b` is a block we hand over.
-            unsafe {
+            let pushed = unsafe {
                 let target = &(*(h as *mut Heap)).remote;
                 (*b).key = key;
-                let mut old = target.load(Ordering::Relaxed);
+                let mut old = target.load(Ordering::Acquire);
                 loop {
+                    if old == REMOTE_CLOSED {
+                        break false;
+                    }
                     (*b).next = old;
-                    match target.compare_exchange_weak(old, b, Ordering::Release, Ordering::Relaxed)
+                    match target.compare_exchange_weak(old, b, Ordering::Release, Ordering::Acquire)
                     {
-                        Ok(_) => return,
+                        Ok(_) => break true,
                         Err(cur) => old = cur,
                     }
                 }
+            };
+            if pushed {
+                return;
             }
+            continue;
         }
         // Abandoned: free under the lock, unless adopted meanwhile.
         let mut lists = ABANDONED.lock();
@@ -639,11 +649,12 @@ unsafe fn adopt_abandoned(heap: *mut Heap, class: usize) -> Option<()> {
     Some(())
 }
 
-/// Give up a heap at thread exit: its slabs are freed or abandoned, its
-/// remote queue drained, its struct returned to the pool.
+/// Give up a heap: its slabs are freed or abandoned, its remote queue
+/// drained and closed, its struct returned to the pool.
 ///
 /// # Safety
-/// `heap` must be the calling thread's heap, which it stops using.
+/// Nobody may use `heap` any more: the calling thread's own heap at its
+/// exit, or a parked or late heap whose thread is gone, taken off its list.
 pub unsafe fn abandon(heap: *mut Heap) {
     // SAFETY: the exiting thread still owns `heap`.
     unsafe {

@@ -198,14 +198,18 @@ const POOL_CHUNK: usize = 256 * 1024;
 /// every arena; eight cover the threads a server starts and stops at once).
 pub const PARK_MAX: usize = 8;
 /// A parked heap nobody took for this long is abandoned (its empty slabs
-/// go back to the span cache, the rest to the abandoned lists).
+/// go back to the span cache, the rest to the abandoned lists) by the next
+/// thread whose slow paths look (every 64th slow path), or by
+/// `malloc_trim`.
 pub const PARK_MS: u64 = 1000;
 
 /// A heap struct for a new thread: a parked heap (slabs and all: the
-/// second field says so), else a pooled or fresh struct to initialise.
-fn heap_pool_take() -> (*mut Heap, bool) {
+/// second field says so) unless `bare`, else a pooled or fresh struct to
+/// initialise. (A late heap takes a parked one, typically the one its own
+/// thread just parked, and keeps filling the same slabs.)
+fn heap_pool_take(bare: bool) -> (*mut Heap, bool) {
     let mut p = POOL.lock();
-    if !p.parked.is_null() {
+    if !bare && !p.parked.is_null() {
         let h = p.parked;
         // SAFETY: parked heaps are valid heap structs nobody uses.
         p.parked = unsafe { *heap::pool_next(h) };
@@ -391,18 +395,25 @@ pub fn create_thread_heap(late: bool) -> *mut Heap {
     if !late {
         reclaim_late_heaps();
     }
-    let (h, parked) = heap_pool_take();
-    if h.is_null() {
-        return h;
-    }
-    if late {
+    let (h, parked) = if late {
+        // Lock order: late heaps, then the pool. The late list is checked
+        // for room first: a late heap that cannot be listed would never be
+        // reclaimed, so it must not take a parked heap's slabs with it.
         let mut l = LATE.lock();
-        if l.n < l.heaps.len() {
+        let listed = l.n < l.heaps.len();
+        let (h, parked) = heap_pool_take(!listed);
+        if !h.is_null() && listed {
             let n = l.n;
             l.heaps[n] = (h as usize, gettid());
             l.n += 1;
             LATE_COUNT.store(l.n, Ordering::Relaxed);
         }
+        (h, parked)
+    } else {
+        heap_pool_take(false)
+    };
+    if h.is_null() {
+        return h;
     }
     if parked {
         // SAFETY: a parked heap, taken off the list: ours alone now.
