@@ -6,10 +6,13 @@
 //!
 //! A heap is touched by its thread only, except `remote`: other threads
 //! push blocks they free there with one CAS, and the owner collects them
-//! in its slow path. At thread exit the heap's slabs are *abandoned*: empty
-//! ones go back to the span cache, the others to a global list, owned by
-//! nobody, until their last block is freed (then the span goes back) or a
-//! thread adopts them for its own allocations.
+//! in its slow path. At thread exit the heap is parked whole, slabs and
+//! all, for the next new thread (`runtime::heap_park`). A heap given up
+//! (parking full, parked too long, trimmed, or a late heap whose thread is
+//! gone) has its slabs *abandoned*: empty ones go back to the span cache,
+//! the others to a global list, owned by nobody, until their last block is
+//! freed (then the span goes back) or a thread adopts them for its own
+//! allocations.
 //!
 //! Invariants of a heap `h` (owner thread, or the exiting thread):
 //! - `current[c]` is the first slab of `avail[c]`, or the empty slab;

@@ -37,9 +37,11 @@
 //! - **heap**: a thread's set of slabs, one current slab per size class.
 //!   Only its thread touches it, except for the `remote` queue where other
 //!   threads push blocks they free.
-//! - **abandoned slab**: a slab whose thread exited while blocks were still
-//!   live; it sits on a global list until it empties or another thread
-//!   adopts it.
+//! - **parked heap**: the heap of an exited thread, kept whole (at most 8,
+//!   for at most about a second) for the next new thread to take over.
+//! - **abandoned slab**: a slab of a heap given up (not parked, or parked
+//!   too long) while blocks were still live; it sits on a global list until
+//!   it empties or another thread adopts it.
 //!
 //! ## Rules for code in this crate
 //!

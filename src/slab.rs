@@ -8,8 +8,9 @@
 //! a free block holds the next-pointer in its first word and the
 //! double-free key in its second.
 //!
-//! Never-used blocks are carved lazily from `bump`, a page at a time, so a
-//! slab's resident memory follows its use.
+//! Never-used blocks are carved lazily from `bump`, the blocks that end in
+//! the page in use at a time (at least one), so a slab's resident memory
+//! follows its use.
 //!
 //! Invariant, for a slab owned by a live heap that is not its class's
 //! current slab: `used + |free| + |local_free| + (end - bump) / block_size
