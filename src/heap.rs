@@ -747,22 +747,14 @@ pub unsafe fn unpark(h: *mut Heap) {
     }
 }
 
-/// Record when heap `h` was parked.
+/// When heap `h` was parked (see `runtime::heap_park`).
 ///
 /// # Safety
-/// `h` must be a heap nobody uses, being parked under the pool lock.
-pub unsafe fn set_parked_ms(h: *mut Heap, ms: u64) {
+/// `h` must be a heap nobody uses, on (or being put on) the parked list,
+/// under the pool lock.
+pub unsafe fn parked_ms(h: *mut Heap) -> *mut u64 {
     // SAFETY: contract.
-    unsafe { (*h).local.parked_ms = ms };
-}
-
-/// When parked heap `h` was parked.
-///
-/// # Safety
-/// `h` must be on the parked list (read under the pool lock).
-pub unsafe fn parked_ms(h: *mut Heap) -> u64 {
-    // SAFETY: contract.
-    unsafe { (*h).local.parked_ms }
+    unsafe { &mut (*h).local.parked_ms }
 }
 
 /// The pool link of a heap struct.

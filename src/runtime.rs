@@ -267,7 +267,7 @@ unsafe fn heap_park(h: *mut Heap) -> bool {
     }
     // SAFETY: contract.
     unsafe {
-        heap::set_parked_ms(h, crate::span::now_ms());
+        *heap::parked_ms(h) = crate::span::now_ms();
         *heap::pool_next(h) = p.parked;
     }
     p.parked = h;
@@ -298,7 +298,7 @@ pub fn expire_parked(all: bool) {
                     link = heap::pool_next(*link);
                 }
                 let h = *link;
-                if !all && crate::span::now_ms().saturating_sub(heap::parked_ms(h)) < PARK_MS {
+                if !all && crate::span::now_ms().saturating_sub(*heap::parked_ms(h)) < PARK_MS {
                     return;
                 }
                 *link = null_mut();
