@@ -1,6 +1,7 @@
 /* c-tests/errors.c -- errors mmpool reports, and foreign pointers.
  *
- * A double free (same thread, twice in a row) must abort the process
+ * A double free (same thread, twice in a row; for medium blocks also from
+ * another thread) must abort the process
  * with a message on stderr starting with "mmpool:" (checked in a forked
  * child: the stderr text and the abnormal exit).  Pointers the pool did
  * not hand out (glibc's own malloc, found through libc.so.6's handle)
@@ -17,10 +18,16 @@ typedef struct {
     volatile uintptr_t *addr;  /* shared page: the child stores the block address */
 } df_arg;
 
-enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN };
+enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD };
 static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
                                        "realloc", "mmpool_malloc+mmpool_free",
-                                       "memalign(64)"};
+                                       "memalign(64)", "malloc, freed again by another thread"};
+
+static void *df_free_again(void *p)
+{
+    xfree(p);
+    return NULL;
+}
 
 static void df_child(void *a)
 {
@@ -43,6 +50,11 @@ static void df_child(void *a)
     if (d->how == DF_MMPOOL) {
         mmpool_free(p);
         mmpool_free(p);
+    } else if (d->how == DF_OTHER_THREAD) {
+        xfree(p);
+        pthread_t t;
+        if (pthread_create(&t, NULL, df_free_again, p) == 0)
+            pthread_join(t, NULL);
     } else {
         xfree(p);
         xfree(p);
@@ -139,6 +151,17 @@ static void test_double_free_medium_aborts(void)
     static const size_t sizes[] = {5000, 20000, 65536, 200000};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
         double_free_case(DF_MALLOC, sizes[i], false);
+}
+
+/* Medium blocks (1.25-32 KiB) live in per-CPU heaps that every thread
+ * frees into under a lock, so a second free from another thread is
+ * caught too. (For small blocks it is not: another thread's free is one
+ * push onto the owner's queue, unchecked.) */
+static void test_double_free_medium_other_thread_aborts(void)
+{
+    static const size_t sizes[] = {1500, 3000, 20000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_OTHER_THREAD, sizes[i], true);
 }
 
 static void test_double_free_large_aborts(void)
@@ -338,6 +361,7 @@ int main(int argc, char **argv)
     tu_init(argc, argv);
     RUN(double_free_small_aborts);
     RUN(double_free_medium_aborts);
+    RUN(double_free_medium_other_thread_aborts);
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);
     RUN(double_free_message_names_block);

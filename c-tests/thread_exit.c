@@ -403,7 +403,7 @@ static void *race_worker(void *arg)
 {
     uintptr_t seed = (uintptr_t)arg;
     for (int i = 0; i < 64; i++) {
-        size_t n = 1500 + (size_t)((seed * 31 + (uintptr_t)i * 7) % 500);
+        size_t n = 600 + (size_t)((seed * 31 + (uintptr_t)i * 7) % 400);
         unsigned char *p = xmalloc(n);
         if (!p)
             return (void *)1;
@@ -445,7 +445,7 @@ static size_t race_slabs(void)
     mmpool_stats_get(&s);
     size_t n = 0;
     for (size_t c = 0; c < s.num_classes; c++)
-        if (s.classes[c].block_size >= 1500 && s.classes[c].block_size <= 2048)
+        if (s.classes[c].block_size >= 600 && s.classes[c].block_size <= 1024)
             n += s.classes[c].slabs;
     return n;
 }
@@ -453,7 +453,7 @@ static size_t race_slabs(void)
 static void test_park_trim_race(void)
 {
     malloc_trim(0);
-    CHECK(race_slabs() == 0, "slabs of 1.5-2 KiB blocks before the test: %zu", race_slabs());
+    CHECK(race_slabs() == 0, "slabs of 600 B-1 KiB blocks before the test: %zu", race_slabs());
     pthread_t freer;
     REQUIRE(pthread_create(&freer, NULL, race_freer, NULL) == 0, "");
     int rounds = tu_full ? 3000 : 400;
@@ -471,7 +471,7 @@ static void test_park_trim_race(void)
     pthread_mutex_unlock(&race_lock);
     pthread_join(freer, NULL);
     malloc_trim(0);
-    CHECK(race_slabs() == 0, "%zu slabs of 1.5-2 KiB blocks left after every block was "
+    CHECK(race_slabs() == 0, "%zu slabs of 600 B-1 KiB blocks left after every block was "
           "freed: a remote free was lost", race_slabs());
 }
 

@@ -202,6 +202,11 @@ typedef struct mmpool_stats_t {
    * the next allocator slow path, and trimming gives up all).
    */
   size_t heaps_parked;
+  /**
+   * Per-CPU heaps made for the medium classes (blocks of 1.25-32 KiB),
+   * at most one per CPU.
+   */
+  size_t shared_heaps;
 } mmpool_stats_t;
 
 #ifdef __cplusplus

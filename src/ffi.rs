@@ -459,6 +459,9 @@ pub struct mmpool_stats_t {
     /// thread (at most 8; one parked for over a second is given up at
     /// the next allocator slow path, and trimming gives up all).
     pub heaps_parked: usize,
+    /// Per-CPU heaps made for the medium classes (blocks of 1.25-32 KiB),
+    /// at most one per CPU.
+    pub shared_heaps: usize,
 }
 
 /// Fill `*out` with the pool's counters. A NULL `out` is ignored.
@@ -507,6 +510,7 @@ pub unsafe extern "C" fn mmpool_stats_get(out: *mut mmpool_stats_t) {
             classes,
             heaps_made: s.heaps_made,
             heaps_parked: s.heaps_parked,
+            shared_heaps: s.shared_heaps,
         })
     };
 }

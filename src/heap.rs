@@ -4,7 +4,11 @@
 //! queue), the abandoned-slab lists, and the heap pool. Calls `slab`,
 //! `span`, `pagemap`, `size_class`, `tls`, `runtime`.
 //!
-//! A heap is touched by its thread only, except `remote`: other threads
+//! The same `Heap` type, run under a lock, is the per-CPU heap of the
+//! medium classes (`shared_heap`); thread heaps serve only the classes
+//! below [`SHARED_FROM`].
+//!
+//! A thread heap is touched by its thread only, except `remote`: other threads
 //! push blocks they free there with one CAS, and the owner collects them
 //! in its slow path. At thread exit the heap is parked whole, slabs and
 //! all, for the next new thread (`runtime::heap_park`). A heap given up
@@ -27,7 +31,7 @@ use crate::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE, TAG_SLAB};
 use crate::runtime::free_key;
 use crate::size_class::{
     block_size, class_of, direct_index, CLASS_SIZE, DIRECT_LEN, DIRECT_MAX, GRANULE, MIN_ALIGN,
-    NUM_CLASSES, SLAB_GRANULES,
+    NUM_CLASSES, SHARED_FROM, SLAB_GRANULES,
 };
 use crate::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR, OWNER_INTERIOR};
 use crate::span::SPANS;
@@ -81,8 +85,8 @@ pub struct HeapLocal {
 }
 
 impl Heap {
-    /// A heap whose every class points at the empty slab (the static
-    /// empty and exited heaps).
+    /// A heap whose every class points at the empty slab, owned by nobody
+    /// (the static empty and exited heaps, and a new shard heap).
     const fn empty() -> Heap {
         Heap {
             local: HeapLocal {
@@ -185,13 +189,29 @@ pub unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
     }
 }
 
-/// Allocate a block of class `class`.
+/// Allocate a block of class `class`: from the thread's heap for small
+/// classes, from the CPU's shared heap for medium ones (`shared_heap`).
 ///
 /// # Safety
-/// As [`alloc_direct`]; `class < NUM_CLASSES`.
+/// As [`try_alloc_direct`]; `class < NUM_CLASSES`.
 #[inline]
 pub unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
-    // SAFETY: class < NUM_CLASSES (contract); see alloc_direct.
+    if class >= SHARED_FROM {
+        return crate::shared_heap::alloc(class);
+    }
+    // SAFETY: forwarded contract.
+    unsafe { alloc_in(heap, class) }
+}
+
+/// Allocate a block of class `class` from `heap`.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, or a shard heap whose lock the
+/// caller holds; `class < NUM_CLASSES`.
+#[inline]
+pub unsafe fn alloc_in(heap: *mut Heap, class: usize) -> *mut u8 {
+    // SAFETY: class < NUM_CLASSES (contract); the heap's slabs are valid
+    // and only we pop (contract).
     unsafe {
         let slab = *(*heap).local.current.get_unchecked(class);
         let b = (*slab).pop();
@@ -374,6 +394,45 @@ fn clear_current(h: &mut HeapLocal) {
     h.avail = saved;
 }
 
+/// Make a shard heap at `h`: empty, owner of the slabs it will create.
+///
+/// # Safety
+/// `h` is a shard heap's (uninitialised) storage whose lock the caller
+/// holds.
+pub unsafe fn make_shared(h: *mut Heap) {
+    // SAFETY: contract (exclusive access under the lock).
+    unsafe {
+        h.write(Heap::empty());
+        (*h).local.owner_word = h as usize;
+    }
+}
+
+/// Give back every slab of `h` without a live block, the current slabs
+/// included (`malloc_trim`, on the shard heaps and the caller's heap).
+///
+/// # Safety
+/// `h` is the calling thread's heap, or a shard heap whose lock the
+/// caller holds.
+pub unsafe fn release_empty(h: *mut Heap) {
+    // SAFETY: contract; the slabs on `avail` are ours.
+    unsafe {
+        let h = &mut (*h).local;
+        clear_current(h);
+        for c in 0..NUM_CLASSES {
+            let mut s = h.avail[c].first;
+            while !s.is_null() {
+                let next = (*s).next;
+                if (*s).used == 0 {
+                    h.avail[c].remove(s);
+                    release_slab(s);
+                }
+                s = next;
+            }
+            set_current(h, c);
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Free slow paths
 
@@ -440,7 +499,12 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: u
         let h = owner & !OWNER_FLAGS;
         if h == heap as usize {
             // SAFETY: our own slab.
-            return unsafe { free_local(heap, slab, b, user) };
+            return unsafe { free_in(heap, slab, b, user) };
+        }
+        if crate::shared_heap::owns(h) {
+            // SAFETY: a shard heap owns `slab` (shard slabs never change
+            // owner); `b` is one of its blocks.
+            return unsafe { crate::shared_heap::free(h, slab, b, user) };
         }
         if h != 0 {
             // Another thread's heap: one CAS onto its remote queue. Heap
@@ -495,7 +559,11 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: u
 
 /// Free a block of one of our own slabs, whatever its flags (`user` as
 /// in [`dispatch_free`]).
-unsafe fn free_local(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
+///
+/// # Safety
+/// `heap` is the calling thread's heap, or a shard heap whose lock the
+/// caller holds; it owns `slab`; `b` is a block of `slab`.
+pub unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
     let key = free_key();
     // SAFETY: our heap and slab; owner-thread-only fields.
     unsafe {
@@ -554,7 +622,7 @@ unsafe fn free_suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) {
             }
         }
         // Our own slab (the fast path checked the owner).
-        free_local(heap, slab, b, b as usize)
+        free_in(heap, slab, b, b as usize)
     }
 }
 

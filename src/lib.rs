@@ -13,6 +13,7 @@
 //! arena        per-connection pools: bump blocks, large list, cleanups
 //! insight      statistics, leak reports, mtrace traces (stats, leak, trace, symbols)
 //! heap         per-thread heaps: size class -> current slab; slow paths; thread exit
+//! shared_heap  per-CPU heaps under a lock for the medium classes (1.25-32 KiB)
 //! runtime      lazy initialisation, options, the thread-exit key, fork handlers
 //! slab | large small blocks of one class | direct mappings with a bounded cache
 //! span         the span cache: granule-aligned spans for slabs, purged when idle
@@ -37,6 +38,9 @@
 //! - **heap**: a thread's set of slabs, one current slab per size class.
 //!   Only its thread touches it, except for the `remote` queue where other
 //!   threads push blocks they free.
+//! - **per-CPU heap** (shard): a heap for the medium classes (blocks of
+//!   1.25-32 KiB) shared by the threads running on one CPU, touched only
+//!   under its lock; see [`shared_heap`].
 //! - **parked heap**: the heap of an exited thread, kept whole (at most 8,
 //!   for at most about a second) for the next new thread to take over.
 //! - **abandoned slab**: a slab of a heap given up (not parked, or parked
@@ -97,6 +101,7 @@ pub mod list;
 pub mod os;
 pub mod pagemap;
 pub mod runtime;
+pub mod shared_heap;
 pub mod size_class;
 pub mod slab;
 pub mod span;

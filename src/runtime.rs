@@ -461,13 +461,15 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
 // child never inherits a lock held by a thread that does not exist there.
 // Order: the instrumentation locks (leak table, then symbol cache, then
 // trace file: the order the exit report takes them; no allocator lock is
-// held while any of them is taken), then late heaps, heap pool, abandoned slabs, span
+// held while any of them is taken), then the shard heaps (whose slow paths
+// take the ones after them), then late heaps, heap pool, abandoned slabs, span
 // cache, large cache.
 
 extern "C" fn fork_prepare() {
     sync::hold(crate::leak::lock_for_fork());
     sync::hold(crate::symbols::lock_for_fork());
     sync::hold(crate::trace::lock_for_fork());
+    crate::shared_heap::hold_all();
     sync::hold(&LATE);
     sync::hold(&POOL);
     sync::hold(&heap::ABANDONED);
@@ -484,6 +486,7 @@ fn release_all() {
         sync::release(&heap::ABANDONED);
         sync::release(&POOL);
         sync::release(&LATE);
+        crate::shared_heap::release_all();
         sync::release(crate::trace::lock_for_fork());
         sync::release(crate::symbols::lock_for_fork());
         sync::release(crate::leak::lock_for_fork());

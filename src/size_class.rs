@@ -96,6 +96,11 @@ const fn build_direct() -> [u8; DIRECT_LEN] {
 /// Requests of at most [`DIRECT_MAX`] bytes: class of `(size + 15) / 16`.
 pub const DIRECT_CLASS: [u8; DIRECT_LEN] = build_direct();
 
+/// The first medium class: classes from here on (blocks above
+/// [`DIRECT_MAX`]) are served by the per-CPU shared heaps, the ones below
+/// by thread heaps.
+pub const SHARED_FROM: usize = DIRECT_CLASS[DIRECT_LEN - 1] as usize + 1;
+
 const MEDIUM_STEP: usize = 128;
 const MEDIUM_LEN: usize = SMALL_MAX / MEDIUM_STEP + 1;
 

@@ -142,6 +142,8 @@ pub struct Snapshot {
     pub heaps_made: usize,
     /// Heaps of exited threads parked with their slabs for new threads.
     pub heaps_parked: usize,
+    /// Per-CPU heaps made for the medium classes.
+    pub shared_heaps: usize,
     /// Whether allocation counts were kept (instrumented mode).
     pub detailed: bool,
 }
@@ -194,6 +196,7 @@ pub fn snapshot() -> Snapshot {
         threads_live: crate::runtime::LIVE_HEAPS.load(Ordering::Relaxed),
         heaps_made: crate::runtime::HEAPS_MADE.load(Ordering::Relaxed),
         heaps_parked: crate::runtime::parked_heaps(),
+        shared_heaps: crate::shared_heap::made(),
         detailed: crate::insight::stats_on(),
     }
 }
@@ -344,7 +347,9 @@ pub fn print(fd: i32) {
         .dec(s.heaps_made as u64)
         .str(" made, ")
         .dec(s.heaps_parked as u64)
-        .str(" parked\n");
+        .str(" parked, ")
+        .dec(s.shared_heaps as u64)
+        .str(" per-CPU\n");
     l.write_to(fd);
 }
 
@@ -401,6 +406,12 @@ pub fn mallinfo2() -> libc::mallinfo2 {
 pub fn trim() -> bool {
     crate::runtime::reclaim_late_heaps();
     crate::runtime::expire_parked(true);
+    crate::shared_heap::trim();
+    let own = crate::tls::heap();
+    if crate::heap::is_real(own) {
+        // SAFETY: the calling thread's own heap.
+        unsafe { crate::heap::release_empty(own) };
+    }
     let a = crate::span::SPANS.purge_all();
     let b = crate::large::trim();
     a + b > 0
