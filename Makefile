@@ -14,8 +14,11 @@ BUILD  := target/c
 
 all: lib
 
+# The shipped library alone (no rlib from the same compilation): then the
+# crate's statics are local to it and its code reaches them without the
+# GOT, and the slow paths are direct calls (text 102 -> 93 KB).
 lib:
-	$(CARGO) build --release --locked --features override
+	$(CARGO) rustc --release --locked --features override --lib --crate-type cdylib
 
 $(BUILD):
 	mkdir -p $(BUILD)
