@@ -18,10 +18,25 @@ typedef struct {
     volatile uintptr_t *addr;  /* shared page: the child stores the block address */
 } df_arg;
 
-enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD };
+enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD,
+       DF_EARLY };
 static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
                                        "realloc", "mmpool_malloc+mmpool_free",
-                                       "memalign(64)", "malloc, freed again by another thread"};
+                                       "memalign(64)", "malloc, freed again by another thread",
+                                       "malloc before the pool's constructor"};
+
+/* The program's .preinit_array runs before any library's constructor,
+ * mmpool's included: this medium block is allocated and freed before the
+ * pool's constructor ran (as by another library's constructor). */
+enum { EARLY_SIZE = 2040 };
+static void *early_block;
+static void early_alloc(void)
+{
+    early_block = malloc(EARLY_SIZE);
+    free(early_block);
+}
+__attribute__((section(".preinit_array"), used)) static void (*const early_hook)(void) =
+    early_alloc;
 
 static void *df_free_again(void *p)
 {
@@ -33,6 +48,12 @@ static void df_child(void *a)
 {
     df_arg *d = a;
     void *p;
+    if (d->how == DF_EARLY) {
+        /* freed once before the pool's constructor ran; free it again */
+        *d->addr = (uintptr_t)early_block;
+        xfree(early_block);
+        _exit(0);
+    }
     switch (d->how) {
     case DF_CALLOC: p = xcalloc(1, d->size); break;
     case DF_ALIGNED: p = xaligned_alloc(4096, d->size); break;
@@ -162,6 +183,16 @@ static void test_double_free_medium_other_thread_aborts(void)
     static const size_t sizes[] = {1500, 3000, 20000};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
         double_free_case(DF_OTHER_THREAD, sizes[i], true);
+}
+
+/* A block freed before the pool's constructor ran (the first allocation
+ * of the process, a medium one) carries the same double-free key as any
+ * other: its second free is caught. Runs first, before the test harness
+ * allocates blocks of that class. */
+static void test_double_free_before_init_aborts(void)
+{
+    REQUIRE(early_block != NULL, ".preinit_array hook did not run");
+    double_free_case(DF_EARLY, EARLY_SIZE, true);
 }
 
 static void test_double_free_large_aborts(void)
@@ -359,6 +390,7 @@ static void test_foreign_free_other_thread(void)
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
+    RUN(double_free_before_init_aborts);
     RUN(double_free_small_aborts);
     RUN(double_free_medium_aborts);
     RUN(double_free_medium_other_thread_aborts);

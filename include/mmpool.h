@@ -173,7 +173,8 @@ typedef struct mmpool_stats_t {
    */
   size_t rss_peak;
   /**
-   * Threads that ever allocated.
+   * Threads that ever made a heap (allocated a block of up to 1 KiB;
+   * medium and large blocks need none).
    */
   size_t threads_seen;
   /**

@@ -197,7 +197,8 @@ pub unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
 #[inline]
 pub unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
     if class >= SHARED_FROM {
-        return crate::shared_heap::alloc(class);
+        // SAFETY: a medium class below NUM_CLASSES (contract).
+        return unsafe { crate::shared_heap::alloc(class) };
     }
     // SAFETY: forwarded contract.
     unsafe { alloc_in(heap, class) }
@@ -268,21 +269,25 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
             return null_mut();
         }
     }
-    // SAFETY: `heap` is the calling thread's live heap.
+    // Shard heaps run under their lock: no upkeep (their caller runs it
+    // after unlocking), no remote queue, nothing abandoned to adopt (medium
+    // slabs are never abandoned).
+    let shared = crate::shared_heap::owns(heap as usize);
+    // SAFETY: `heap` is the calling thread's live heap, or a shard heap
+    // whose lock we hold.
     unsafe {
         let h = &mut (*heap).local;
-        h.slow_calls = h.slow_calls.wrapping_add(1);
-        if h.slow_calls % 64 == 0 {
-            SPANS.tick();
-            crate::large::tick();
-            crate::runtime::reclaim_late_heaps();
-            crate::runtime::expire_parked(false);
+        if !shared {
+            h.slow_calls = h.slow_calls.wrapping_add(1);
+            if h.slow_calls % 64 == 0 {
+                upkeep();
+            }
+            drain_remote(heap);
         }
-        drain_remote(heap);
         if let Some(b) = pop_from_avail(h, class) {
             return b;
         }
-        for _ in 0..4 {
+        for _ in 0..if shared { 0 } else { 4 } {
             match adopt_abandoned(heap, class) {
                 Some(()) => {
                     if let Some(b) = pop_from_avail(h, class) {
@@ -306,6 +311,17 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
         (*s).refill(free_key());
         (*s).pop().cast()
     }
+}
+
+/// Periodic upkeep, every 64 slow paths of a thread heap and every 256
+/// allocations from a per-CPU heap (never under a heap lock): purge idle
+/// spans and cached large ranges, reclaim late heaps, give up heaps
+/// parked too long.
+pub fn upkeep() {
+    SPANS.tick();
+    crate::large::tick();
+    crate::runtime::reclaim_late_heaps();
+    crate::runtime::expire_parked(false);
 }
 
 /// Pop from the first slab of `avail[class]` that has a free block,
@@ -838,7 +854,8 @@ pub unsafe fn pool_next(h: *mut Heap) -> *mut *mut Heap {
 /// its frees take the slow path that maps them to block starts.
 ///
 /// # Safety
-/// `p` must be a block just allocated by the calling thread from its heap.
+/// `p` must be a block just allocated by the calling thread (from its heap
+/// or its CPU's shared heap).
 pub unsafe fn mark_interior(p: *mut u8) {
     let head = PAGEMAP.lookup(p as usize);
     // SAFETY: `p` is a live slab block of ours (contract).

@@ -68,6 +68,9 @@ fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
     if size > MAX_REQUEST {
         return (nomem(), false);
     }
+    // The process's first allocation may be a large one (see
+    // `shared_heap::alloc`): set up the instrumentation first.
+    crate::runtime::ensure_init();
     let r = large::alloc(size, align);
     if r.0.is_null() {
         return (nomem(), false);

@@ -34,16 +34,26 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 /// Shards in the table; CPU `n` uses shard `n % MAX_SHARDS`.
 pub const MAX_SHARDS: usize = 64;
 
-/// One CPU's medium-class heap and the lock that guards it. The lock's
-/// flag says whether the heap was made yet: the table is all zeroes, so
-/// it sits in .bss (a table of ready-made heaps, full of pointers to the
-/// empty slab, cost 200 KiB of relocations and data pages resident in
-/// every process).
+/// One CPU's medium-class heap and the lock that guards it. The table is
+/// all zeroes, so it sits in .bss (a table of ready-made heaps, full of
+/// pointers to the empty slab, cost 200 KiB of relocations and data pages
+/// resident in every process); a heap is made at its first use.
 #[repr(C, align(64))]
 struct Shard {
-    lock: Lock<bool>,
+    lock: Lock<ShardState>,
     heap: UnsafeCell<MaybeUninit<Heap>>,
 }
+
+/// What the lock guards besides the heap.
+struct ShardState {
+    /// The heap was made.
+    made: bool,
+    /// Allocations since the last upkeep.
+    allocs: u32,
+}
+
+/// Allocations from a shard between two upkeeps (`heap::upkeep`).
+const UPKEEP_EVERY: u32 = 256;
 
 #[repr(transparent)]
 struct Shards([Shard; MAX_SHARDS]);
@@ -54,7 +64,10 @@ unsafe impl Sync for Shards {}
 static SHARDS: Shards = Shards(
     [const {
         Shard {
-            lock: Lock::new(false),
+            lock: Lock::new(ShardState {
+                made: false,
+                allocs: 0,
+            }),
             heap: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }; MAX_SHARDS],
@@ -99,20 +112,39 @@ fn shard_of(h: usize) -> &'static Shard {
 
 /// Allocate a block of medium class `class` from the calling CPU's shard;
 /// null (errno set) when out of memory.
-pub fn alloc(class: usize) -> *mut u8 {
+///
+/// # Safety
+/// `SHARED_FROM <= class < NUM_CLASSES`.
+pub unsafe fn alloc(class: usize) -> *mut u8 {
+    // The first allocation of the process may be a medium one, from a
+    // constructor that runs before ours: the free key and the
+    // instrumentation must be set up first (and before the lock: set-up
+    // may allocate).
+    crate::runtime::ensure_init();
     let s = current_shard();
-    let mut made = s.lock.lock();
+    let mut st = s.lock.lock();
     let h = s.heap.get().cast::<Heap>();
     // SAFETY: the lock makes us the heap's only user; the heap is made
-    // (with its owner word) before its first use.
-    unsafe {
-        if !*made {
+    // (with its owner word) before its first use; `class` is in range
+    // (contract).
+    let p = unsafe {
+        if !st.made {
             heap::make_shared(h);
-            *made = true;
+            st.made = true;
             MADE.fetch_add(1, Ordering::Relaxed);
         }
         heap::alloc_in(h, class)
+    };
+    st.allocs += 1;
+    let upkeep = st.allocs >= UPKEEP_EVERY;
+    if upkeep {
+        st.allocs = 0;
     }
+    drop(st);
+    if upkeep {
+        heap::upkeep();
+    }
+    p
 }
 
 /// Free block `b` of `slab`, owned by the shard heap at `h` (`user` as in
@@ -134,8 +166,8 @@ pub unsafe fn free(h: usize, slab: *mut Slab, b: *mut Block, user: usize) {
 /// (`malloc_trim`).
 pub fn trim() {
     for s in &SHARDS.0 {
-        let made = s.lock.lock();
-        if *made {
+        let st = s.lock.lock();
+        if st.made {
             // SAFETY: a made heap, under its lock.
             unsafe { heap::release_empty(s.heap.get().cast()) };
         }

@@ -134,7 +134,8 @@ pub struct Snapshot {
     pub rss: usize,
     /// Peak resident set size, bytes.
     pub rss_peak: usize,
-    /// Threads that ever allocated.
+    /// Threads that ever made a heap (allocated a block of up to 1 KiB;
+    /// medium and large blocks need none).
     pub threads_seen: usize,
     /// Threads with a heap now.
     pub threads_live: usize,
