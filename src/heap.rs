@@ -61,6 +61,11 @@ pub struct HeapLocal {
     /// `(size + 15) / 16` -> current slab of that size's class, for
     /// requests up to 1 KiB: the malloc fast path is one load from here.
     pub direct: [*mut Slab; DIRECT_LEN],
+    /// The slab cache of the free fast path: header addresses of slabs of
+    /// this heap that a free may push to without a page-map lookup,
+    /// indexed by granule number modulo [`SLAB_CACHE_LEN`] (see
+    /// [`free_cached`]). [`SLAB_CACHE_EMPTY`] where there is none.
+    slab_cache: [usize; SLAB_CACHE_LEN],
     /// Current slab of each class.
     pub current: [*mut Slab; NUM_CLASSES],
     avail: [SlabList; NUM_CLASSES],
@@ -91,6 +96,7 @@ impl Heap {
         Heap {
             local: HeapLocal {
                 direct: [empty_slab_ptr(); DIRECT_LEN],
+                slab_cache: [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN],
                 current: [empty_slab_ptr(); NUM_CLASSES],
                 avail: [EMPTY_LIST; NUM_CLASSES],
                 full: EMPTY_LIST,
@@ -223,20 +229,100 @@ pub unsafe fn alloc_in(heap: *mut Heap, class: usize) -> *mut u8 {
     }
 }
 
-/// Free `p`, whose span header `head` the page map returned.
+/// Entries of a heap's slab cache (a power of two).
+pub const SLAB_CACHE_LEN: usize = 64;
+/// A slab cache entry naming no slab (no granule starts at address 1).
+const SLAB_CACHE_EMPTY: usize = 1;
+
+#[inline(always)]
+fn slab_cache_index(addr: usize) -> usize {
+    (addr >> crate::size_class::GRANULE_SHIFT) & (SLAB_CACHE_LEN - 1)
+}
+
+impl HeapLocal {
+    /// Let frees of `s`'s blocks skip the page map. Only for a slab of
+    /// this heap on `avail`, with no owner flag (not full, instrumented or
+    /// holding interior pointers).
+    #[inline(always)]
+    fn cache_slab(&mut self, s: *mut Slab) {
+        self.slab_cache[slab_cache_index(s as usize)] = s as usize;
+    }
+
+    /// Forget `s` in the slab cache (it is about to become full, flagged,
+    /// released or given up).
+    #[inline]
+    fn uncache_slab(&mut self, s: *mut Slab) {
+        let e = &mut self.slab_cache[slab_cache_index(s as usize)];
+        if *e == s as usize {
+            *e = SLAB_CACHE_EMPTY;
+        }
+    }
+}
+
+/// The free fast path: `p` lies in the first granule of a slab in the
+/// heap's slab cache. Then it is a block of our own slab, with no flag:
+/// check the double-free key, push on `local_free`. False when the cache
+/// has no such slab (the caller then looks `p` up in the page map).
 ///
-/// Fast path (a block of a slab of the calling thread's heap): compare the
-/// owner, check the double-free key, push on `local_free`.
+/// Invariant of the cache: every entry is the header of a slab of `heap`
+/// on one of its `avail` lists whose owner word is exactly `heap` (no
+/// flags). Entries are added by [`free`] when the page map found such a
+/// slab, and removed wherever a slab stops being one: moved to the full
+/// list, marked interior, released, or the heap given up.
+///
+/// About a dozen instructions instead of the page map's two dependent
+/// loads and their bound and null tests plus the owner compare.
 ///
 /// # Safety
-/// `head` must be `PAGEMAP.lookup(p)`, non-null.
+/// `heap` must be the calling thread's heap (`tls::heap()`); `p` any
+/// value passed to `free`.
 #[inline(always)]
-pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
-    let heap = crate::tls::heap();
+pub unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
+    let base = p as usize & !(GRANULE - 1);
+    // SAFETY: the heap is ours; the index is masked below the length.
+    let hit = unsafe {
+        *(*heap)
+            .local
+            .slab_cache
+            .get_unchecked(slab_cache_index(base))
+            == base
+    };
+    if !hit {
+        return false;
+    }
+    let slab = base as *mut Slab;
+    let b = p.cast::<Block>();
+    // SAFETY: by the cache invariant `slab` is a live, unflagged slab of
+    // our heap and `p` lies in it, so it is one of its blocks (unless the
+    // caller passes garbage, which the key check and the slow paths catch
+    // where they can).
+    unsafe {
+        let key = (*slab).key;
+        if (*b).key == key {
+            free_suspect(heap, slab, b);
+        } else if (*slab).push_local(b, key) {
+            slab_emptied(heap, slab);
+        }
+    }
+    true
+}
+
+/// Free `p`, whose span header `head` the page map returned (the slab
+/// cache missed).
+///
+/// A block of a slab of the calling thread's heap: compare the owner,
+/// check the double-free key, push on `local_free`, and cache the slab.
+///
+/// # Safety
+/// `heap` must be `tls::heap()`; `head` must be `PAGEMAP.lookup(p)`,
+/// non-null.
+#[inline(always)]
+pub unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
     // SAFETY: `head` is a live span header (page map invariant). When the
-    // owner is our heap the span is a slab of ours with no flags set, and
-    // `p` is one of its blocks (unless the caller passes garbage, which
-    // the key check and the slow paths catch where they can).
+    // owner is our heap the span is a slab of ours with no flags set (so
+    // on an avail list, as the cache requires), and `p` is one of its
+    // blocks (unless the caller passes garbage, which the key check and
+    // the slow paths catch where they can).
     unsafe {
         if (*head).owner.load(Ordering::Relaxed) == heap as usize {
             let slab = head.cast::<Slab>();
@@ -247,6 +333,8 @@ pub unsafe fn free(p: *mut u8, head: *mut SpanHead) {
             }
             if (*slab).push_local(b, key) {
                 slab_emptied(heap, slab);
+            } else {
+                (*heap).local.cache_slab(slab);
             }
         } else {
             free_slow(heap, p, head);
@@ -341,6 +429,7 @@ unsafe fn pop_from_avail(h: &mut HeapLocal, class: usize) -> Option<*mut u8> {
                 return Some((*s).pop().cast());
             }
             h.avail[class].remove(s);
+            h.uncache_slab(s);
             (*s).head.owner.fetch_or(OWNER_FULL, Ordering::Relaxed);
             h.full.push_back(s);
         }
@@ -440,6 +529,7 @@ pub unsafe fn release_empty(h: *mut Heap) {
                 let next = (*s).next;
                 if (*s).used == 0 {
                     h.avail[c].remove(s);
+                    h.uncache_slab(s);
                     release_slab(s);
                 }
                 s = next;
@@ -658,6 +748,7 @@ unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
             return;
         }
         h.avail[class].remove(slab);
+        h.uncache_slab(slab);
         release_slab(slab);
     }
 }
@@ -748,6 +839,7 @@ pub unsafe fn abandon(heap: *mut Heap) {
         drain_remote(heap);
         let h = &mut (*heap).local;
         clear_current(h);
+        h.slab_cache = [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN];
         {
             // Lock order: ABANDONED, then the span cache (release_slab).
             let mut lists = ABANDONED.lock();
@@ -799,6 +891,7 @@ pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
         for e in (*h).local.direct.iter_mut() {
             *e = empty_slab_ptr();
         }
+        (*h).local.slab_cache = [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN];
         for e in (*h).local.current.iter_mut() {
             *e = empty_slab_ptr();
         }
@@ -858,8 +951,15 @@ pub unsafe fn pool_next(h: *mut Heap) -> *mut *mut Heap {
 /// or its CPU's shared heap).
 pub unsafe fn mark_interior(p: *mut u8) {
     let head = PAGEMAP.lookup(p as usize);
-    // SAFETY: `p` is a live slab block of ours (contract).
-    unsafe { (*head).owner.fetch_or(OWNER_INTERIOR, Ordering::Relaxed) };
+    let heap = crate::tls::heap();
+    // SAFETY: `p` is a live slab block of ours (contract); the cache is
+    // our own heap's (a shard slab is never in it).
+    unsafe {
+        if is_real(heap) {
+            (*heap).local.uncache_slab(head.cast());
+        }
+        (*head).owner.fetch_or(OWNER_INTERIOR, Ordering::Relaxed);
+    }
 }
 
 /// Usable size of a slab block at `p` (which may be interior).
@@ -990,6 +1090,28 @@ pub fn check_thread_heap() -> usize {
         for (i, &e) in h.direct.iter().enumerate() {
             if e != h.current[crate::size_class::DIRECT_CLASS[i] as usize] {
                 fail("check: direct table out of step with current", e);
+            }
+        }
+        for (i, &e) in h.slab_cache.iter().enumerate() {
+            if e == SLAB_CACHE_EMPTY {
+                continue;
+            }
+            let s = e as *mut Slab;
+            if slab_cache_index(e) != i {
+                fail("check: slab cache entry in the wrong place", s);
+            }
+            let listed = h.avail.iter().any(|l| {
+                let mut x = l.first;
+                while !x.is_null() && x != s {
+                    x = (*x).next;
+                }
+                !x.is_null()
+            });
+            if !listed {
+                fail("check: slab cache names a slab not on an avail list", s);
+            }
+            if (*s).head.owner.load(Ordering::Relaxed) != heap as usize {
+                fail("check: slab cache names a flagged slab", s);
             }
         }
     }

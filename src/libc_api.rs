@@ -86,10 +86,15 @@ fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
 /// where detected.
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
+    let heap = crate::tls::heap();
+    // SAFETY: the calling thread's heap.
+    if unsafe { heap::free_cached(heap, p) } {
+        return;
+    }
     let head = PAGEMAP.lookup(p as usize);
     if !head.is_null() {
         // SAFETY: the page map says `p` lies in a span of ours.
-        unsafe { heap::free(p, head) }
+        unsafe { heap::free(heap, p, head) }
     } else if !p.is_null() {
         foreign_free(p);
     }
