@@ -19,11 +19,12 @@ typedef struct {
 } df_arg;
 
 enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD,
-       DF_EARLY };
+       DF_EARLY, DF_OTHER_TWICE };
 static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
                                        "realloc", "mmpool_malloc+mmpool_free",
                                        "memalign(64)", "malloc, freed again by another thread",
-                                       "malloc before the pool's constructor"};
+                                       "malloc before the pool's constructor",
+                                       "malloc, freed twice by another thread"};
 
 /* The program's .preinit_array runs before any library's constructor,
  * mmpool's included: this medium block is allocated and freed before the
@@ -40,6 +41,13 @@ __attribute__((section(".preinit_array"), used)) static void (*const early_hook)
 
 static void *df_free_again(void *p)
 {
+    xfree(p);
+    return NULL;
+}
+
+static void *df_free_twice(void *p)
+{
+    xfree(p);
     xfree(p);
     return NULL;
 }
@@ -71,10 +79,12 @@ static void df_child(void *a)
     if (d->how == DF_MMPOOL) {
         mmpool_free(p);
         mmpool_free(p);
-    } else if (d->how == DF_OTHER_THREAD) {
-        xfree(p);
+    } else if (d->how == DF_OTHER_THREAD || d->how == DF_OTHER_TWICE) {
+        if (d->how == DF_OTHER_THREAD)
+            xfree(p);
         pthread_t t;
-        if (pthread_create(&t, NULL, df_free_again, p) == 0)
+        if (pthread_create(&t, NULL, d->how == DF_OTHER_THREAD ? df_free_again : df_free_twice,
+                           p) == 0)
             pthread_join(t, NULL);
     } else {
         xfree(p);
@@ -174,15 +184,16 @@ static void test_double_free_medium_aborts(void)
         double_free_case(DF_MALLOC, sizes[i], false);
 }
 
-/* Medium blocks (1.25-32 KiB) live in per-CPU heaps that every thread
- * frees into under a lock, so a second free from another thread is
- * caught too. (For small blocks it is not: another thread's free is one
- * push onto the owner's queue, unchecked.) */
-static void test_double_free_medium_other_thread_aborts(void)
+/* A second free from another thread: medium blocks (1.25-32 KiB) live
+ * in per-CPU heaps that every thread frees into under a lock; a small
+ * block's key word shows it was freed already (malloc clears it). */
+static void test_double_free_other_thread_aborts(void)
 {
-    static const size_t sizes[] = {1500, 3000, 20000};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+    static const size_t sizes[] = {16, 48, 200, 1000, 1500, 3000, 20000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++) {
         double_free_case(DF_OTHER_THREAD, sizes[i], true);
+        double_free_case(DF_OTHER_TWICE, sizes[i], true);
+    }
 }
 
 /* A block freed before the pool's constructor ran (the first allocation
@@ -393,7 +404,7 @@ int main(int argc, char **argv)
     RUN(double_free_before_init_aborts);
     RUN(double_free_small_aborts);
     RUN(double_free_medium_aborts);
-    RUN(double_free_medium_other_thread_aborts);
+    RUN(double_free_other_thread_aborts);
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);
     RUN(double_free_message_names_block);

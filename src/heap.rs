@@ -619,6 +619,14 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: u
             // A queue found closed belongs to a heap given up after we read
             // the owner: `abandon` changed the slab's owner before closing
             // the queue, so reading the owner again finds the new one.
+            // A block whose key word already holds the key was freed
+            // before and not handed out since (malloc clears the word):
+            // a double free, the second from another thread. (Not for
+            // blocks taken from remote queues, `user == 0`.)
+            // SAFETY: `b` is a block of a live slab (contract).
+            if user != 0 && unsafe { (*b).key } == key {
+                crate::diag::fatal("free(): double free", user);
+            }
             // SAFETY: `h` is (or was) a heap; `b` is a block we hand over.
             let pushed = unsafe {
                 let target = &(*(h as *mut Heap)).remote;
