@@ -87,6 +87,10 @@ pub struct HeapLocal {
     /// When the heap was parked (see `runtime::heap_park`).
     parked_ms: u64,
     slow_calls: u32,
+    /// The per-CPU heap this thread takes medium blocks from, and how many
+    /// more it takes before asking the CPU again (0: ask now).
+    shard: u32,
+    shard_uses: u32,
 }
 
 impl Heap {
@@ -107,6 +111,8 @@ impl Heap {
                 pool_next: null_mut(),
                 parked_ms: 0,
                 slow_calls: 0,
+                shard: 0,
+                shard_uses: 0,
             },
             remote: AtomicPtr::new(null_mut()),
         }
@@ -224,6 +230,24 @@ pub unsafe fn alloc_in(heap: *mut Heap, class: usize) -> *mut u8 {
         let b = (*slab).pop();
         if !b.is_null() {
             return b.cast();
+        }
+        // Blocks freed here since the last refill: take them without the
+        // slow path (a LIFO loop on a class with few blocks per page, as
+        // every medium class, would otherwise take it on every call). A
+        // thread heap still counts the refill as a slow call, so upkeep
+        // and remote frees are not put off.
+        if !(*slab).local_free.is_null() {
+            if !crate::shared_heap::owns(heap as usize) {
+                let h = &mut (*heap).local;
+                h.slow_calls = h.slow_calls.wrapping_add(1);
+                if h.slow_calls % 64 == 0 {
+                    upkeep();
+                    drain_remote(heap);
+                }
+            }
+            (*slab).free = (*slab).local_free;
+            (*slab).local_free = null_mut();
+            return (*slab).pop().cast();
         }
         alloc_slow(heap, class)
     }
@@ -915,6 +939,7 @@ pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
         (*h).local.in_hook = false;
         (*h).local.pool_next = null_mut();
         (*h).local.slow_calls = 0;
+        (*h).local.shard_uses = 0;
     }
 }
 
@@ -929,6 +954,32 @@ pub unsafe fn unpark(h: *mut Heap) {
     unsafe {
         (*h).local.in_hook = false;
         (*h).local.pool_next = null_mut();
+        (*h).local.shard_uses = 0;
+    }
+}
+
+/// The per-CPU heap (shard index) the calling thread should use: asked of
+/// the CPU once per `every` medium allocations and kept in the thread's
+/// heap meanwhile (a thread that moved to another CPU keeps its old shard
+/// for a while: that costs locality, never correctness). `cpu` asks the
+/// CPU.
+///
+/// # Safety
+/// `heap` must be the calling thread's heap.
+#[inline]
+pub unsafe fn shard_hint(heap: *mut Heap, every: u32, cpu: impl Fn() -> u32) -> u32 {
+    if !is_real(heap) {
+        return cpu();
+    }
+    // SAFETY: our own heap (contract).
+    unsafe {
+        let h = &mut (*heap).local;
+        if h.shard_uses == 0 {
+            h.shard = cpu();
+            h.shard_uses = every;
+        }
+        h.shard_uses -= 1;
+        h.shard
     }
 }
 

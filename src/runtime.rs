@@ -31,11 +31,18 @@ pub fn free_key() -> usize {
     FREE_KEY.load(Ordering::Relaxed)
 }
 
-/// Set up what the slow paths need; idempotent and cheap once done.
+/// Set up what the slow paths need; idempotent and cheap once done (one
+/// load and a compare, inlined).
+#[inline(always)]
 pub fn ensure_init() {
-    if STATE.load(Ordering::Acquire) == READY {
-        return;
+    if STATE.load(Ordering::Acquire) != READY {
+        init_now();
     }
+}
+
+#[cold]
+#[inline(never)]
+fn init_now() {
     if STATE
         .compare_exchange(UNINIT, BUSY, Ordering::AcqRel, Ordering::Acquire)
         .is_err()

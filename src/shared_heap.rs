@@ -82,19 +82,27 @@ pub fn made() -> usize {
     MADE.load(Ordering::Relaxed)
 }
 
-/// The shard of the CPU the calling thread runs on (it may move right
-/// after: that only costs locality, never correctness).
+/// Medium allocations between two looks at which CPU a thread runs on.
+const CPU_RECHECK: u32 = 64;
+
+/// The shard of the CPU the calling thread runs on, or ran on a few
+/// allocations ago (it may move at any time: that only costs locality,
+/// never correctness).
 #[inline]
 fn current_shard() -> &'static Shard {
-    // SAFETY: sched_getcpu has no preconditions (glibc reads the rseq area
-    // or calls the vDSO; it does not allocate).
-    let cpu = unsafe { libc::sched_getcpu() };
-    let i = if cpu < 0 {
-        0
-    } else {
-        cpu as usize % MAX_SHARDS
+    let cpu = || {
+        // SAFETY: sched_getcpu has no preconditions (glibc reads the rseq
+        // area or calls the vDSO; it does not allocate).
+        let c = unsafe { libc::sched_getcpu() };
+        if c < 0 {
+            0
+        } else {
+            (c as usize % MAX_SHARDS) as u32
+        }
     };
-    &SHARDS.0[i]
+    // SAFETY: the calling thread's heap.
+    let i = unsafe { heap::shard_hint(crate::tls::heap(), CPU_RECHECK, cpu) };
+    &SHARDS.0[i as usize % MAX_SHARDS]
 }
 
 /// Is `h` (an owner word without its flags) one of the shard heaps?
