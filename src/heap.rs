@@ -87,6 +87,13 @@ pub struct HeapLocal {
     /// When the heap was parked (see `runtime::heap_park`).
     parked_ms: u64,
     slow_calls: u32,
+    /// The thread's medium cache: per medium class, a few blocks this
+    /// thread freed, linked through their first word and carrying the
+    /// double-free key, for its next allocations of that class without the
+    /// per-CPU heap's lock (see [`MCACHE_BYTES`]).
+    mcache: [*mut Block; MCACHE_CLASSES],
+    mcache_n: [u8; MCACHE_CLASSES],
+    mcache_bytes: u32,
     /// The per-CPU heap this thread takes medium blocks from, and how many
     /// more it takes before asking the CPU again (0: ask now).
     shard: u32,
@@ -111,6 +118,9 @@ impl Heap {
                 pool_next: null_mut(),
                 parked_ms: 0,
                 slow_calls: 0,
+                mcache: [null_mut(); MCACHE_CLASSES],
+                mcache_n: [0; MCACHE_CLASSES],
+                mcache_bytes: 0,
                 shard: 0,
                 shard_uses: 0,
             },
@@ -209,8 +219,23 @@ pub unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
 #[inline]
 pub unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
     if class >= SHARED_FROM {
-        // SAFETY: a medium class below NUM_CLASSES (contract).
-        return unsafe { crate::shared_heap::alloc(class) };
+        // SAFETY: a medium class below NUM_CLASSES (contract); a real heap
+        // is the calling thread's own.
+        unsafe {
+            if is_real(heap) {
+                let h = &mut (*heap).local;
+                let i = class - SHARED_FROM;
+                let b = h.mcache[i];
+                if !b.is_null() {
+                    h.mcache[i] = (*b).next;
+                    h.mcache_n[i] -= 1;
+                    h.mcache_bytes -= CLASS_SIZE[class];
+                    (*b).key = 0;
+                    return b.cast();
+                }
+            }
+            return crate::shared_heap::alloc(class);
+        }
     }
     // SAFETY: forwarded contract.
     unsafe { alloc_in(heap, class) }
@@ -425,6 +450,64 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
     }
 }
 
+/// Medium classes (those at and above [`SHARED_FROM`]).
+const MCACHE_CLASSES: usize = NUM_CLASSES - SHARED_FROM;
+/// Blocks a thread's medium cache keeps per class.
+const MCACHE_MAX: u8 = 4;
+/// Bytes a thread's medium cache keeps in all: small enough that threads
+/// do not rebuild the per-thread high-water marks the per-CPU heaps
+/// removed (churn: 4 threads at once, 1,000s over the run), large enough
+/// that a thread freeing and allocating medium blocks of a few sizes
+/// skips the lock.
+pub const MCACHE_BYTES: u32 = 32 << 10;
+
+/// Keep `b`, a medium block the calling thread frees, in its medium cache
+/// if there is room. `heap` is the calling thread's heap.
+unsafe fn mcache_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block, key: usize) -> bool {
+    // SAFETY: our own heap; `b` is a medium block being freed.
+    unsafe {
+        let h = &mut (*heap).local;
+        let class = (*slab).class as usize;
+        let i = class - SHARED_FROM;
+        let size = CLASS_SIZE[class];
+        if h.mcache_n[i] >= MCACHE_MAX || h.mcache_bytes + size > MCACHE_BYTES {
+            return false;
+        }
+        (*b).next = h.mcache[i];
+        (*b).key = key;
+        h.mcache[i] = b;
+        h.mcache_n[i] += 1;
+        h.mcache_bytes += size;
+        true
+    }
+}
+
+/// Give every block of `heap`'s medium cache back to its per-CPU heap
+/// (thread exit, giving a heap up, `malloc_trim`). Takes shard locks: not
+/// to be called with any other allocator lock held.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, or one nobody else uses.
+pub unsafe fn flush_medium_cache(heap: *mut Heap) {
+    // SAFETY: contract; cached blocks are live medium blocks of shard
+    // slabs (checked double frees already), freed here with `user == 0`.
+    unsafe {
+        let h = &mut (*heap).local;
+        for i in 0..MCACHE_CLASSES {
+            let mut b = core::mem::replace(&mut h.mcache[i], null_mut());
+            while !b.is_null() {
+                let next = (*b).next;
+                let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
+                let owner = (*slab).head.owner.load(Ordering::Acquire) & !OWNER_FLAGS;
+                crate::shared_heap::free(owner, slab, b, 0);
+                b = next;
+            }
+            h.mcache_n[i] = 0;
+        }
+        h.mcache_bytes = 0;
+    }
+}
+
 /// Periodic upkeep, every 64 slow paths of a thread heap and every 256
 /// allocations from a per-CPU heap (never under a heap lock): purge idle
 /// spans and cached large ranges, reclaim late heaps, give up heaps
@@ -604,16 +687,49 @@ unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
     let slab = head.cast::<Slab>();
     // SAFETY: a SLAB header heads a slab span whose header fields other
     // than the free lists are stable while any of its blocks is live.
+    let owner = unsafe { (*slab).head.owner.load(Ordering::Acquire) };
+    // SAFETY: as above.
     let b = unsafe {
-        let owner = (*slab).head.owner.load(Ordering::Acquire);
         match (*slab).block_containing(p as usize) {
             Some(b) if b == p as usize => b,
             Some(b) if owner & OWNER_INTERIOR != 0 => b,
             _ => crate::diag::fatal("free(): invalid pointer (not a block start)", p as usize),
         }
     };
+    let shard = owner & !OWNER_FLAGS;
+    if crate::shared_heap::owns(shard) {
+        // SAFETY: `b` is a block of `slab`, which the shard owns for good.
+        return unsafe { free_medium(heap, shard, slab, b as *mut Block, p as usize) };
+    }
     // SAFETY: `b` is a block of `slab`.
     unsafe { dispatch_free(heap, slab, b as *mut Block, p as usize) }
+}
+
+/// Free block `b` of medium slab `slab`, owned by the shard heap at
+/// `shard`: into the calling thread's medium cache if it has room, else
+/// under the shard's lock (`user` as in [`dispatch_free`]; when it is not
+/// 0, `heap` is the calling thread's heap).
+///
+/// # Safety
+/// `shared_heap::owns(shard)`, which owns `slab`; `b` is one of its blocks.
+#[inline]
+unsafe fn free_medium(heap: *mut Heap, shard: usize, slab: *mut Slab, b: *mut Block, user: usize) {
+    // SAFETY: contract.
+    unsafe {
+        if user != 0 {
+            let key = free_key();
+            // Every handout of a medium block (from a slab or a thread's
+            // medium cache) clears the key word: a block holding the key
+            // was freed and not handed out since.
+            if (*b).key == key {
+                crate::diag::fatal("free(): double free", user);
+            }
+            if is_real(heap) && mcache_push(heap, slab, b, key) {
+                return;
+            }
+        }
+        crate::shared_heap::free(shard, slab, b, user)
+    }
 }
 
 /// Free block `b` of `slab` wherever its owner is: here, in another
@@ -632,9 +748,8 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: u
             return unsafe { free_in(heap, slab, b, user) };
         }
         if crate::shared_heap::owns(h) {
-            // SAFETY: a shard heap owns `slab` (shard slabs never change
-            // owner); `b` is one of its blocks.
-            return unsafe { crate::shared_heap::free(h, slab, b, user) };
+            // SAFETY: forwarded contract; shard slabs never change owner.
+            return unsafe { free_medium(heap, h, slab, b, user) };
         }
         if h != 0 {
             // Another thread's heap: one CAS onto its remote queue. Heap
@@ -868,6 +983,7 @@ unsafe fn adopt_abandoned(heap: *mut Heap, class: usize) -> Option<()> {
 pub unsafe fn abandon(heap: *mut Heap) {
     // SAFETY: the exiting thread still owns `heap`.
     unsafe {
+        flush_medium_cache(heap);
         drain_remote(heap);
         let h = &mut (*heap).local;
         clear_current(h);
@@ -940,6 +1056,9 @@ pub unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
         (*h).local.pool_next = null_mut();
         (*h).local.slow_calls = 0;
         (*h).local.shard_uses = 0;
+        (*h).local.mcache = [null_mut(); MCACHE_CLASSES];
+        (*h).local.mcache_n = [0; MCACHE_CLASSES];
+        (*h).local.mcache_bytes = 0;
     }
 }
 
@@ -1172,6 +1291,41 @@ pub fn check_thread_heap() -> usize {
             if (*s).head.owner.load(Ordering::Relaxed) != heap as usize {
                 fail("check: slab cache names a flagged slab", s);
             }
+        }
+        let mut bytes = 0u32;
+        for i in 0..MCACHE_CLASSES {
+            let mut k = 0u8;
+            let mut b = h.mcache[i];
+            while !b.is_null() {
+                let s = PAGEMAP.lookup(b as usize).cast::<Slab>();
+                if s.is_null()
+                    || (*s).class as usize != SHARED_FROM + i
+                    || !crate::shared_heap::owns(
+                        (*s).head.owner.load(Ordering::Relaxed) & !OWNER_FLAGS,
+                    )
+                    || (*s).block_containing(b as usize) != Some(b as usize)
+                {
+                    fail(
+                        "check: medium cache holds a block of the wrong kind",
+                        b.cast(),
+                    );
+                }
+                if (*b).key != free_key() {
+                    fail("check: medium cache block without the key", b.cast());
+                }
+                k += 1;
+                if k > MCACHE_MAX {
+                    fail("check: medium cache over its per-class bound", b.cast());
+                }
+                bytes += CLASS_SIZE[SHARED_FROM + i];
+                b = (*b).next;
+            }
+            if k != h.mcache_n[i] {
+                fail("check: medium cache count is wrong", h.mcache[i].cast());
+            }
+        }
+        if bytes != h.mcache_bytes || bytes > MCACHE_BYTES {
+            fail("check: medium cache bytes are wrong", null_mut());
         }
     }
     n

@@ -457,6 +457,9 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
     LIVE_HEAPS.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: `h` was this thread's heap; it no longer uses it.
     unsafe {
+        // Parked or not, its cached medium blocks go back to the per-CPU
+        // heaps for other threads.
+        heap::flush_medium_cache(h);
         if !heap_park(h) {
             heap::abandon(h);
         }

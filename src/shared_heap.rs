@@ -123,6 +123,7 @@ fn shard_of(h: usize) -> &'static Shard {
 ///
 /// # Safety
 /// `SHARED_FROM <= class < NUM_CLASSES`.
+#[inline(never)]
 pub unsafe fn alloc(class: usize) -> *mut u8 {
     // The first allocation of the process may be a medium one, from a
     // constructor that runs before ours: the free key and the
@@ -161,6 +162,7 @@ pub unsafe fn alloc(class: usize) -> *mut u8 {
 /// # Safety
 /// `owns(h)`, `slab` is a live slab whose owner is `h`, `b` one of its
 /// blocks.
+#[inline(never)]
 pub unsafe fn free(h: usize, slab: *mut Slab, b: *mut Block, user: usize) {
     let s = shard_of(h);
     let _guard = s.lock.lock();

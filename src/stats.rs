@@ -407,8 +407,12 @@ pub fn mallinfo2() -> libc::mallinfo2 {
 pub fn trim() -> bool {
     crate::runtime::reclaim_late_heaps();
     crate::runtime::expire_parked(true);
-    crate::shared_heap::trim();
     let own = crate::tls::heap();
+    if crate::heap::is_real(own) {
+        // SAFETY: the calling thread's own heap.
+        unsafe { crate::heap::flush_medium_cache(own) };
+    }
+    crate::shared_heap::trim();
     if crate::heap::is_real(own) {
         // SAFETY: the calling thread's own heap.
         unsafe { crate::heap::release_empty(own) };
