@@ -6,7 +6,8 @@
  *   thread's heap keeps them), so the class grows no new slabs.
  * slabs_bounded_by_cpus: many threads, each with medium blocks live at
  *   once, exit: what stays is at most one slab per CPU (a per-thread
- *   design keeps one per thread heap, parked or not), and malloc_trim
+ *   design keeps one per thread heap, parked or not; the blocks each
+ *   thread's medium cache kept went back at its exit), and malloc_trim
  *   gives those back too.
  * ping_pong: threads pass medium blocks of every medium class to each
  *   other through rings, checking contents, with realloc moves between
@@ -104,6 +105,11 @@ static void *b_thread(void *arg)
     uint64_t id = (uint64_t)(uintptr_t)arg;
     void *v[BPER];
     int bad = 0;
+    /* a small block first: the thread gets a heap of its own, and with it
+       a medium cache that must go back when the thread exits */
+    char *small = xmalloc(64);
+    if (!small)
+        bad = 1;
     for (int i = 0; i < BPER; i++) {
         v[i] = xmalloc(BSIZE);
         if (!v[i])
@@ -117,6 +123,7 @@ static void *b_thread(void *arg)
             bad = 1;
         xfree(v[i]);
     }
+    xfree(small);
     return bad ? (void *)1 : NULL;
 }
 
