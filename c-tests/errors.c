@@ -206,6 +206,54 @@ static void test_double_free_before_init_aborts(void)
     double_free_case(DF_EARLY, EARLY_SIZE, true);
 }
 
+/* No false alarm: a span that held many small blocks is reused for other
+ * blocks; its old blocks' free marks are still in memory. A program that
+ * moves uninitialised bytes of its buffer (a stream buffer consuming 16
+ * bytes) brings one to the word the double-free check reads; its single
+ * free, by the same thread (medium block) or another (small block), must
+ * go through. */
+static void *stale_free(void *p)
+{
+    xfree(p);
+    return NULL;
+}
+
+static void stale_child(void *arg)
+{
+    size_t size = (size_t)(uintptr_t)arg;
+    enum { N = 4 * 4088 };
+    static void *p[N];
+    for (int i = 0; i < N; i++)
+        p[i] = xmalloc(16);
+    for (int i = 0; i < N; i++)
+        xfree(p[i]);
+    char *m = xmalloc(size);
+    if (!m)
+        _exit(77);
+    memmove(m, m + 16, size - 16);
+    if (size > 1024) {
+        xfree(m);
+    } else {
+        pthread_t t;
+        if (pthread_create(&t, NULL, stale_free, m) != 0)
+            _exit(77);
+        pthread_join(t, NULL);
+    }
+    _exit(0);
+}
+
+static void test_stale_free_marks_are_not_double_frees(void)
+{
+    static const size_t sizes[] = {200, 1200, 3000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++) {
+        tu_child_result r;
+        REQUIRE(tu_run_child(stale_child, (void *)(uintptr_t)sizes[i], 20, &r), "fork failed");
+        CHECK(r.exited && r.exit_code == 0, "a single free of a %zu-byte block whose bytes were "
+              "moved was refused (%s %d): %.200s", sizes[i], r.signaled ? "signal" : "exit",
+              r.signaled ? r.sig : r.exit_code, r.err);
+    }
+}
+
 static void test_double_free_large_aborts(void)
 {
     static const size_t sizes[] = {MiB, 8 * MiB, 64 * MiB};
@@ -405,6 +453,7 @@ int main(int argc, char **argv)
     RUN(double_free_small_aborts);
     RUN(double_free_medium_aborts);
     RUN(double_free_other_thread_aborts);
+    RUN(stale_free_marks_are_not_double_frees);
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);
     RUN(double_free_message_names_block);

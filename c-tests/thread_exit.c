@@ -18,7 +18,9 @@
  *   expiry give parked heaps up.
  * park_trim_race: threads exit leaving blocks that another thread frees
  *   while the main thread keeps giving parked heaps up (malloc_trim): no
- *   block may be lost, so afterwards no slab of the sizes used is left. */
+ *   block may be lost, so afterwards no slab of the sizes used is left.
+ * remote_free_retry: remote frees racing with heaps being given up and
+ *   their slabs adopted: no false double-free report (see the case). */
 #include "testutil.h"
 
 enum { NKEYS = 40 };
@@ -475,6 +477,104 @@ static void test_park_trim_race(void)
           "freed: a remote free was lost", race_slabs());
 }
 
+/* ---- remote_free_retry ----
+ * Blocks of short-lived threads (bursts of 24: more than the 8 heaps
+ * that can be parked, so heaps are given up) are freed by other threads
+ * while further threads adopt the abandoned slabs. A remote free that
+ * finds its owner's queue closed looks again; it marked the block free
+ * before its first try, and must not take its own mark for a double free
+ * when the slab has a new owner by then. */
+enum { RR_RING = 1 << 16, RR_SZ = 64 };
+static void *rr_ring[RR_RING];
+static size_t rr_head, rr_tail;
+static pthread_mutex_t rr_mu = PTHREAD_MUTEX_INITIALIZER;
+static int rr_stop;
+
+static void *rr_producer(void *a)
+{
+    (void)a;
+    void *tmp[256];
+    for (int i = 0; i < 256; i++) {
+        tmp[i] = xmalloc(RR_SZ);
+        if (!tmp[i])
+            return (void *)1;
+        memset(tmp[i], 0x5a, RR_SZ);
+    }
+    for (int i = 0; i < 256; i++) {
+        pthread_mutex_lock(&rr_mu);
+        if (rr_head - rr_tail < RR_RING) {
+            rr_ring[rr_head++ % RR_RING] = tmp[i];
+            tmp[i] = NULL;
+        }
+        pthread_mutex_unlock(&rr_mu);
+        xfree(tmp[i]);
+    }
+    return NULL;
+}
+
+static void *rr_freer(void *a)
+{
+    (void)a;
+    void *b[64];
+    for (;;) {
+        int k = 0;
+        pthread_mutex_lock(&rr_mu);
+        while (k < 64 && rr_tail < rr_head)
+            b[k++] = rr_ring[rr_tail++ % RR_RING];
+        int stop = __atomic_load_n(&rr_stop, __ATOMIC_RELAXED);
+        pthread_mutex_unlock(&rr_mu);
+        for (int i = 0; i < k; i++)
+            xfree(b[i]);
+        if (k == 0 && stop)
+            return NULL;
+    }
+}
+
+static void *rr_adopter(void *a)
+{
+    (void)a;
+    enum { KEEP = 4096 };
+    void **keep = xmalloc(KEEP * sizeof *keep);
+    if (!keep)
+        return (void *)1;
+    while (!__atomic_load_n(&rr_stop, __ATOMIC_RELAXED)) {
+        for (int i = 0; i < KEEP; i++)
+            keep[i] = xmalloc(RR_SZ);
+        for (int i = 0; i < KEEP; i++)
+            xfree(keep[i]);
+    }
+    xfree(keep);
+    return NULL;
+}
+
+static void test_remote_free_retry(void)
+{
+    pthread_t f[6], ad[3];
+    for (int i = 0; i < 6; i++)
+        REQUIRE(pthread_create(&f[i], NULL, rr_freer, NULL) == 0, "");
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_create(&ad[i], NULL, rr_adopter, NULL) == 0, "");
+    time_t end = time(NULL) + (tu_full ? 20 : 2);
+    while (time(NULL) < end && !tu_case_failed) {
+        pthread_t p[24];
+        for (int i = 0; i < 24; i++)
+            REQUIRE(pthread_create(&p[i], NULL, rr_producer, NULL) == 0, "");
+        for (int i = 0; i < 24; i++) {
+            void *ret = NULL;
+            pthread_join(p[i], &ret);
+            CHECK(ret == NULL, "producer allocation failed");
+        }
+    }
+    __atomic_store_n(&rr_stop, 1, __ATOMIC_RELAXED);
+    for (int i = 0; i < 6; i++)
+        pthread_join(f[i], NULL);
+    for (int i = 0; i < 3; i++) {
+        void *ret = NULL;
+        pthread_join(ad[i], &ret);
+        CHECK(ret == NULL, "adopter allocation failed");
+    }
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -485,6 +585,7 @@ int main(int argc, char **argv)
     RUN(atexit_and_destructor);
     RUN(parked_heap);
     RUN(park_trim_race);
+    RUN(remote_free_retry);
     free_leftovers();
     return tu_finish();
 }

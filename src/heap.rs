@@ -33,7 +33,9 @@ use crate::size_class::{
     block_size, class_of, direct_index, CLASS_SIZE, DIRECT_LEN, DIRECT_MAX, GRANULE, MIN_ALIGN,
     NUM_CLASSES, SHARED_FROM, SLAB_GRANULES,
 };
-use crate::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR, OWNER_INTERIOR};
+use crate::slab::{
+    mark_freed, marked_freed, Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR, OWNER_INTERIOR,
+};
 use crate::span::SPANS;
 use crate::sync::Lock;
 use core::ptr::{null_mut, NonNull};
@@ -347,7 +349,7 @@ pub unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
     // where they can).
     unsafe {
         let key = (*slab).key;
-        if (*b).key == key {
+        if marked_freed(b, key) {
             free_suspect(heap, slab, b);
         } else if (*slab).push_local(b, key) {
             slab_emptied(heap, slab);
@@ -377,7 +379,7 @@ pub unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
             let slab = head.cast::<Slab>();
             let b = p.cast::<Block>();
             let key = (*slab).key;
-            if (*b).key == key {
+            if marked_freed(b, key) {
                 return free_suspect(heap, slab, b);
             }
             if (*slab).push_local(b, key) {
@@ -474,7 +476,7 @@ unsafe fn mcache_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block, key: usiz
             return false;
         }
         (*b).next = h.mcache[i];
-        (*b).key = key;
+        mark_freed(b, key);
         h.mcache[i] = b;
         h.mcache_n[i] += 1;
         h.mcache_bytes += size;
@@ -721,7 +723,7 @@ unsafe fn free_medium(heap: *mut Heap, shard: usize, slab: *mut Slab, b: *mut Bl
             // Every handout of a medium block (from a slab or a thread's
             // medium cache) clears the key word: a block holding the key
             // was freed and not handed out since.
-            if (*b).key == key {
+            if marked_freed(b, key) {
                 crate::diag::fatal("free(): double free", user);
             }
             if is_real(heap) && mcache_push(heap, slab, b, key) {
@@ -739,6 +741,9 @@ unsafe fn free_medium(heap: *mut Heap, shard: usize, slab: *mut Slab, b: *mut Bl
 /// (blocks from remote queues were checked when first freed).
 unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
     let key = free_key();
+    // Set once this call marked `b` free itself (a retry after a closed
+    // queue then finds its own mark, not a double free).
+    let mut marked_here = false;
     loop {
         // SAFETY: the slab is live while `b` is live.
         let owner = unsafe { (*slab).head.owner.load(Ordering::Acquire) };
@@ -763,13 +768,14 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: u
             // a double free, the second from another thread. (Not for
             // blocks taken from remote queues, `user == 0`.)
             // SAFETY: `b` is a block of a live slab (contract).
-            if user != 0 && unsafe { (*b).key } == key {
+            if user != 0 && !marked_here && unsafe { marked_freed(b, key) } {
                 crate::diag::fatal("free(): double free", user);
             }
+            marked_here = true;
             // SAFETY: `h` is (or was) a heap; `b` is a block we hand over.
             let pushed = unsafe {
                 let target = &(*(h as *mut Heap)).remote;
-                (*b).key = key;
+                mark_freed(b, key);
                 let mut old = target.load(Ordering::Acquire);
                 loop {
                     if old == REMOTE_CLOSED {
@@ -796,7 +802,7 @@ unsafe fn dispatch_free(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: u
         }
         // SAFETY: abandoned slabs are only touched under this lock.
         unsafe {
-            if user != 0 && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
+            if user != 0 && marked_freed(b, key) && (*slab).is_on_free_lists(b as usize) {
                 drop(lists);
                 crate::diag::fatal("free(): double free", user);
             }
@@ -820,7 +826,7 @@ pub unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usi
     let key = free_key();
     // SAFETY: our heap and slab; owner-thread-only fields.
     unsafe {
-        if user != 0 && (*b).key == key && (*slab).is_on_free_lists(b as usize) {
+        if user != 0 && marked_freed(b, key) && (*slab).is_on_free_lists(b as usize) {
             crate::diag::fatal("free(): double free", user);
         }
         let h = &mut (*heap).local;
@@ -1220,7 +1226,7 @@ pub fn check_thread_heap() -> usize {
                         {
                             fail("check: free list holds a foreign block", s);
                         }
-                        if (*b).key != free_key() {
+                        if !marked_freed(b, free_key()) {
                             fail("check: free block without the key (use after free?)", s);
                         }
                         k += 1;
@@ -1310,7 +1316,7 @@ pub fn check_thread_heap() -> usize {
                         b.cast(),
                     );
                 }
-                if (*b).key != free_key() {
+                if !marked_freed(b, free_key()) {
                     fail("check: medium cache block without the key", b.cast());
                 }
                 k += 1;

@@ -26,13 +26,45 @@ use crate::size_class::{block_size, slab_capacity, GRANULE, SLAB_GRANULES, SLAB_
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// A free block: the link, then the double-free key.
+/// A free block: the link, then the double-free mark.
 #[repr(C)]
 pub struct Block {
     /// Next free block.
     pub next: *mut Block,
-    /// [`crate::runtime::free_key`] while the block is free, else anything.
+    /// While the block is free: [`crate::runtime::free_key`] mixed with
+    /// the block's own address (see [`mark_freed`]); 0 once handed out;
+    /// then anything the program writes.
     pub key: usize,
+}
+
+/// The word a free block `b` holds in `key`: the process key mixed with
+/// the block's address, so that a copy of it anywhere else (the program
+/// moving uninitialised bytes of a recycled span, whose old blocks' marks
+/// are still in memory) never looks like a free block's mark.
+#[inline(always)]
+pub fn freed_word(b: *const Block, key: usize) -> usize {
+    key ^ b as usize
+}
+
+/// Mark `b` free.
+///
+/// # Safety
+/// `b` points to a block of at least 16 bytes that is being freed.
+#[inline(always)]
+pub unsafe fn mark_freed(b: *mut Block, key: usize) {
+    // SAFETY: contract.
+    unsafe { (*b).key = freed_word(b, key) }
+}
+
+/// Does `b` carry the mark of a free block (a free block, or a live one
+/// whose program wrote exactly that word: never by chance)?
+///
+/// # Safety
+/// `b` points to a readable block of at least 16 bytes.
+#[inline(always)]
+pub unsafe fn marked_freed(b: *const Block, key: usize) -> bool {
+    // SAFETY: contract.
+    unsafe { (*b).key == freed_word(b, key) }
 }
 
 /// The header at the head of a slab span.
@@ -186,7 +218,7 @@ impl Slab {
         // SAFETY: the block is ours and at least 16 bytes (contract).
         unsafe {
             (*b).next = self.local_free;
-            (*b).key = key;
+            mark_freed(b, key);
         }
         self.local_free = b;
         self.used -= 1;
@@ -232,7 +264,7 @@ impl Slab {
             // SAFETY: the block lies in the never-used part of our span.
             unsafe {
                 (*b).next = next;
-                (*b).key = key;
+                mark_freed(b, key);
             }
             next = b;
         }
@@ -335,7 +367,7 @@ mod tests {
                 assert!(s.is_on_free_lists(a as usize));
                 assert!(!s.is_on_free_lists(b as usize));
                 assert!(s.push_local(b, KEY), "last block back: empty");
-                assert_eq!((*b).key, KEY);
+                assert!(marked_freed(b, KEY));
                 // Drain `free`, then local_free is swapped in.
                 while !s.pop().is_null() {}
                 assert!(s.refill(KEY));
