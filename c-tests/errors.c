@@ -212,12 +212,6 @@ static void test_double_free_before_init_aborts(void)
  * bytes) brings one to the word the double-free check reads; its single
  * free, by the same thread (medium block) or another (small block), must
  * go through. */
-static void *stale_free(void *p)
-{
-    xfree(p);
-    return NULL;
-}
-
 static void stale_child(void *arg)
 {
     size_t size = (size_t)(uintptr_t)arg;
@@ -235,7 +229,7 @@ static void stale_child(void *arg)
         xfree(m);
     } else {
         pthread_t t;
-        if (pthread_create(&t, NULL, stale_free, m) != 0)
+        if (pthread_create(&t, NULL, df_free_again, m) != 0)
             _exit(77);
         pthread_join(t, NULL);
     }

@@ -17,18 +17,6 @@
  * live in those classes. */
 #include "testutil.h"
 
-/* Slabs of the classes whose block size lies in [lo, hi]. */
-static size_t class_slabs(size_t lo, size_t hi)
-{
-    mmpool_stats_t s;
-    mmpool_stats_get(&s);
-    size_t n = 0;
-    for (size_t c = 0; c < s.num_classes; c++)
-        if (s.classes[c].block_size >= lo && s.classes[c].block_size <= hi)
-            n += s.classes[c].slabs;
-    return n;
-}
-
 static size_t ncpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_CONF);
@@ -76,21 +64,21 @@ static void *run_thread(void *(*fn)(void *))
 static void test_cross_thread_free_reused(void)
 {
     malloc_trim(0);
-    size_t before = class_slabs(2561, 3072);
+    size_t before = tu_class_slabs(2561, 3072);
     CHECK(before == 0, "%zu slabs of 3 KiB blocks before the test", before);
     REQUIRE(run_thread(x_alloc) == NULL, "allocating thread failed");
-    size_t peak = class_slabs(2561, 3072);
+    size_t peak = tu_class_slabs(2561, 3072);
     CHECK(peak >= 1, "600 blocks of 3000 B live but no slab of their class");
     REQUIRE(run_thread(x_free) == NULL, "freeing thread found a block corrupted");
     /* Both threads are gone; the main thread (its own heap all along)
        allocates as many again. */
     REQUIRE(x_alloc(NULL) == NULL, "allocation failed");
-    size_t again = class_slabs(2561, 3072);
+    size_t again = tu_class_slabs(2561, 3072);
     CHECK(again <= peak + 1, "the blocks freed by another thread were not reused: %zu slabs "
           "of 3 KiB blocks, %zu at the first peak", again, peak);
     REQUIRE(run_thread(x_free) == NULL, "freeing thread found a block corrupted");
     malloc_trim(0);
-    size_t after = class_slabs(2561, 3072);
+    size_t after = tu_class_slabs(2561, 3072);
     CHECK(after == 0, "%zu slabs of 3 KiB blocks left after every block was freed and "
           "malloc_trim", after);
 }
@@ -141,7 +129,7 @@ static void test_slabs_bounded_by_cpus(void)
     }
     pthread_barrier_destroy(&b_all);
     size_t cpus = ncpus() < 64 ? ncpus() : 64;
-    size_t left = class_slabs(5121, 6144);
+    size_t left = tu_class_slabs(5121, 6144);
     CHECK(left <= cpus, "%d threads exited with their 6000 B blocks freed, but %zu slabs of "
           "that class stay (at most one per CPU, %zu CPUs, expected)", BT, left, cpus);
     mmpool_stats_t s;
@@ -149,7 +137,7 @@ static void test_slabs_bounded_by_cpus(void)
     CHECK(s.shared_heaps >= 1 && s.shared_heaps <= cpus, "%zu per-CPU heaps on %zu CPUs",
           s.shared_heaps, cpus);
     malloc_trim(0);
-    left = class_slabs(5121, 6144);
+    left = tu_class_slabs(5121, 6144);
     CHECK(left == 0, "malloc_trim left %zu empty slabs of 6000 B blocks", left);
 }
 
@@ -263,7 +251,7 @@ static void test_ping_pong(void)
         }
     }
     malloc_trim(0);
-    size_t left = class_slabs(1025, 4095) + class_slabs(8193, 32768);
+    size_t left = tu_class_slabs(1025, 4095) + tu_class_slabs(8193, 32768);
     CHECK(left == 0, "%zu slabs of the medium classes used left after every block was freed",
           left);
 }

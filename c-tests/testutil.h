@@ -318,6 +318,21 @@ static inline bool tu_aligned(const void *p, size_t a)
     return ((uintptr_t)p & (a - 1)) == 0;
 }
 
+#ifndef TU_NO_MMPOOL
+/* Slabs the pool holds for the size classes whose block size lies in
+ * [lo, hi] (mmpool_stats_get). */
+static inline size_t tu_class_slabs(size_t lo, size_t hi)
+{
+    mmpool_stats_t s;
+    mmpool_stats_get(&s);
+    size_t n = 0;
+    for (size_t c = 0; c < s.num_classes; c++)
+        if (s.classes[c].block_size >= lo && s.classes[c].block_size <= hi)
+            n += s.classes[c].slabs;
+    return n;
+}
+#endif
+
 /* ------------------------------------------------------------------ */
 /* Memory statistics (KiB).                                             */
 

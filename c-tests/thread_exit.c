@@ -443,13 +443,7 @@ static void *race_freer(void *arg)
 
 static size_t race_slabs(void)
 {
-    mmpool_stats_t s;
-    mmpool_stats_get(&s);
-    size_t n = 0;
-    for (size_t c = 0; c < s.num_classes; c++)
-        if (s.classes[c].block_size >= 600 && s.classes[c].block_size <= 1024)
-            n += s.classes[c].slabs;
-    return n;
+    return tu_class_slabs(600, 1024);
 }
 
 static void test_park_trim_race(void)

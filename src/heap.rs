@@ -426,7 +426,8 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
         if let Some(b) = pop_from_avail(h, class) {
             return b;
         }
-        for _ in 0..if shared { 0 } else { 4 } {
+        let adopt_tries = if shared { 0 } else { 4 };
+        for _ in 0..adopt_tries {
             match adopt_abandoned(heap, class) {
                 Some(()) => {
                     if let Some(b) = pop_from_avail(h, class) {

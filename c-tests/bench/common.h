@@ -309,4 +309,59 @@ share(uint64_t total, int i, int n, uint64_t *lo, uint64_t *hi)
     *hi = total * (uint64_t)(i + 1) / (uint64_t)n;
 }
 
+/* What every workload's worker starts with: its thread, its index, its
+ * share [lo, hi) of the run's work (ops = hi - lo), and the checksum it
+ * hands back. */
+struct bench_worker {
+    pthread_t tid;
+    int id;
+    uint64_t lo, hi, ops;
+    uint64_t sum;
+};
+
+/* Worker t of an array of workers of `size` bytes each. */
+static inline struct bench_worker *
+worker_at(void *ws, size_t size, int t)
+{
+    return (struct bench_worker *)((char *)ws + (size_t)t * size);
+}
+
+/* `threads` zeroed workers of `size` bytes each (structs whose first
+ * member is a struct bench_worker), worker t numbered t and given its
+ * share of `total`. */
+static inline void *
+workers_new(int threads, size_t size, uint64_t total)
+{
+    void *ws = calloc((size_t)threads, size);
+    if (!ws)
+        fatal("out of memory");
+    for (int t = 0; t < threads; t++) {
+        struct bench_worker *w = worker_at(ws, size, t);
+        w->id = t;
+        share(total, t, threads, &w->lo, &w->hi);
+        w->ops = w->hi - w->lo;
+    }
+    return ws;
+}
+
+/* Start every worker's thread on fn(worker). */
+static inline void
+workers_start(void *ws, int threads, size_t size, void *(*fn)(void *))
+{
+    for (int t = 0; t < threads; t++)
+        xpthread_create(&worker_at(ws, size, t)->tid, fn, worker_at(ws, size, t));
+}
+
+/* Wait for every worker; the sum of their checksums. */
+static inline uint64_t
+workers_join(void *ws, int threads, size_t size)
+{
+    uint64_t sum = 0;
+    for (int t = 0; t < threads; t++) {
+        xpthread_join(worker_at(ws, size, t)->tid);
+        sum += worker_at(ws, size, t)->sum;
+    }
+    return sum;
+}
+
 #endif

@@ -9,8 +9,7 @@
 #define BASE_ITERS 250e6
 
 struct worker {
-    pthread_t tid;
-    uint64_t lo, hi, sum;
+    struct bench_worker b;
 };
 
 static void *
@@ -18,7 +17,7 @@ run(void *arg)
 {
     struct worker *w = arg;
     uint64_t sum = 0;
-    for (uint64_t i = w->lo; i < w->hi; i++) {
+    for (uint64_t i = w->b.lo; i < w->b.hi; i++) {
         uint64_t *p = malloc(BLOCK);
         if (__builtin_expect(p == NULL || ((uintptr_t)p & 15), 0))
             check_new("fastpath", p, BLOCK);
@@ -33,7 +32,7 @@ run(void *arg)
         sum += p[0] ^ p[1];
         free(p);
     }
-    w->sum = sum;
+    w->b.sum = sum;
     return NULL;
 }
 
@@ -45,18 +44,9 @@ main(int argc, char **argv)
     bench_args(argc, argv, &threads, &scale);
     uint64_t total = scaled(BASE_ITERS, scale, 1000);
 
-    struct worker *ws = calloc((size_t)threads, sizeof *ws);
-    if (!ws)
-        fatal("out of memory");
-    for (int t = 0; t < threads; t++) {
-        share(total, t, threads, &ws[t].lo, &ws[t].hi);
-        xpthread_create(&ws[t].tid, run, &ws[t]);
-    }
-    uint64_t sum = 0;
-    for (int t = 0; t < threads; t++) {
-        xpthread_join(ws[t].tid);
-        sum += ws[t].sum;
-    }
+    struct worker *ws = workers_new(threads, sizeof *ws, total);
+    workers_start(ws, threads, sizeof *ws, run);
+    uint64_t sum = workers_join(ws, threads, sizeof *ws);
     free(ws);
     printf("fastpath pairs=%llu checksum=%016llx\n", (unsigned long long)total,
            (unsigned long long)sum);

@@ -25,12 +25,10 @@ struct obj {
 };
 
 struct worker {
-    pthread_t tid;
-    int id;
-    size_t nsmall;
+    struct bench_worker b; /* ops: small blocks per round */
     struct obj *small[ROUNDS], *large[ROUNDS];
     size_t nlarge[ROUNDS];
-    uint64_t sum, live_bytes;
+    uint64_t live_bytes;
 };
 
 static pthread_barrier_t phase;
@@ -59,10 +57,10 @@ obj_free(struct obj *o)
 static void
 drop(struct worker *w, int round)
 {
-    for (size_t i = 0; i < w->nsmall; i++)
-        w->sum += obj_free(&w->small[round][i]);
+    for (size_t i = 0; i < w->b.ops; i++)
+        w->b.sum += obj_free(&w->small[round][i]);
     for (size_t i = 0; i < w->nlarge[round]; i++)
-        w->sum += obj_free(&w->large[round][i]);
+        w->b.sum += obj_free(&w->large[round][i]);
     free(w->small[round]);
     free(w->large[round]);
 }
@@ -71,23 +69,23 @@ static void *
 run(void *arg)
 {
     struct worker *w = arg;
-    rng_t r = rng_seed(0x66726167ULL + (uint64_t)w->id);
-    uint64_t key = (uint64_t)w->id << 40;
+    rng_t r = rng_seed(0x66726167ULL + (uint64_t)w->b.id);
+    uint64_t key = (uint64_t)w->b.id << 40;
     for (int round = 0; round < ROUNDS; round++) {
         if (round >= KEEP)
             drop(w, round - KEEP);
-        struct obj *s = calloc(w->nsmall, sizeof *s);
+        struct obj *s = calloc(w->b.ops, sizeof *s);
         if (!s)
             fatal("out of memory");
         w->small[round] = s;
-        for (size_t i = 0; i < w->nsmall; i++) {
+        for (size_t i = 0; i < w->b.ops; i++) {
             size_t n = rng_below(&r, 4) ? rng_range(&r, 16, 64) : rng_range(&r, 65, 256);
             obj_new(&s[i], n, key++);
         }
         size_t holes = 0;
-        for (size_t i = 0; i < w->nsmall; i += 2) {
+        for (size_t i = 0; i < w->b.ops; i += 2) {
             holes += s[i].n;
-            w->sum += obj_free(&s[i]);
+            w->b.sum += obj_free(&s[i]);
         }
         size_t cap = holes / 512 + 1, nl = 0;
         struct obj *l = calloc(cap, sizeof *l);
@@ -102,7 +100,7 @@ run(void *arg)
         w->nlarge[round] = nl;
     }
     for (int round = ROUNDS - KEEP; round < ROUNDS; round++) {
-        for (size_t i = 1; i < w->nsmall; i += 2)
+        for (size_t i = 1; i < w->b.ops; i += 2)
             w->live_bytes += w->small[round][i].n;
         for (size_t i = 0; i < w->nlarge[round]; i++)
             w->live_bytes += w->large[round][i].n;
@@ -123,25 +121,14 @@ main(int argc, char **argv)
     uint64_t nsmall = scaled(BASE_SMALL, scale, 64);
     if (pthread_barrier_init(&phase, NULL, (unsigned)threads + 1))
         fatal("pthread_barrier_init failed");
-    struct worker *ws = calloc((size_t)threads, sizeof *ws);
-    if (!ws)
-        fatal("out of memory");
-    for (int t = 0; t < threads; t++) {
-        uint64_t lo, hi;
-        share(nsmall, t, threads, &lo, &hi);
-        ws[t].id = t;
-        ws[t].nsmall = hi - lo;
-        xpthread_create(&ws[t].tid, run, &ws[t]);
-    }
+    struct worker *ws = workers_new(threads, sizeof *ws, nsmall);
+    workers_start(ws, threads, sizeof *ws, run);
     pthread_barrier_wait(&phase);
     long rss = vm_rss_kib();
     pthread_barrier_wait(&phase);
-    uint64_t sum = 0, live = 0;
-    for (int t = 0; t < threads; t++) {
-        xpthread_join(ws[t].tid);
-        sum += ws[t].sum;
+    uint64_t sum = workers_join(ws, threads, sizeof *ws), live = 0;
+    for (int t = 0; t < threads; t++)
         live += ws[t].live_bytes;
-    }
     free(ws);
     long rss_free = vm_rss_kib();
     printf("frag small=%llu live_kib=%llu checksum=%016llx rss_kib=%ld rss_free_kib=%ld\n",

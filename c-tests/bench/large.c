@@ -17,10 +17,8 @@ struct blk {
 };
 
 struct worker {
-    pthread_t tid;
-    int id;
-    uint64_t ops;
-    uint64_t sum, bytes;
+    struct bench_worker b;
+    uint64_t bytes;
 };
 
 static size_t
@@ -34,19 +32,19 @@ static void *
 run(void *arg)
 {
     struct worker *w = arg;
-    rng_t r = rng_seed(0x6c617267ULL + (uint64_t)w->id);
+    rng_t r = rng_seed(0x6c617267ULL + (uint64_t)w->b.id);
     struct blk live[LIVE];
     memset(live, 0, sizeof live);
-    uint64_t key = (uint64_t)w->id << 40;
-    for (uint64_t i = 0; i < w->ops + LIVE; i++) {
+    uint64_t key = (uint64_t)w->b.id << 40;
+    for (uint64_t i = 0; i < w->b.ops + LIVE; i++) {
         struct blk *b = i < LIVE ? &live[i] : &live[rng_below(&r, LIVE)];
         if (b->p) {
             pat_verify("large", b->p, b->n, b->key, PAGE);
-            w->sum += obj_hash(b->key, b->n);
+            w->b.sum += obj_hash(b->key, b->n);
             free(b->p);
             b->p = NULL;
         }
-        if (i >= w->ops) /* the last LIVE steps only drain */
+        if (i >= w->b.ops) /* the last LIVE steps only drain */
             continue;
         b->n = pick_size(&r);
         b->key = key++;
@@ -57,7 +55,7 @@ run(void *arg)
     for (int i = 0; i < LIVE; i++)
         if (live[i].p) {
             pat_verify("large", live[i].p, live[i].n, live[i].key, PAGE);
-            w->sum += obj_hash(live[i].key, live[i].n);
+            w->b.sum += obj_hash(live[i].key, live[i].n);
             free(live[i].p);
         }
     return NULL;
@@ -70,22 +68,11 @@ main(int argc, char **argv)
     double scale;
     bench_args(argc, argv, &threads, &scale);
     uint64_t ops = scaled(BASE_OPS, scale, 16);
-    struct worker *ws = calloc((size_t)threads, sizeof *ws);
-    if (!ws)
-        fatal("out of memory");
-    for (int t = 0; t < threads; t++) {
-        uint64_t lo, hi;
-        share(ops, t, threads, &lo, &hi);
-        ws[t].id = t;
-        ws[t].ops = hi - lo;
-        xpthread_create(&ws[t].tid, run, &ws[t]);
-    }
-    uint64_t sum = 0, bytes = 0;
-    for (int t = 0; t < threads; t++) {
-        xpthread_join(ws[t].tid);
-        sum += ws[t].sum;
+    struct worker *ws = workers_new(threads, sizeof *ws, ops);
+    workers_start(ws, threads, sizeof *ws, run);
+    uint64_t sum = workers_join(ws, threads, sizeof *ws), bytes = 0;
+    for (int t = 0; t < threads; t++)
         bytes += ws[t].bytes;
-    }
     free(ws);
     printf("large blocks=%llu mib=%llu checksum=%016llx\n", (unsigned long long)ops,
            (unsigned long long)(bytes >> 20), (unsigned long long)sum);

@@ -20,11 +20,9 @@ struct slot {
 };
 
 struct worker {
-    pthread_t tid;
-    int id;
-    uint64_t ops;
+    struct bench_worker b;
     size_t nlong;
-    uint64_t sum, objects;
+    uint64_t objects;
 };
 
 static size_t
@@ -47,7 +45,7 @@ replace(struct worker *w, struct slot *s, rng_t *r, uint64_t key)
 {
     if (s->p) {
         pat_verify("mixed", s->p, s->n, s->key, STRIDE);
-        w->sum += obj_hash(s->key, s->n);
+        w->b.sum += obj_hash(s->key, s->n);
         w->objects++;
         free(s->p);
         s->p = NULL;
@@ -65,14 +63,14 @@ static void *
 run(void *arg)
 {
     struct worker *w = arg;
-    rng_t r = rng_seed(0x6d69786564ULL + (uint64_t)w->id);
+    rng_t r = rng_seed(0x6d69786564ULL + (uint64_t)w->b.id);
     struct slot *lng = calloc(w->nlong, sizeof *lng);
     struct slot young[YOUNG_SLOTS];
     memset(young, 0, sizeof young);
     if (!lng)
         fatal("out of memory");
-    uint64_t base = (uint64_t)w->id << 40;
-    for (uint64_t i = 0; i < w->ops; i++) {
+    uint64_t base = (uint64_t)w->b.id << 40;
+    for (uint64_t i = 0; i < w->b.ops; i++) {
         struct slot *s = (rng_next(&r) & 1) ? &lng[rng_below(&r, w->nlong)]
                                             : &young[rng_below(&r, YOUNG_SLOTS)];
         replace(w, s, &r, base + i);
@@ -93,23 +91,13 @@ main(int argc, char **argv)
     bench_args(argc, argv, &threads, &scale);
     uint64_t ops = scaled(BASE_OPS, scale, 1000);
 
-    struct worker *ws = calloc((size_t)threads, sizeof *ws);
-    if (!ws)
-        fatal("out of memory");
-    for (int t = 0; t < threads; t++) {
-        uint64_t lo, hi;
-        share(ops, t, threads, &lo, &hi);
-        ws[t].id = t;
-        ws[t].ops = hi - lo;
+    struct worker *ws = workers_new(threads, sizeof *ws, ops);
+    for (int t = 0; t < threads; t++)
         ws[t].nlong = LONG_SLOTS / (size_t)threads + 1;
-        xpthread_create(&ws[t].tid, run, &ws[t]);
-    }
-    uint64_t sum = 0, objects = 0;
-    for (int t = 0; t < threads; t++) {
-        xpthread_join(ws[t].tid);
-        sum += ws[t].sum;
+    workers_start(ws, threads, sizeof *ws, run);
+    uint64_t sum = workers_join(ws, threads, sizeof *ws), objects = 0;
+    for (int t = 0; t < threads; t++)
         objects += ws[t].objects;
-    }
     free(ws);
     printf("mixed ops=%llu objects=%llu checksum=%016llx\n", (unsigned long long)ops,
            (unsigned long long)objects, (unsigned long long)sum);

@@ -21,10 +21,8 @@ struct buf {
 };
 
 struct worker {
-    pthread_t tid;
-    int id;
-    uint64_t ops;
-    uint64_t sum, reallocs;
+    struct bench_worker b;
+    uint64_t reallocs;
 };
 
 /* Sparser checks for big buffers: at most ~256 sampled words each. */
@@ -47,7 +45,7 @@ resize(struct worker *w, struct buf *b, size_t n)
     b->p = p;
     b->n = n;
     pat_fill(p, n, b->key, stride_for(n));
-    w->sum += obj_hash(b->key, n);
+    w->b.sum += obj_hash(b->key, n);
     w->reallocs++;
 }
 
@@ -62,23 +60,23 @@ restart(struct worker *w, struct buf *b, size_t n, uint64_t key)
     b->n = n;
     b->key = key;
     pat_fill(b->p, n, key, stride_for(n));
-    w->sum += obj_hash(key, n);
+    w->b.sum += obj_hash(key, n);
 }
 
 static void *
 run(void *arg)
 {
     struct worker *w = arg;
-    rng_t r = rng_seed(0x7265616cULL + (uint64_t)w->id);
+    rng_t r = rng_seed(0x7265616cULL + (uint64_t)w->b.id);
     struct buf small[BUILDERS], big[BIGS];
     memset(small, 0, sizeof small);
     memset(big, 0, sizeof big);
-    uint64_t key = (uint64_t)w->id << 40;
+    uint64_t key = (uint64_t)w->b.id << 40;
     for (int i = 0; i < BUILDERS; i++)
         restart(w, &small[i], 16, key++);
     for (int i = 0; i < BIGS; i++)
         restart(w, &big[i], 4096, key++);
-    for (uint64_t i = 0; i < w->ops; i++) {
+    for (uint64_t i = 0; i < w->b.ops; i++) {
         if (rng_below(&r, 64) != 0) {
             struct buf *b = &small[rng_below(&r, BUILDERS)];
             size_t n = b->n + rng_range(&r, 16, 256);
@@ -119,22 +117,11 @@ main(int argc, char **argv)
     double scale;
     bench_args(argc, argv, &threads, &scale);
     uint64_t ops = scaled(BASE_OPS, scale, 1000);
-    struct worker *ws = calloc((size_t)threads, sizeof *ws);
-    if (!ws)
-        fatal("out of memory");
-    for (int t = 0; t < threads; t++) {
-        uint64_t lo, hi;
-        share(ops, t, threads, &lo, &hi);
-        ws[t].id = t;
-        ws[t].ops = hi - lo;
-        xpthread_create(&ws[t].tid, run, &ws[t]);
-    }
-    uint64_t sum = 0, reallocs = 0;
-    for (int t = 0; t < threads; t++) {
-        xpthread_join(ws[t].tid);
-        sum += ws[t].sum;
+    struct worker *ws = workers_new(threads, sizeof *ws, ops);
+    workers_start(ws, threads, sizeof *ws, run);
+    uint64_t sum = workers_join(ws, threads, sizeof *ws), reallocs = 0;
+    for (int t = 0; t < threads; t++)
         reallocs += ws[t].reallocs;
-    }
     free(ws);
     printf("realloc ops=%llu reallocs=%llu checksum=%016llx\n", (unsigned long long)ops,
            (unsigned long long)reallocs, (unsigned long long)sum);

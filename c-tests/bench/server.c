@@ -169,10 +169,8 @@ struct session {
 };
 
 struct worker {
-    pthread_t tid;
-    int id;
-    uint64_t lo, hi;
-    uint64_t sum, hits;
+    struct bench_worker b;
+    uint64_t hits;
     struct session sess[SESSIONS];
 };
 
@@ -268,7 +266,7 @@ handle(struct worker *w, uint64_t reqid)
         resp_append(&resp, &rlen, line, (size_t)n);
     }
     resp_append(&resp, &rlen, "]}", 2);
-    w->sum += fnv1a(resp, rlen);
+    w->b.sum += fnv1a(resp, rlen);
 
     /* 4. shared cache: lookups copy a value, inserts replace/evict entries
      *    that other workers allocated */
@@ -321,7 +319,7 @@ handle(struct worker *w, uint64_t reqid)
         pthread_mutex_unlock(mu);
         while (dead) {
             struct entry *next = dead->next;
-            w->sum += entry_free(dead);
+            w->b.sum += entry_free(dead);
             dead = next;
         }
     }
@@ -330,7 +328,7 @@ handle(struct worker *w, uint64_t reqid)
     struct session *s = &w->sess[rng_below(&r, SESSIONS)];
     if (s->p && --s->left <= 0) {
         pat_verify("server session", s->p, s->n, s->key, STRIDE);
-        w->sum += obj_hash(s->key, s->n);
+        w->b.sum += obj_hash(s->key, s->n);
         free(s->p);
         s->p = NULL;
     }
@@ -363,13 +361,13 @@ static void *
 run(void *arg)
 {
     struct worker *w = arg;
-    for (uint64_t id = w->lo; id < w->hi; id++)
+    for (uint64_t id = w->b.lo; id < w->b.hi; id++)
         handle(w, id);
     for (int i = 0; i < SESSIONS; i++)
         if (w->sess[i].p) {
             struct session *s = &w->sess[i];
             pat_verify("server session", s->p, s->n, s->key, STRIDE);
-            w->sum += obj_hash(s->key, s->n);
+            w->b.sum += obj_hash(s->key, s->n);
             free(s->p);
         }
     return NULL;
@@ -387,19 +385,9 @@ main(int argc, char **argv)
 
     pthread_t log_tid;
     xpthread_create(&log_tid, logger, NULL);
-    struct worker *ws = calloc((size_t)threads, sizeof *ws);
-    if (!ws)
-        fatal("out of memory");
-    for (int t = 0; t < threads; t++) {
-        ws[t].id = t;
-        share(requests, t, threads, &ws[t].lo, &ws[t].hi);
-        xpthread_create(&ws[t].tid, run, &ws[t]);
-    }
-    uint64_t sum = 0;
-    for (int t = 0; t < threads; t++) {
-        xpthread_join(ws[t].tid);
-        sum += ws[t].sum;
-    }
+    struct worker *ws = workers_new(threads, sizeof *ws, requests);
+    workers_start(ws, threads, sizeof *ws, run);
+    uint64_t sum = workers_join(ws, threads, sizeof *ws);
     pthread_mutex_lock(&logq.mu);
     logq.done = 1;
     pthread_cond_signal(&logq.cv);
