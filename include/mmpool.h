@@ -266,6 +266,60 @@ void mmpool_free(void *ptr);
 void *mmpool_aligned_alloc(size_t alignment, size_t size);
 
 /**
+ * Resize to `count * size` bytes, as `mmpool_realloc`, with the product
+ * checked: NULL with `errno = ENOMEM` when it overflows (the block stays
+ * valid). Same as `reallocarray`.
+ *
+ * # Safety
+ * As `mmpool_realloc`.
+ */
+void *mmpool_reallocarray(void *ptr, size_t count, size_t size);
+
+/**
+ * Store in `*out` a block of `size` bytes aligned to `alignment` (a
+ * power of two multiple of `sizeof(void *)`). Returns 0, `EINVAL` for
+ * another alignment, `ENOMEM` when out of memory; `*out` is written only
+ * on success. Same as `posix_memalign`.
+ *
+ * # Safety
+ * `out` must be valid for a write.
+ */
+int mmpool_posix_memalign(void **out, size_t alignment, size_t size);
+
+/**
+ * Allocate `size` bytes aligned to `alignment`, rounded up to a power of
+ * two. Same as `memalign`.
+ *
+ * # Safety
+ * Any argument is accepted; the block must later be freed once.
+ */
+void *mmpool_memalign(size_t alignment, size_t size);
+
+/**
+ * Allocate `size` bytes aligned to the page size. Same as `valloc`.
+ *
+ * # Safety
+ * Any argument is accepted; the block must later be freed once.
+ */
+void *mmpool_valloc(size_t size);
+
+/**
+ * Allocate `size` bytes rounded up to whole pages, page-aligned. Same as
+ * `pvalloc`.
+ *
+ * # Safety
+ * Any argument is accepted; the block must later be freed once.
+ */
+void *mmpool_pvalloc(size_t size);
+
+/**
+ * Give idle memory back to the operating system now: heaps of exited
+ * threads, empty slabs, cached spans and large blocks. Returns true when
+ * any memory was released. Same as `malloc_trim(0)`.
+ */
+bool mmpool_trim(void);
+
+/**
  * Bytes usable in the block at `ptr` (at least what was asked; writing
  * up to it is safe). 0 for NULL. Same as `malloc_usable_size`.
  *

@@ -3,25 +3,29 @@
 //! `libmmpool.so` serves the whole malloc API from size-class slabs and
 //! direct mappings, so unmodified C and C++ programs run on it with
 //! `LD_PRELOAD=libmmpool.so ./prog`; C code can also link it through
-//! `include/mmpool.h`.
+//! `include/mmpool.h`. From Rust, [`arena::Arena`] is a safe
+//! per-connection arena, and [`ffi`] the C API.
 //!
-//! ## Crate map (dependencies point downward only)
+//! ## Crate map: the layers, lowest first
+//!
+//! Each folder of `src/` is a layer and uses only the layers before it
+//! ([`LAYERS`]; `tests/layers.rs` reads the sources and fails on an
+//! upward `use` or a cycle between modules).
 //!
 //! ```text
-//! ffi          C exports: one-line wrappers; the override names behind `override`
-//! libc_api     C semantics: errno, overflow, realloc(p, 0), EINVAL, foreign pointers
-//! arena        per-connection pools: bump blocks, large list, cleanups
-//! insight      statistics, leak reports, mtrace traces (stats, leak, trace, symbols)
-//! heap         per-thread heaps: size class -> current slab; slow paths; thread exit
-//! shared_heap  per-CPU heaps under a lock for the medium classes (1.25-32 KiB)
-//! runtime      lazy initialisation, options, the thread-exit key, fork handlers
-//! slab | large small blocks of one class | direct mappings with a bounded cache
-//! span         the span cache: granule-aligned spans for slabs, purged when idle
-//! pagemap      address -> span header, the "is this ours?" test
-//! size_class   the class tables
-//! os | sync    mmap/munmap/madvise/mremap behind a trait | spin locks that yield
-//! list         intrusive doubly linked lists
-//! diag         allocation-free diagnostics on stderr
+//! os/       the operating system: pages (PageSource: mmap, or a heap-backed
+//!           source in tests), environment, clock, process facts, files, errno
+//! util/     intrusive lists, the spin lock, allocation-free diagnostics
+//! core/     config (key, options), size classes, page map, span cache, slabs,
+//!           large blocks and their cache, lookup (the one span classifier),
+//!           hooks (how the core tells insight what happens)
+//! heap/     heaps: types, tls, slabs, abandoned slabs, remote queues,
+//!           per-CPU medium heaps, free, lifecycle (pool, parking, late
+//!           heaps, thread exit, upkeep, trim), alloc, invariant checker
+//! insight/  stack capture, symbols, statistics, leak table and report, trace
+//! api/      C and glibc semantics (errno, overflow, realloc(p, 0), foreign
+//!           pointers), process (init, constructor, fork), arenas
+//! ffi/      the C exports: one-line wrappers; standard names behind `override`
 //! ```
 //!
 //! ## Glossary
@@ -32,20 +36,23 @@
 //! - **span**: a granule-aligned run of memory with a header at its head
 //!   whose first field is a tag (`SLAB`, `LARGE`, `FREE`).
 //! - **slab**: a span carved into equal blocks of one size class.
-//! - **large block**: one allocation above [`size_class::SMALL_MAX`], in a
+//! - **large block**: one allocation above the small limit (32 KiB), in a
 //!   mapping of its own, returned to the OS on free (after a short stay in
 //!   a bounded cache).
-//! - **heap**: a thread's set of slabs, one current slab per size class.
-//!   Only its thread touches it, except for the `remote` queue where other
-//!   threads push blocks they free.
+//! - **heap**: a set of slabs, one current slab per size class: a
+//!   thread's own (only its thread touches it, except the `remote` queue
+//!   where other threads push blocks they free), or a per-CPU heap.
 //! - **per-CPU heap** (shard): a heap for the medium classes (blocks of
 //!   1.25-32 KiB) shared by the threads running on one CPU, touched only
-//!   under its lock; see [`shared_heap`].
+//!   under its lock.
 //! - **parked heap**: the heap of an exited thread, kept whole (at most 8,
 //!   for at most about a second) for the next new thread to take over.
-//! - **abandoned slab**: a slab of a heap given up (not parked, or parked
-//!   too long) while blocks were still live; it sits on a global list until
-//!   it empties or another thread adopts it.
+//! - **abandoned slab**: a slab of a heap given up while blocks were still
+//!   live; it sits on a global list until it empties or another thread
+//!   adopts it.
+//! - **mark**: the word a free block holds after its link: the process's
+//!   secret key mixed with the block's address, cleared when the block is
+//!   handed out; finding it in a block being freed means a double free.
 //!
 //! ## Rules for code in this crate
 //!
@@ -64,12 +71,41 @@
 // word use std.
 #![cfg_attr(not(any(test, feature = "std", not(target_arch = "x86_64"))), no_std)]
 
+/// The layers, lowest first: each folder of `src/` may use only the
+/// folders before it in this list (`tests/layers.rs` checks the sources
+/// against it).
+pub const LAYERS: [&str; 7] = ["os", "util", "core", "heap", "insight", "api", "ffi"];
+
+mod api;
+mod core;
+pub mod ffi;
+mod heap;
+mod insight;
+mod os;
+mod util;
+
+/// Arenas: one pool per connection (the safe Rust face; C uses
+/// `mmpool_arena_*`).
+pub mod arena {
+    pub use crate::api::arena::safe::{Arena, ChildArena};
+    pub use crate::api::arena::ArenaStats;
+}
+
+/// Check every invariant of the calling thread's heap and of its slabs
+/// (lists, counts, free-list contents, the fast-path tables, the slab
+/// and medium caches); stop the program with an `mmpool: check: ...`
+/// message naming the first violation. Returns the number of slabs
+/// checked. For tests: it walks the heap, so it is slow.
+pub fn check_heap() -> usize {
+    heap::check::check_thread_heap()
+}
+
 /// A panic cannot unwind out of `malloc`; it ends the process with an
 /// `mmpool:` line (the profiles set `panic = "abort"` as well).
 #[cfg(not(any(test, feature = "std", not(target_arch = "x86_64"))))]
 #[panic_handler]
-fn on_panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    diag::fatal("internal error: panic inside the allocator", 0)
+fn on_panic(_: &::core::panic::PanicInfo<'_>) -> ! {
+    util::diag::fatal("internal error: panic inside the allocator", 0)
 }
 
 // core is precompiled with unwind tables that name `rust_eh_personality`,
@@ -79,7 +115,7 @@ fn on_panic(_: &core::panic::PanicInfo<'_>) -> ! {
 // the throw ends in std::terminate instead of skipping our unlock paths.
 // Hidden, so it never interposes on another Rust library's routine.
 #[cfg(not(any(test, feature = "std", not(target_arch = "x86_64"))))]
-core::arch::global_asm!(
+::core::arch::global_asm!(
     ".globl rust_eh_personality",
     ".hidden rust_eh_personality",
     ".type rust_eh_personality,@function",
@@ -88,25 +124,3 @@ core::arch::global_asm!(
     "ret",
     ".size rust_eh_personality, . - rust_eh_personality",
 );
-
-pub mod arena;
-pub mod diag;
-pub mod ffi;
-pub mod heap;
-pub mod insight;
-pub mod large;
-pub mod leak;
-pub mod libc_api;
-pub mod list;
-pub mod os;
-pub mod pagemap;
-pub mod runtime;
-pub mod shared_heap;
-pub mod size_class;
-pub mod slab;
-pub mod span;
-pub mod stats;
-pub mod symbols;
-pub mod sync;
-pub mod tls;
-pub mod trace;

@@ -228,7 +228,19 @@ fn bad_input_is_answered_not_crashed_on() {
 
 #[test]
 fn debug_mode_is_off_by_default() {
-    assert!(!mmpool::runtime::options().arena_debug);
+    // In debug mode (MMPOOL_ARENA_DEBUG=1) every allocation is its own
+    // block of the global pool; by default small ones are bumped.
+    let a = mmpool_arena_create(0);
+    assert!(!mmpool_arena_alloc(a, 10).is_null());
+    assert!(!mmpool_arena_alloc(a, 10).is_null());
+    let s = stats(a);
+    assert_eq!(
+        (s.blocks, s.large_blocks),
+        (1, 0),
+        "bumped, not debug blocks"
+    );
+    // SAFETY: a live arena; nothing allocated from it is used afterwards.
+    unsafe { mmpool_arena_destroy(a) };
 }
 
 #[test]

@@ -7,7 +7,6 @@
 //! the system allocator; only the calls below go to the pool.
 
 use mmpool::ffi::*;
-use mmpool::heap::check_thread_heap;
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 
@@ -142,7 +141,7 @@ fn run_model(seed: u64, ops: usize) {
             unsafe { mmpool_free(a as *mut c_void) };
         }
         if i % 16 == 0 {
-            check_thread_heap();
+            mmpool::check_heap();
         }
     }
     for a in keys {
@@ -150,7 +149,7 @@ fn run_model(seed: u64, ops: usize) {
         // SAFETY: live blocks, freed once.
         unsafe { mmpool_free(a as *mut c_void) };
     }
-    check_thread_heap();
+    mmpool::check_heap();
 }
 
 #[test]
@@ -203,11 +202,11 @@ fn cross_thread_frees_are_collected_by_the_owner() {
             .collect();
         total += batch.len();
         tx.send(batch).unwrap();
-        check_thread_heap();
+        mmpool::check_heap();
     }
     drop(tx);
     assert_eq!(consumer.join().unwrap(), total);
-    check_thread_heap();
+    mmpool::check_heap();
 }
 
 #[test]
@@ -227,7 +226,7 @@ fn blocks_of_exited_threads_can_be_freed_and_reused() {
             unsafe { mmpool_free(a as *mut c_void) };
         }
     }
-    check_thread_heap();
+    mmpool::check_heap();
 }
 
 #[test]

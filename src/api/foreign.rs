@@ -1,0 +1,104 @@
+//! Pointers the pool did not hand out ("foreign" pointers: allocated
+//! before the library took over, or by another allocator): `free`,
+//! `realloc` and `malloc_usable_size` hand them to the next allocator in
+//! line (`dlsym(RTLD_NEXT, ...)`, resolved once), after checking that
+//! doing so cannot crash it: a large block we already returned to the OS
+//! is a double free, and an address nobody mapped is an invalid pointer.
+//!
+//! Uses: `core::large`, `os`, `os::errno`, `util::diag`.
+
+use crate::os::errno::ErrnoGuard;
+use crate::os::PAGE;
+use crate::util::diag::fatal;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+static REAL_FREE: AtomicUsize = AtomicUsize::new(0);
+static REAL_USABLE: AtomicUsize = AtomicUsize::new(0);
+const NOT_FOUND: usize = 1;
+
+fn next_in_line(slot: &AtomicUsize, name: &core::ffi::CStr) -> Option<usize> {
+    let mut f = slot.load(Ordering::Acquire);
+    if f == 0 {
+        // SAFETY: dlsym with a NUL-terminated name; it may allocate, which
+        // re-enters our malloc, never this function for the same pointer.
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+        if f == 0 {
+            f = NOT_FOUND;
+        }
+        slot.store(f, Ordering::Release);
+    }
+    (f != NOT_FOUND).then_some(f)
+}
+
+/// Is the page holding `addr` mapped? (`mincore` fails with ENOMEM on
+/// unmapped memory.) Used before handing a pointer to the next allocator,
+/// which would crash reading a header there.
+fn page_mapped(addr: usize) -> bool {
+    let page = addr & !(PAGE - 1);
+    let mut vec = 0u8;
+    let _errno = ErrnoGuard::save();
+    // SAFETY: mincore only inspects the mapping; `vec` holds one entry.
+    let r = unsafe { libc::mincore(page as *mut c_void, PAGE, &mut vec) };
+    r == 0
+}
+
+/// Stop with `freed` when `p` is a large block we recently returned to the
+/// OS, with `unmapped` when nothing is mapped at `p` (or just below it,
+/// where glibc reads its chunk header): handing such a pointer to the next
+/// allocator would crash it.
+fn check_foreign(p: *const u8, freed: &str, unmapped: &str) {
+    if crate::core::large::recently_unmapped(p as usize) {
+        fatal(freed, p as usize);
+    }
+    if !page_mapped(p as usize) || !page_mapped((p as usize).wrapping_sub(16)) {
+        fatal(unmapped, p as usize);
+    }
+}
+
+/// A pointer that is not ours: a large block we already unmapped (a double
+/// free), an address nobody mapped, or another allocator's block.
+#[cold]
+#[inline(never)]
+pub(crate) fn free(p: *mut u8) {
+    check_foreign(
+        p,
+        "free(): double free (large block already returned to the OS)",
+        "free(): invalid pointer (not allocated by mmpool, not mapped)",
+    );
+    match next_in_line(&REAL_FREE, c"free") {
+        Some(f) => {
+            // SAFETY: `f` is the next allocator's `free`, and `p` is not ours.
+            let f: unsafe extern "C" fn(*mut c_void) = unsafe { core::mem::transmute(f) };
+            // SAFETY: as above.
+            unsafe { f(p.cast()) }
+        }
+        None => fatal(
+            "free(): invalid pointer (not allocated by mmpool)",
+            p as usize,
+        ),
+    }
+}
+
+#[cold]
+#[inline(never)]
+pub(crate) fn usable_size(p: *const u8) -> usize {
+    check_foreign(
+        p,
+        "malloc_usable_size(): pointer to a freed large block",
+        "malloc_usable_size(): invalid pointer (not mapped)",
+    );
+    match next_in_line(&REAL_USABLE, c"malloc_usable_size") {
+        Some(f) => {
+            // SAFETY: the next allocator's malloc_usable_size.
+            let f: unsafe extern "C" fn(*const c_void) -> usize =
+                unsafe { core::mem::transmute(f) };
+            // SAFETY: as above.
+            unsafe { f(p.cast()) }
+        }
+        None => fatal(
+            "malloc_usable_size(): invalid pointer (not allocated by mmpool)",
+            p as usize,
+        ),
+    }
+}

@@ -1,0 +1,386 @@
+//! C semantics of the malloc API, kept apart from the core and from the
+//! exported symbols: errno, overflow checks, `realloc(p, 0)`, the
+//! alignment rules of `posix_memalign`/`aligned_alloc`/`memalign`, and
+//! pointers the pool did not hand out (`api::foreign`). The
+//! instrumentation hooks are called from here, on the slow paths.
+//!
+//! glibc's rules, which this follows: 16-byte alignment for every block of
+//! 16 bytes or more; NULL with `errno = ENOMEM` for every failed
+//! allocation; a failed `realloc` leaves the block valid; `realloc(p, 0)`
+//! frees and returns NULL; `posix_memalign` writes `*out` only on success.
+//!
+//! Uses: `api::foreign`, `api::process`, `core::large`, `core::lookup`,
+//! `core::pagemap`, `core::size_class`, `heap::alloc`, `heap::free`,
+//! `heap::hook`, `heap::lifecycle`, `heap::tls`, `insight`, `os`,
+//! `os::errno`, `util::diag`.
+
+use crate::api::foreign;
+use crate::api::process::ensure_init;
+use crate::core::large;
+use crate::core::lookup::{span_of, Span};
+use crate::core::pagemap::PAGEMAP;
+use crate::core::size_class::{block_size, class_of, DIRECT_MAX, MIN_ALIGN, SMALL_MAX};
+use crate::heap::{alloc, free as heap_free, tls};
+use crate::os::errno;
+use crate::os::{align_up, PAGE};
+use crate::util::diag::fatal;
+use core::ffi::{c_int, c_void};
+use core::ptr::null_mut;
+
+/// Largest request that can ever succeed (glibc refuses above PTRDIFF_MAX).
+const MAX_REQUEST: usize = isize::MAX as usize;
+
+#[cold]
+fn nomem() -> *mut u8 {
+    errno::set(libc::ENOMEM);
+    null_mut()
+}
+
+/// `malloc`.
+///
+/// # Safety
+/// Callable from any thread at any time (it is the C function).
+#[inline(always)]
+pub(crate) unsafe fn malloc(size: usize) -> *mut u8 {
+    if size <= DIRECT_MAX {
+        // SAFETY: the calling thread's heap.
+        let p = unsafe { alloc::try_alloc_direct(tls::heap(), size) };
+        if !p.is_null() {
+            return p;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { malloc_slow(size) }
+}
+
+/// Everything `malloc`'s fast path does not serve: medium and large
+/// sizes, an empty slab, a thread without a heap, instrumented mode.
+#[inline(never)]
+unsafe fn malloc_slow(size: usize) -> *mut u8 {
+    let p = if size <= SMALL_MAX {
+        ensure_init();
+        // SAFETY: the calling thread's heap; class_of < NUM_CLASSES.
+        unsafe { alloc::alloc_class(tls::heap(), class_of(size)) }
+    } else {
+        alloc_large(size, MIN_ALIGN).0
+    };
+    if crate::insight::active() {
+        crate::insight::on_alloc(p, size);
+    }
+    p
+}
+
+fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
+    if size > MAX_REQUEST {
+        return (nomem(), false);
+    }
+    // The process's first allocation may be a large one.
+    ensure_init();
+    let r = large::alloc(size, align);
+    if r.0.is_null() {
+        return (nomem(), false);
+    }
+    r
+}
+
+/// `free`.
+///
+/// # Safety
+/// `p` must be NULL or a pointer returned by this API (or by the next
+/// allocator in line) that was not freed yet; violations are reported
+/// where detected.
+#[inline(always)]
+pub(crate) unsafe fn free(p: *mut u8) {
+    let heap = tls::heap();
+    // SAFETY: the calling thread's heap.
+    if unsafe { heap_free::free_cached(heap, p) } {
+        return;
+    }
+    let head = PAGEMAP.lookup(p as usize);
+    if !head.is_null() {
+        // SAFETY: the page map says `p` lies in a span of ours.
+        unsafe { heap_free::free(heap, p, head) }
+    } else if !p.is_null() {
+        foreign::free(p);
+    }
+}
+
+/// `calloc`: zeroed, with the multiplication checked.
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
+    let total = match n.checked_mul(size) {
+        Some(t) => t,
+        None => return nomem(),
+    };
+    if total <= SMALL_MAX {
+        // SAFETY: as malloc.
+        let p = unsafe { malloc(total) };
+        if !p.is_null() {
+            // SAFETY: `p` holds at least `total` bytes.
+            unsafe { core::ptr::write_bytes(p, 0, total) };
+        }
+        p
+    } else {
+        let (p, zeroed) = alloc_large(total, MIN_ALIGN);
+        if !p.is_null() && !zeroed {
+            // SAFETY: as above.
+            unsafe { core::ptr::write_bytes(p, 0, total) };
+        }
+        if crate::insight::active() {
+            crate::insight::on_alloc(p, total);
+        }
+        p
+    }
+}
+
+/// `realloc`.
+///
+/// # Safety
+/// As [`free`] for `p`.
+pub(crate) unsafe fn realloc(p: *mut u8, size: usize) -> *mut u8 {
+    if crate::insight::active() {
+        // SAFETY: forwarded contract.
+        return unsafe { realloc_recorded(p, size) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { realloc_raw(p, size) }
+}
+
+/// `realloc` in instrumented mode: the raw operation, recorded as one
+/// event (the malloc and free inside it are not recorded again).
+#[cold]
+unsafe fn realloc_recorded(p: *mut u8, size: usize) -> *mut u8 {
+    // A heap lets the thread mark the operation as a hook.
+    ensure_init();
+    let heap = crate::heap::lifecycle::thread_heap();
+    if p.is_null() || heap.is_null() {
+        // realloc(NULL, n) is a malloc, which records itself.
+        // SAFETY: forwarded contract.
+        return unsafe { realloc_raw(p, size) };
+    }
+    let Some(hook) = crate::heap::hook::HookGuard::enter() else {
+        // SAFETY: forwarded contract.
+        return unsafe { realloc_raw(p, size) };
+    };
+    let event = crate::insight::realloc_begin(p);
+    // SAFETY: forwarded contract.
+    let q = unsafe { realloc_raw(p, size) };
+    crate::insight::realloc_end(event, p, q, size);
+    drop(hook);
+    q
+}
+
+/// `realloc` without instrumentation hooks of its own (the `malloc` and
+/// `free` it calls still reach them, unless a hook is running).
+///
+/// # Safety
+/// As [`free`] for `p`.
+unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
+    if p.is_null() {
+        // SAFETY: as malloc.
+        return unsafe { malloc(size) };
+    }
+    if size == 0 {
+        // glibc: realloc(p, 0) frees p and returns NULL.
+        // SAFETY: forwarded contract.
+        unsafe { free(p) };
+        return null_mut();
+    }
+    let Some(span) = span_of(p as usize) else {
+        return realloc_foreign(p, size);
+    };
+    if let Span::Large(lb) = span {
+        if size > SMALL_MAX && size <= MAX_REQUEST {
+            // SAFETY: a large header of p's block.
+            if let Some(q) = unsafe { large::realloc(p, lb.cast(), size) } {
+                return q;
+            }
+        }
+    }
+    let old = span.usable_from(p as usize);
+    if old == 0 {
+        fatal(
+            "realloc(): invalid pointer (freed, or not a block start)",
+            p as usize,
+        );
+    }
+    if size <= old && size >= old / 2 {
+        return p;
+    }
+    // SAFETY: as malloc.
+    let q = unsafe { malloc(size) };
+    if q.is_null() {
+        return q; // errno is ENOMEM; p stays valid
+    }
+    // SAFETY: both blocks hold at least min(old, size) bytes; distinct.
+    unsafe {
+        core::ptr::copy_nonoverlapping(p, q, old.min(size));
+        free(p);
+    }
+    q
+}
+
+/// `realloc` of another allocator's block: into a block of ours.
+#[cold]
+#[inline(never)]
+fn realloc_foreign(p: *mut u8, size: usize) -> *mut u8 {
+    let old = foreign::usable_size(p);
+    // SAFETY: as malloc.
+    let q = unsafe { malloc(size) };
+    if !q.is_null() {
+        // SAFETY: the foreign block holds `old` bytes, ours `size`.
+        unsafe { core::ptr::copy_nonoverlapping(p, q, old.min(size)) };
+        foreign::free(p);
+    }
+    q
+}
+
+/// `reallocarray`: `realloc(p, n * size)` with the product checked.
+///
+/// # Safety
+/// As [`realloc`].
+pub(crate) unsafe fn reallocarray(p: *mut u8, n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        // SAFETY: forwarded contract.
+        Some(t) => unsafe { realloc(p, t) },
+        None => nomem(),
+    }
+}
+
+/// An aligned block (`align` a power of two).
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= MIN_ALIGN {
+        // SAFETY: as malloc.
+        return unsafe { malloc(size) };
+    }
+    ensure_init();
+    // SAFETY: as malloc.
+    let p = unsafe { alloc_aligned_raw(align, size) };
+    if crate::insight::active() {
+        crate::insight::on_alloc(p, size);
+    }
+    p
+}
+
+unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
+    if size <= SMALL_MAX {
+        let h = tls::heap();
+        if let Some(c) = alloc::class_for_aligned(size, align) {
+            // SAFETY: the calling thread's heap; c < NUM_CLASSES.
+            return unsafe { alloc::alloc_class(h, c) };
+        }
+        if let Some(need) = size
+            .checked_add(align - MIN_ALIGN)
+            .filter(|&n| n <= SMALL_MAX)
+        {
+            // SAFETY: as above.
+            let b = unsafe { alloc::alloc_class(h, class_of(need)) };
+            if b.is_null() {
+                return b;
+            }
+            let p = align_up(b as usize, align).unwrap_or(0) as *mut u8;
+            if p != b {
+                // SAFETY: `b` was just allocated by this thread.
+                unsafe { alloc::mark_interior(b) };
+            }
+            debug_assert!(p as usize + size <= b as usize + block_size(class_of(need)));
+            return p;
+        }
+    }
+    alloc_large(size, align).0
+}
+
+/// `posix_memalign`: 0, `EINVAL` or `ENOMEM`; `*out` written only on
+/// success; errno left as it was.
+///
+/// # Safety
+/// `out` must be valid for a write.
+pub(crate) unsafe fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
+        return libc::EINVAL;
+    }
+    let _errno = errno::ErrnoGuard::save();
+    // SAFETY: as malloc.
+    let p = unsafe { alloc_aligned(align, size) };
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: contract.
+    unsafe { *out = p.cast() };
+    0
+}
+
+/// `aligned_alloc` (C17): the alignment must be a power of two, else
+/// EINVAL.
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn aligned_alloc(align: usize, size: usize) -> *mut u8 {
+    if !align.is_power_of_two() {
+        errno::set(libc::EINVAL);
+        return null_mut();
+    }
+    // SAFETY: as malloc.
+    unsafe { alloc_aligned(align, size) }
+}
+
+/// `memalign`: glibc rounds an alignment that is not a power of two up.
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn memalign(align: usize, size: usize) -> *mut u8 {
+    if align > usize::MAX / 2 + 1 {
+        errno::set(libc::EINVAL);
+        return null_mut();
+    }
+    let align = align.max(1).next_power_of_two();
+    // SAFETY: as malloc.
+    unsafe { alloc_aligned(align, size) }
+}
+
+/// `valloc`: page-aligned.
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn valloc(size: usize) -> *mut u8 {
+    // SAFETY: as malloc.
+    unsafe { alloc_aligned(PAGE, size) }
+}
+
+/// `pvalloc`: page-aligned, size rounded up to whole pages (one page for 0).
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn pvalloc(size: usize) -> *mut u8 {
+    match align_up(size.max(1), PAGE) {
+        // SAFETY: as malloc.
+        Some(n) => unsafe { alloc_aligned(PAGE, n) },
+        None => nomem(),
+    }
+}
+
+/// `malloc_usable_size`: bytes writable at `p` (0 for NULL).
+///
+/// # Safety
+/// As [`free`] for `p`.
+pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    match span_of(p as usize) {
+        Some(span) => span.usable_from(p as usize),
+        None => foreign::usable_size(p),
+    }
+}
+
+/// `malloc_trim`: give idle memory back to the OS now; true if any was.
+pub(crate) fn trim() -> bool {
+    ensure_init();
+    crate::heap::lifecycle::trim()
+}

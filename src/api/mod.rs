@@ -1,0 +1,17 @@
+//! `api`: what a C program sees of the pool, with C's and glibc's
+//! semantics (uses every layer below: `os`, `util`, `core`, `heap`,
+//! `insight`).
+//!
+//! - [`process`] - lazy initialisation, constructor and destructor, fork;
+//! - [`foreign`] - pointers the pool did not hand out;
+//! - [`libc`] - the malloc family: errno, overflow, alignment rules;
+//! - `glibc`: glibc's introspection (`mallinfo`, `malloc_stats`, ...),
+//!   exported under glibc's names only (feature `override`);
+//! - [`arena`] - per-connection arenas, and their safe Rust face.
+
+pub(crate) mod arena;
+pub(crate) mod foreign;
+#[cfg(feature = "override")]
+pub(crate) mod glibc;
+pub(crate) mod libc;
+pub(crate) mod process;

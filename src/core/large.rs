@@ -1,0 +1,662 @@
+//! Large blocks: one mapping per allocation above `SMALL_MAX`.
+//!
+//! Owns [`LargeBlock`] headers and the bounded cache of recently freed
+//! mappings. A large block's mapping starts with its header (tag `LARGE`)
+//! and is a whole number of granules, granule-aligned, so it shares no
+//! granule with anything else; the page map entries of all its granules
+//! point at the header, so any address inside the block finds it.
+//!
+//! Freed mappings go back to the OS (the seed's rule) after at most
+//! [`CACHE_DELAY_MS`] in a cache of *resident ranges*: freed blocks are
+//! kept mapped, adjacent ones merge, a request takes the best-fitting
+//! range (splitting off the rest) or grows the largest with `mremap`, so a
+//! program that cycles through large blocks of varying sizes reuses pages
+//! it already touched instead of faulting fresh ones in every time. The
+//! cache holds at most the peak bytes of live large blocks, clamped to
+//! [`CACHE_MIN_BYTES`]..[`CACHE_MAX_BYTES`] (of which the tails cut off
+//! by shrinking reallocs at most a quarter, at least [`TAIL_MIN_BYTES`]), no block above
+//! [`CACHE_MAX_BLOCK`] (those are unmapped at once), and nothing idle for longer
+//! than the delay (checked whenever large blocks are allocated or freed,
+//! and every 64 slow paths of small allocations). `realloc` moves pages with `mremap` instead of
+//! copying.
+//!
+//! Uses: `core::pagemap`, `core::size_class`, `os`, `os::clock`,
+//! `util::diag`, `util::lock`.
+
+use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE};
+use crate::core::size_class::{GRANULE, GRANULE_SHIFT, MIN_ALIGN};
+use crate::os::clock::now_ms;
+use crate::os::{align_up, PageSource, OS};
+use crate::util::lock::Lock;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes before the user pointer of an ordinarily aligned large block.
+pub(crate) const LARGE_HEADER: usize = 64;
+/// Ranges the cache tracks at most.
+const CACHE_RANGES: usize = 256;
+/// The cache may always hold this many bytes; beyond, as many as the live
+/// large blocks hold.
+pub(crate) const CACHE_MIN_BYTES: usize = 16 << 20;
+/// Realloc tails the cache may always hold (see `tail_budget`).
+pub(crate) const TAIL_MIN_BYTES: usize = 4 << 20;
+/// The cache never holds more than this, however large the peak was.
+pub(crate) const CACHE_MAX_BYTES: usize = 256 << 20;
+/// Blocks larger than this go straight back to the OS when freed (like
+/// glibc's mmapped chunks): a program that frees huge buffers gets its
+/// memory back at once.
+pub(crate) const CACHE_MAX_BLOCK: usize = 64 << 20;
+/// A cached range idle for longer than this is unmapped.
+pub(crate) const CACHE_DELAY_MS: u64 = 1000;
+
+/// The header at the head of a large block's mapping.
+#[repr(C)]
+pub(crate) struct LargeBlock {
+    /// Tag `LARGE` (`FREE` while cached), length in granules, owner 0.
+    pub(crate) head: SpanHead,
+    /// Bytes mapped.
+    pub(crate) map_size: usize,
+    /// The pointer handed to the user.
+    pub(crate) user: usize,
+}
+
+const _: () = assert!(core::mem::size_of::<LargeBlock>() <= LARGE_HEADER);
+const _: () = assert!(LARGE_HEADER % MIN_ALIGN == 0);
+
+/// A range of mapped, resident memory kept for reuse. Its first bytes
+/// hold a `LargeBlock` header tagged `FREE`, and every granule's page map
+/// entry points there, so a stale pointer into it is caught.
+#[derive(Clone, Copy)]
+struct Range {
+    base: usize,
+    size: usize,
+    freed_ms: u64,
+    /// Cut off a shrinking block by `realloc` (not a whole freed block).
+    tail: bool,
+}
+
+struct Cache {
+    ranges: [Range; CACHE_RANGES],
+    len: usize,
+    bytes: usize,
+    /// Bytes of the ranges that are realloc tails.
+    tail_bytes: usize,
+}
+
+static CACHE: Lock<Cache> = Lock::new(Cache {
+    ranges: [Range {
+        base: 0,
+        size: 0,
+        freed_ms: 0,
+        tail: false,
+    }; CACHE_RANGES],
+    len: 0,
+    bytes: 0,
+    tail_bytes: 0,
+});
+
+/// Ranges to unmap once the cache lock is dropped.
+struct Evicted {
+    items: [(usize, usize); 8],
+    n: usize,
+}
+
+impl Evicted {
+    const fn new() -> Self {
+        Evicted {
+            items: [(0, 0); 8],
+            n: 0,
+        }
+    }
+    fn full(&self) -> bool {
+        self.n == self.items.len()
+    }
+    fn push(&mut self, base: usize, size: usize) {
+        self.items[self.n] = (base, size);
+        self.n += 1;
+    }
+    fn unmap_all(&mut self) {
+        for &(base, size) in &self.items[..self.n] {
+            RELEASED_BYTES.fetch_add(size, Ordering::Relaxed);
+            unmap_block(base, size);
+        }
+        self.n = 0;
+    }
+}
+
+/// Write a `FREE` header for range `[base, base + size)` and point its
+/// granules at it.
+fn mark_free_range(base: usize, size: usize) {
+    let h = base as *mut LargeBlock;
+    // SAFETY: the range is mapped and ours; its first bytes are unused.
+    unsafe {
+        h.write(LargeBlock {
+            head: SpanHead {
+                tag: TAG_FREE,
+                granules: (size >> GRANULE_SHIFT) as u32,
+                owner: AtomicUsize::new(0),
+            },
+            map_size: size,
+            user: 0,
+        });
+    }
+    map_granules(base, size, h.cast());
+}
+
+impl Cache {
+    fn remove(&mut self, i: usize) -> Range {
+        let r = self.ranges[i];
+        self.len -= 1;
+        self.ranges[i] = self.ranges[self.len];
+        self.bytes -= r.size;
+        if r.tail {
+            self.tail_bytes -= r.size;
+        }
+        r
+    }
+
+    /// Take the first `size` bytes of range `i` (shorter than it); the
+    /// rest stays cached.
+    fn take_front(&mut self, i: usize, size: usize) {
+        let r = &mut self.ranges[i];
+        r.base += size;
+        r.size -= size;
+        let (base, rest, tail) = (r.base, r.size, r.tail);
+        self.bytes -= size;
+        if tail {
+            self.tail_bytes -= size;
+        }
+        mark_free_range(base, rest);
+    }
+
+    /// Remove the oldest range (the oldest tail if `tails_only`) into `ev`.
+    fn evict_oldest(&mut self, tails_only: bool, ev: &mut Evicted) {
+        let mut oldest: Option<usize> = None;
+        for i in 0..self.len {
+            let r = &self.ranges[i];
+            if (!tails_only || r.tail)
+                && oldest.is_none_or(|o| r.freed_ms < self.ranges[o].freed_ms)
+            {
+                oldest = Some(i);
+            }
+        }
+        if let Some(o) = oldest {
+            let r = self.remove(o);
+            ev.push(r.base, r.size);
+        }
+    }
+
+    /// Remove ranges idle past the delay, or beyond the byte budget, into
+    /// `ev` (as many as it holds).
+    fn expire(&mut self, now: u64, budget: usize, ev: &mut Evicted) {
+        let mut i = 0;
+        while i < self.len && !ev.full() {
+            if now.saturating_sub(self.ranges[i].freed_ms) >= CACHE_DELAY_MS {
+                let r = self.remove(i);
+                ev.push(r.base, r.size);
+            } else {
+                i += 1;
+            }
+        }
+        while self.bytes > budget && self.len > 0 && !ev.full() {
+            self.evict_oldest(false, ev);
+        }
+        let tail_budget = tail_budget();
+        while self.tail_bytes > tail_budget && !ev.full() {
+            self.evict_oldest(true, ev);
+        }
+    }
+
+    /// Take `size` bytes of cached memory starting exactly at `addr` (the
+    /// rest of that range stays cached). False if no range starts there or
+    /// it is too short.
+    fn take_at(&mut self, addr: usize, size: usize) -> bool {
+        for i in 0..self.len {
+            let r = self.ranges[i];
+            if r.base == addr && r.size >= size {
+                if r.size > size {
+                    self.take_front(i, size);
+                } else {
+                    self.remove(i);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Add a freed block's range, merging with adjacent ranges.
+    fn put(&mut self, base: usize, size: usize, tail: bool, now: u64, ev: &mut Evicted) {
+        let (mut base, mut size, mut tail) = (base, size, tail);
+        // Merge with a range ending where this one starts, and with one
+        // starting where it ends.
+        let mut i = 0;
+        while i < self.len {
+            let r = self.ranges[i];
+            if r.base + r.size == base || base + size == r.base {
+                self.remove(i);
+                size += r.size;
+                base = base.min(r.base);
+                tail &= r.tail;
+                continue;
+            }
+            i += 1;
+        }
+        mark_free_range(base, size);
+        if self.len == CACHE_RANGES {
+            // Full: the smallest range is the least useful one.
+            let mut smallest = 0;
+            for i in 1..self.len {
+                if self.ranges[i].size < self.ranges[smallest].size {
+                    smallest = i;
+                }
+            }
+            let r = self.remove(smallest);
+            ev.push(r.base, r.size);
+        }
+        self.ranges[self.len] = Range {
+            base,
+            size,
+            freed_ms: now,
+            tail,
+        };
+        self.len += 1;
+        self.bytes += size;
+        if tail {
+            self.tail_bytes += size;
+        }
+    }
+}
+
+/// Live large blocks and their mapped bytes, cache hits, maps.
+pub(crate) static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes mapped for live large blocks.
+pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// The most `LIVE_BYTES` has been.
+pub(crate) static PEAK_LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Mappings made for large blocks.
+pub(crate) static MAPS: AtomicUsize = AtomicUsize::new(0);
+/// Large allocations served from the cache.
+pub(crate) static CACHE_HITS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of large blocks given fresh (not reused) memory.
+pub(crate) static FRESH_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of cached ranges given back to the OS.
+pub(crate) static RELEASED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Where the user pointer sits in the mapping. Up to a granule, at the
+/// alignment (the mapping is granule-aligned); beyond, one granule in, and
+/// the mapping is placed so that this point is aligned: the header stays
+/// in the granule before the block, and no address space is spent on the
+/// alignment.
+fn user_offset(align: usize) -> usize {
+    if align <= LARGE_HEADER {
+        LARGE_HEADER
+    } else {
+        align.min(GRANULE)
+    }
+}
+
+/// Point the page map entries of a whole mapping at `head` (null: forget).
+fn map_granules(base: usize, map_size: usize, head: *mut SpanHead) -> bool {
+    PAGEMAP.set(base, map_size >> GRANULE_SHIFT, head, &OS)
+}
+
+/// Allocate a large block of `size` bytes aligned to `align` (a power of
+/// two). Returns the pointer and whether its memory is known to be zero,
+/// or null (errno untouched: the caller sets ENOMEM).
+pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
+    let align = align.max(MIN_ALIGN);
+    let offset = user_offset(align);
+    let map_size = match offset
+        .checked_add(size.max(1))
+        .and_then(|n| align_up(n, GRANULE))
+    {
+        Some(n) if n <= isize::MAX as usize => n,
+        _ => return (null_mut(), false),
+    };
+    let (base, zeroed) = match take_cached(map_size, align, offset) {
+        Some(b) => {
+            CACHE_HITS.fetch_add(1, Ordering::Relaxed);
+            (b, false)
+        }
+        None => match if align <= GRANULE {
+            OS.map(map_size, GRANULE)
+        } else {
+            OS.map_offset_aligned(map_size, align, offset)
+        } {
+            Some(p) => {
+                MAPS.fetch_add(1, Ordering::Relaxed);
+                FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
+                (p.as_ptr() as usize, true)
+            }
+            None => return (null_mut(), false),
+        },
+    };
+    let user = base + offset;
+    let lb = base as *mut LargeBlock;
+    // SAFETY: `base` starts a mapping of `map_size` bytes that is ours.
+    unsafe {
+        lb.write(LargeBlock {
+            head: SpanHead {
+                tag: TAG_LARGE,
+                granules: (map_size >> GRANULE_SHIFT) as u32,
+                owner: AtomicUsize::new(0),
+            },
+            map_size,
+            user,
+        });
+    }
+    if !map_granules(base, map_size, lb.cast()) {
+        // Undo the entries that were set before the page map ran out.
+        map_granules(base, map_size, null_mut());
+        // SAFETY: the mapping is ours and unpublished.
+        unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
+        return (null_mut(), false);
+    }
+    LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
+    let live = LIVE_BYTES.fetch_add(map_size, Ordering::Relaxed) + map_size;
+    PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
+    (user as *mut u8, zeroed)
+}
+
+/// Free a large block.
+///
+/// # Safety
+/// `head` must be `PAGEMAP.lookup(p)`, a header tagged `LARGE`.
+pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
+    let lb = head.cast::<LargeBlock>();
+    // SAFETY: a LARGE-tagged header is a live LargeBlock.
+    let (user, map_size) = unsafe { ((*lb).user, (*lb).map_size) };
+    if user != p as usize {
+        crate::util::diag::fatal("free(): invalid pointer (inside a large block)", p as usize);
+    }
+    LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
+    LIVE_BYTES.fetch_sub(map_size, Ordering::Relaxed);
+    let base = lb as usize;
+    let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
+    RECENT[i].store(user, Ordering::Relaxed);
+    if map_size > CACHE_MAX_BLOCK {
+        // SAFETY: the block is dead; a later free of `p` finds TAG_FREE
+        // until the granules are forgotten, then `recently_unmapped`.
+        unsafe { (*lb).head.tag = TAG_FREE };
+        RELEASED_BYTES.fetch_add(map_size, Ordering::Relaxed);
+        unmap_block(base, map_size);
+        return;
+    }
+    let now = now_ms();
+    let budget = budget();
+    let mut ev = Evicted::new();
+    {
+        let mut c = CACHE.lock();
+        c.put(base, map_size, false, now, &mut ev);
+        c.expire(now, budget, &mut ev);
+    }
+    ev.unmap_all();
+}
+
+/// Bytes the cache may hold: the most the live large blocks ever held (a
+/// program cycling through large blocks reuses its own pages, as
+/// with glibc's growing mmap threshold; a momentary dip in the live set
+/// must not throw away pages it is about to need again), at least
+/// [`CACHE_MIN_BYTES`]. Idle ranges still go back after [`CACHE_DELAY_MS`].
+fn budget() -> usize {
+    PEAK_LIVE_BYTES
+        .load(Ordering::Relaxed)
+        .clamp(CACHE_MIN_BYTES, CACHE_MAX_BYTES)
+}
+
+/// Bytes of realloc tails the cache may hold (within [`budget`]): a
+/// quarter of the peak live bytes, at least [`TAIL_MIN_BYTES`]. A tail is
+/// worth keeping while its block may grow back into it soon; a program
+/// whose buffers shrink and grow (the realloc bench) otherwise kept up to
+/// the whole budget resident on top of its live blocks (54 MiB against
+/// glibc's 21 MiB; with this bound 30 MiB, 1.4x the time of keeping all).
+fn tail_budget() -> usize {
+    (PEAK_LIVE_BYTES.load(Ordering::Relaxed) / 4).clamp(TAIL_MIN_BYTES, CACHE_MAX_BYTES)
+}
+
+/// User pointers of the large blocks most recently freed, so that a second
+/// free of one whose memory went back to the OS is reported as a double
+/// free instead of being handed to the next allocator (which would crash).
+static RECENT: [AtomicUsize; 64] = [const { AtomicUsize::new(0) }; 64];
+static RECENT_NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Was `p` the user pointer of a large block we recently unmapped (and
+/// is its address range still unused by us)?
+pub(crate) fn recently_unmapped(p: usize) -> bool {
+    p != 0 && PAGEMAP.lookup(p).is_null() && RECENT.iter().any(|r| r.load(Ordering::Relaxed) == p)
+}
+
+fn unmap_block(base: usize, map_size: usize) {
+    // Forget the granules before the address space can be reused.
+    map_granules(base, map_size, null_mut());
+    // SAFETY: the mapping is ours and dead.
+    unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
+}
+
+/// A cached range for a block of `map_size` bytes whose point `offset`
+/// bytes in must be aligned to `align`: the best-fitting range (the rest
+/// split off and kept), or the largest range grown with `mremap` (its
+/// pages kept, only the growth is fresh). `None`: map fresh memory.
+fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
+    if align > GRANULE {
+        return None;
+    }
+    debug_assert!((GRANULE + offset) % align == 0 || offset % align == 0);
+    let mut ev = Evicted::new();
+    let mut c = CACHE.lock();
+    if c.len == 0 {
+        return None;
+    }
+    // Allocation is also when idle ranges are noticed.
+    c.expire(now_ms(), budget(), &mut ev);
+    if ev.n > 0 {
+        drop(c);
+        ev.unmap_all();
+        c = CACHE.lock();
+        if c.len == 0 {
+            return None;
+        }
+    }
+    let mut best: Option<usize> = None;
+    let mut largest = 0;
+    for i in 0..c.len {
+        let sz = c.ranges[i].size;
+        if sz >= map_size && best.is_none_or(|b| c.ranges[b].size > sz) {
+            best = Some(i);
+        }
+        if sz > c.ranges[largest].size {
+            largest = i;
+        }
+    }
+    if let Some(i) = best {
+        let r = c.ranges[i];
+        if r.size > map_size {
+            // Split: the front is the block, the rest stays cached.
+            c.take_front(i, map_size);
+        } else {
+            c.remove(i);
+        }
+        return Some(r.base);
+    }
+    // Nothing fits: assemble the block from cached ranges, largest first,
+    // moving their pages side by side into a fresh reservation (mremap:
+    // page tables move, nothing is copied or faulted in). What the ranges
+    // do not cover is fresh memory.
+    let mut pieces = [(0usize, 0usize); 8];
+    let mut n = 0;
+    let mut got = 0;
+    while got < map_size && n < pieces.len() && c.len > 0 {
+        let mut largest = 0;
+        for i in 1..c.len {
+            if c.ranges[i].size > c.ranges[largest].size {
+                largest = i;
+            }
+        }
+        let r = c.ranges[largest];
+        let want = map_size - got;
+        if r.size > want {
+            // Take the front, keep the rest cached.
+            c.take_front(largest, want);
+            pieces[n] = (r.base, want);
+        } else {
+            c.remove(largest);
+            pieces[n] = (r.base, r.size);
+        }
+        got += pieces[n].1;
+        n += 1;
+    }
+    drop(c);
+    FRESH_BYTES.fetch_add(map_size - got.min(map_size), Ordering::Relaxed);
+    let target = OS.map(map_size, GRANULE).map(|p| p.as_ptr() as usize);
+    let mut off = 0;
+    for &(base, size) in &pieces[..n] {
+        map_granules(base, size, null_mut());
+        // SAFETY: the piece is a cached range of ours nobody uses; the
+        // destination lies inside the fresh reservation.
+        let moved = target.is_some_and(|t| unsafe { OS.move_pages(base, size, t + off) });
+        if !moved {
+            // SAFETY: as above; its pages are given up.
+            unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), size) };
+        }
+        off += size;
+    }
+    target
+}
+
+/// Unmap cached ranges past their delay (called from slow paths).
+pub(crate) fn tick() {
+    let mut ev = Evicted::new();
+    if let Some(mut c) = CACHE.try_lock() {
+        if c.len > 0 {
+            c.expire(now_ms(), budget(), &mut ev);
+        }
+    }
+    ev.unmap_all();
+}
+
+/// Unmap every cached range (`malloc_trim`). Returns bytes released.
+pub(crate) fn trim() -> usize {
+    let mut released = 0;
+    loop {
+        let mut ev = Evicted::new();
+        {
+            let mut c = CACHE.lock();
+            while c.len > 0 && !ev.full() {
+                let last = c.len - 1;
+                let r = c.remove(last);
+                released += r.size;
+                ev.push(r.base, r.size);
+            }
+        }
+        if ev.n == 0 {
+            return released;
+        }
+        ev.unmap_all();
+    }
+}
+
+/// Bytes held by the cache of freed large blocks.
+pub(crate) fn cached_bytes() -> usize {
+    CACHE.lock().bytes
+}
+
+/// Resize a large block in place or by moving its pages. `None`: the
+/// caller must allocate, copy and free (aligned blocks, or no memory).
+///
+/// # Safety
+/// `head` must be the live LARGE header of `p`, and `new_size` larger than
+/// the small limit.
+pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Option<*mut u8> {
+    let lb = head.cast::<LargeBlock>();
+    let base = lb as usize;
+    // SAFETY: contract.
+    let (user, old_map) = unsafe { ((*lb).user, (*lb).map_size) };
+    if user != p as usize {
+        crate::util::diag::fatal(
+            "realloc(): invalid pointer (inside a large block)",
+            p as usize,
+        );
+    }
+    if user - base != LARGE_HEADER {
+        return None;
+    }
+    let need = LARGE_HEADER
+        .checked_add(new_size)
+        .and_then(|n| align_up(n, GRANULE))?;
+    if need > isize::MAX as usize {
+        return None;
+    }
+    if need <= old_map && need >= old_map / 2 {
+        return Some(p);
+    }
+    let lbm = lb;
+    if need < old_map {
+        // Shrink in place: the tail goes to the cache of resident ranges
+        // (a later growth takes it back without faulting).
+        let tail = old_map - need;
+        // SAFETY: our live block's header.
+        unsafe {
+            (*lbm).map_size = need;
+            (*lbm).head.granules = (need >> GRANULE_SHIFT) as u32;
+        }
+        LIVE_BYTES.fetch_sub(tail, Ordering::Relaxed);
+        let mut ev = Evicted::new();
+        {
+            let mut c = CACHE.lock();
+            c.put(base + need, tail, true, now_ms(), &mut ev);
+            c.expire(now_ms(), budget(), &mut ev);
+        }
+        ev.unmap_all();
+        return Some(p);
+    }
+    // Grow in place when the range right after the block is cached.
+    if CACHE.lock().take_at(base + old_map, need - old_map) {
+        map_granules(base + old_map, need - old_map, head);
+        // SAFETY: our live block's header.
+        unsafe {
+            (*lbm).map_size = need;
+            (*lbm).head.granules = (need >> GRANULE_SHIFT) as u32;
+        }
+        let live = LIVE_BYTES.fetch_add(need - old_map, Ordering::Relaxed) + need - old_map;
+        PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
+        return Some(p);
+    }
+    // Forget the old granules first: once mremap moves the pages, the old
+    // address range may be handed to anybody.
+    map_granules(base, old_map, null_mut());
+    // SAFETY: the mapping is ours; on success the old range is dead.
+    let moved = unsafe {
+        OS.remap(
+            NonNull::new_unchecked(base as *mut u8),
+            old_map,
+            need,
+            GRANULE,
+        )
+    };
+    let new_base = match moved {
+        Some(b) => b.as_ptr() as usize,
+        None => {
+            map_granules(base, old_map, head);
+            return None;
+        }
+    };
+    let nlb = new_base as *mut LargeBlock;
+    // SAFETY: the header moved with the pages.
+    unsafe {
+        (*nlb).map_size = need;
+        (*nlb).user = new_base + LARGE_HEADER;
+        (*nlb).head.granules = (need >> GRANULE_SHIFT) as u32;
+    }
+    if !map_granules(new_base, need, nlb.cast()) {
+        crate::util::diag::fatal("realloc(): out of memory for the page map at", new_base);
+    }
+    LIVE_BYTES.fetch_add(need, Ordering::Relaxed);
+    LIVE_BYTES.fetch_sub(old_map, Ordering::Relaxed);
+    Some((new_base + LARGE_HEADER) as *mut u8)
+}
+
+/// The cache's lock, for the fork handlers.
+pub(crate) fn lock_for_fork() -> &'static Lock<impl Sized> {
+    &CACHE
+}

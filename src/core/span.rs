@@ -1,0 +1,317 @@
+//! The span cache: granule-aligned spans for slabs, reused, then purged.
+//!
+//! Owns the process's slab memory below the heaps. Spans are carved from
+//! 4 MiB chunks mapped from the OS and are never split or merged, so the
+//! page map entries of a span are written once, when it is carved, and
+//! point at its head forever after. A span given back sits on a *dirty*
+//! list (its pages still resident) and is reused first; dirty spans older
+//! than [`PURGE_DELAY_MS`], or beyond [`DIRTY_MAX`] bytes, are purged
+//! (`MADV_DONTNEED` on all but the header page) and move to a *clean* list.
+//!
+//! Invariants, under the lock:
+//! `dirty_bytes == sum of sizes on the dirty lists`; every cached span's
+//! tag is `TAG_FREE`; a span is on exactly one list.
+//!
+//! Uses: `core::pagemap`, `core::size_class`, `os`, `os::clock`,
+//! `util::list`, `util::lock`.
+
+use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE};
+use crate::core::size_class::{GRANULE, MAX_SLAB_GRANULES};
+use crate::os::clock::now_ms;
+use crate::os::{PageSource, PAGE};
+use crate::util::lock::Lock;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Size of the chunks spans are carved from.
+pub(crate) const CHUNK: usize = 4 << 20;
+/// Dirty spans idle for longer than this are purged.
+pub(crate) const PURGE_DELAY_MS: u64 = 500;
+/// Resident bytes the dirty lists may hold before the oldest are purged.
+pub(crate) const DIRTY_MAX: usize = 16 << 20;
+
+/// A cached span's header, written over the span's first bytes.
+#[repr(C)]
+struct FreeSpan {
+    head: SpanHead,
+    next: *mut FreeSpan,
+    prev: *mut FreeSpan,
+    freed_ms: u64,
+    /// What the span was last used for (a size class), so that a request
+    /// for the same use gets it back: its resident pages are then the
+    /// ones that use touches again.
+    last_use: u32,
+    dirty: bool,
+}
+
+// SAFETY: `next` and `prev` are distinct fields of the cached span's
+// header.
+unsafe impl crate::util::list::Linked for FreeSpan {
+    unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
+        // SAFETY: `this` is a live cached span (contract).
+        unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
+    }
+}
+
+type List = crate::util::list::List<FreeSpan>;
+const EMPTY_LIST: List = List::EMPTY;
+
+struct Inner {
+    /// Per size in granules: spans with resident pages, newest first.
+    dirty: [List; MAX_SLAB_GRANULES + 1],
+    /// Per size in granules: purged spans.
+    clean: [List; MAX_SLAB_GRANULES + 1],
+    dirty_bytes: usize,
+    chunk_cur: usize,
+    chunk_end: usize,
+    last_sweep_ms: u64,
+}
+
+// SAFETY: the raw pointers are only followed under the cache's lock.
+unsafe impl Send for Inner {}
+
+/// Counters of a span cache, for statistics.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct SpanStats {
+    /// Bytes mapped from the OS for spans.
+    pub(crate) mapped: usize,
+    /// Bytes cached with resident pages.
+    pub(crate) dirty: usize,
+}
+
+/// A cache of free spans over a page source.
+pub(crate) struct SpanCache<S: PageSource + 'static> {
+    inner: Lock<Inner>,
+    src: &'static S,
+    mapped: AtomicUsize,
+}
+
+/// The process-wide span cache.
+pub(crate) static SPANS: SpanCache<crate::os::Os> = SpanCache::new(&crate::os::OS);
+
+impl<S: PageSource + 'static> SpanCache<S> {
+    /// An empty cache drawing from `src`.
+    pub(crate) const fn new(src: &'static S) -> Self {
+        SpanCache {
+            inner: Lock::new(Inner {
+                dirty: [EMPTY_LIST; MAX_SLAB_GRANULES + 1],
+                clean: [EMPTY_LIST; MAX_SLAB_GRANULES + 1],
+                dirty_bytes: 0,
+                chunk_cur: 0,
+                chunk_end: 0,
+                last_sweep_ms: 0,
+            }),
+            src,
+            mapped: AtomicUsize::new(0),
+        }
+    }
+
+    /// A span of `granules` granules (1..=MAX_SLAB_GRANULES), its page
+    /// map entries pointing at its head. Contents are unspecified. Among
+    /// the most recently freed dirty spans, one last used for `usage` is
+    /// preferred.
+    pub(crate) fn acquire(&self, granules: usize, usage: u32) -> Option<NonNull<u8>> {
+        debug_assert!((1..=MAX_SLAB_GRANULES).contains(&granules));
+        let size = granules * GRANULE;
+        let mut g = self.inner.lock();
+        let s = if !g.dirty[granules].first.is_null() {
+            let mut s = g.dirty[granules].first;
+            let mut probe = s;
+            for _ in 0..8 {
+                // SAFETY: cached spans on the dirty list; lock held.
+                unsafe {
+                    if (*probe).last_use == usage {
+                        s = probe;
+                        break;
+                    }
+                    probe = (*probe).next;
+                }
+                if probe.is_null() {
+                    break;
+                }
+            }
+            // SAFETY: `s` heads the dirty list; we hold the lock.
+            unsafe { g.dirty[granules].remove(s) };
+            g.dirty_bytes -= size;
+            s.cast::<u8>()
+        } else if !g.clean[granules].first.is_null() {
+            let s = g.clean[granules].first;
+            // SAFETY: as above, for the clean list.
+            unsafe { g.clean[granules].remove(s) };
+            s.cast::<u8>()
+        } else {
+            self.carve(&mut g, size)?
+        };
+        drop(g);
+        NonNull::new(s)
+    }
+
+    fn carve(&self, g: &mut Inner, size: usize) -> Option<*mut u8> {
+        if g.chunk_end - g.chunk_cur < size {
+            // Give the unusable tail of the old chunk back, map a new one.
+            if g.chunk_end > g.chunk_cur {
+                // SAFETY: the tail was never handed out.
+                unsafe {
+                    self.src.unmap(
+                        NonNull::new_unchecked(g.chunk_cur as *mut u8),
+                        g.chunk_end - g.chunk_cur,
+                    )
+                };
+            }
+            g.chunk_cur = 0;
+            g.chunk_end = 0;
+            let c = self.src.map(CHUNK, GRANULE)?.as_ptr() as usize;
+            self.mapped.fetch_add(CHUNK, Ordering::Relaxed);
+            g.chunk_cur = c;
+            g.chunk_end = c + CHUNK;
+        }
+        let s = g.chunk_cur;
+        if !PAGEMAP.set(s, size / GRANULE, s as *mut SpanHead, self.src) {
+            return None;
+        }
+        g.chunk_cur += size;
+        Some(s as *mut u8)
+    }
+
+    /// Give back a span of `granules` granules from [`acquire`](Self::acquire),
+    /// last used for `usage`.
+    ///
+    /// # Safety
+    /// `span` must come from `acquire(granules, _)` of this cache and no
+    /// longer be used by anybody.
+    pub(crate) unsafe fn release(&self, span: NonNull<u8>, granules: usize, usage: u32) {
+        let size = granules * GRANULE;
+        let s = span.as_ptr().cast::<FreeSpan>();
+        let now = now_ms();
+        // SAFETY: the span is ours now (contract); its first bytes become
+        // the cache's header. The tag turns later frees into errors.
+        unsafe {
+            (*s).head.tag = TAG_FREE;
+            (*s).head.granules = granules as u32;
+            (*s).head.owner.store(0, Ordering::Relaxed);
+            (*s).freed_ms = now;
+            (*s).last_use = usage;
+            (*s).dirty = true;
+        }
+        let mut g = self.inner.lock();
+        // SAFETY: we hold the lock; `s` is on no list.
+        unsafe { g.dirty[granules].push_front(s) };
+        g.dirty_bytes += size;
+        if g.dirty_bytes > DIRTY_MAX || now.saturating_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4 {
+            self.sweep(&mut g, now, false);
+        }
+    }
+
+    /// Purge dirty spans that are too old, or the oldest ones while over
+    /// [`DIRTY_MAX`]; `all` purges every dirty span.
+    fn sweep(&self, g: &mut Inner, now: u64, all: bool) {
+        g.last_sweep_ms = now;
+        for k in 1..=MAX_SLAB_GRANULES {
+            loop {
+                let s = g.dirty[k].last;
+                if s.is_null() {
+                    break;
+                }
+                // SAFETY: `s` is a cached span on the dirty list; lock held.
+                let old = unsafe { now.saturating_sub((*s).freed_ms) } >= PURGE_DELAY_MS;
+                if !(all || old || g.dirty_bytes > DIRTY_MAX / 2) {
+                    break;
+                }
+                let size = k * GRANULE;
+                // SAFETY: as above; the header page stays resident so the
+                // span keeps its list links and tag.
+                unsafe {
+                    g.dirty[k].remove(s);
+                    self.src.purge(
+                        NonNull::new_unchecked((s as *mut u8).add(PAGE)),
+                        size - PAGE,
+                    );
+                    (*s).dirty = false;
+                    g.clean[k].push_front(s);
+                }
+                g.dirty_bytes -= size;
+            }
+        }
+    }
+
+    /// Purge every dirty span now (`malloc_trim`). Returns the bytes purged.
+    pub(crate) fn purge_all(&self) -> usize {
+        let mut g = self.inner.lock();
+        let before = g.dirty_bytes;
+        self.sweep(&mut g, now_ms(), true);
+        before - g.dirty_bytes
+    }
+
+    /// Purge what has aged, if the last sweep is long enough ago.
+    pub(crate) fn tick(&self) {
+        let now = now_ms();
+        if let Some(mut g) = self.inner.try_lock() {
+            if now.saturating_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4 && g.dirty_bytes > 0 {
+                self.sweep(&mut g, now, false);
+            }
+        }
+    }
+
+    /// Current counters.
+    pub(crate) fn stats(&self) -> SpanStats {
+        SpanStats {
+            mapped: self.mapped.load(Ordering::Relaxed),
+            dirty: self.inner.lock().dirty_bytes,
+        }
+    }
+
+    /// The cache's lock, for the fork handlers.
+    pub(crate) fn lock_for_fork(&self) -> &Lock<impl Sized> {
+        &self.inner
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<FreeSpan>() <= PAGE);
+const _: () = assert!(CHUNK % GRANULE == 0 && CHUNK >= MAX_SLAB_GRANULES * GRANULE);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::OS;
+
+    static CACHE: SpanCache<crate::os::Os> = SpanCache::new(&OS);
+
+    #[test]
+    fn spans_are_granule_aligned_distinct_and_mapped() {
+        let a = CACHE.acquire(1, 0).unwrap();
+        let b = CACHE.acquire(4, 0).unwrap();
+        let c = CACHE.acquire(8, 0).unwrap();
+        for (s, g) in [(a, 1), (b, 4), (c, 8)] {
+            let p = s.as_ptr() as usize;
+            assert_eq!(p % GRANULE, 0);
+            assert_eq!(PAGEMAP.lookup(p + g * GRANULE - 1), p as *mut SpanHead);
+            // SAFETY: the span is ours and `g` granules long.
+            unsafe { core::ptr::write_bytes(s.as_ptr(), 1, g * GRANULE) };
+        }
+        // SAFETY: spans from acquire, unused from here on.
+        unsafe {
+            CACHE.release(a, 1, 0);
+            CACHE.release(b, 4, 0);
+            CACHE.release(c, 8, 0);
+        }
+    }
+
+    #[test]
+    fn released_spans_are_reused_then_purged() {
+        let a = CACHE.acquire(2, 0).unwrap();
+        // SAFETY: from acquire, unused afterwards.
+        unsafe { CACHE.release(a, 2, 0) };
+        // SAFETY: the header of a cached span is readable.
+        assert_eq!(unsafe { (*a.as_ptr().cast::<SpanHead>()).tag }, TAG_FREE);
+        let b = CACHE.acquire(2, 0).unwrap();
+        assert_eq!(a, b, "the most recently freed span comes back first");
+        // SAFETY: ours; fill, release, purge, check the pages are dropped.
+        unsafe {
+            core::ptr::write_bytes(b.as_ptr(), 0x5a, 2 * GRANULE);
+            CACHE.release(b, 2, 0);
+        }
+        assert!(CACHE.purge_all() >= 2 * GRANULE);
+        // SAFETY: purged pages read as zero (OS source).
+        assert_eq!(unsafe { *b.as_ptr().add(PAGE + 100) }, 0);
+    }
+}

@@ -1,0 +1,123 @@
+//! Abandoned slabs: slabs with live blocks whose heap was given up.
+//!
+//! A heap given up (its thread exited and it could not be parked, it was
+//! parked too long, or `malloc_trim`) hands its empty slabs back to the
+//! span cache and the others to a global list per class, owned by nobody
+//! (`owner & !OWNER_FLAGS == 0`). Their blocks can still be freed by any
+//! thread (under the list's lock); the last free gives the span back; a
+//! thread short of blocks of that class adopts one instead of taking a
+//! fresh span.
+//!
+//! Invariants, under the lock: a slab is on `ABANDONED[c]` exactly when
+//! its owner (without flags) is 0, and then `c` is its class. Lock order:
+//! this lock, then the span cache's.
+//!
+//! Uses: `core::config`, `core::size_class`, `core::slab`, `heap::slabs`,
+//! `heap::types`, `util::diag`, `util::lock`.
+
+use crate::core::config::free_key;
+use crate::core::size_class::NUM_CLASSES;
+use crate::core::slab::{marked_freed, Block, Slab, OWNER_INTERIOR};
+use crate::heap::slabs::release_slab;
+use crate::heap::types::{Heap, HeapLocal, SlabList, EMPTY_LIST};
+use crate::util::lock::Lock;
+use core::sync::atomic::Ordering;
+
+/// The abandoned slabs of each class.
+struct Lists([SlabList; NUM_CLASSES]);
+// SAFETY: only touched under the ABANDONED lock.
+unsafe impl Send for Lists {}
+
+static ABANDONED: Lock<Lists> = Lock::new(Lists([EMPTY_LIST; NUM_CLASSES]));
+
+/// Take one abandoned slab of `class` into `heap` (last in its `avail`
+/// list). False when there is none.
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+pub(crate) unsafe fn adopt(heap: *mut Heap, class: usize) -> bool {
+    let s = {
+        let mut lists = ABANDONED.lock();
+        let s = lists.0[class].pop_front();
+        if s.is_null() {
+            return false;
+        }
+        // SAFETY: an abandoned slab, taken off the list under the lock.
+        unsafe {
+            let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
+            (*s).head
+                .owner
+                .store((*heap).local.owner_word | flags, Ordering::Release);
+        }
+        s
+    };
+    // SAFETY: the slab is ours now; a remote free racing with the owner
+    // change lands on our remote queue.
+    unsafe { (*heap).local.avail[class].push_back(s) };
+    true
+}
+
+/// Empty every slab list of a heap being given up: empty slabs go back
+/// to the span cache, the others to the abandoned lists.
+///
+/// # Safety
+/// Nobody else uses the heap of `h`; its current slabs are cleared.
+pub(crate) unsafe fn abandon_slabs(h: &mut HeapLocal) {
+    let mut lists = ABANDONED.lock();
+    for class in 0..=NUM_CLASSES {
+        let list = if class == NUM_CLASSES {
+            &mut h.full
+        } else {
+            &mut h.avail[class]
+        };
+        loop {
+            let s = list.pop_front();
+            if s.is_null() {
+                break;
+            }
+            // SAFETY: a slab of the heap, off its list; the lock is held.
+            unsafe {
+                if (*s).used == 0 {
+                    release_slab(s);
+                    continue;
+                }
+                let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
+                (*s).head.owner.store(flags, Ordering::Release);
+                lists.0[(*s).class as usize].push_back(s);
+            }
+        }
+    }
+}
+
+/// Free block `b` of `slab`, which was abandoned when the caller looked:
+/// under the lock, unless a thread adopted the slab meanwhile (then false:
+/// the caller dispatches again). `user` as in `slabs::free_in`.
+///
+/// # Safety
+/// `b` is a block of `slab`, a live slab.
+pub(crate) unsafe fn free_abandoned(slab: *mut Slab, b: *mut Block, user: usize) -> bool {
+    let key = free_key();
+    let mut lists = ABANDONED.lock();
+    // SAFETY: the slab is live while `b` is; abandoned slabs are only
+    // touched under this lock.
+    unsafe {
+        if (*slab).head.owner.load(Ordering::Acquire) & !crate::core::slab::OWNER_FLAGS != 0 {
+            return false;
+        }
+        if user != 0 && marked_freed(b, key) && (*slab).is_on_free_lists(b as usize) {
+            drop(lists);
+            crate::util::diag::fatal("free(): double free", user);
+        }
+        if (*slab).push_local(b, key) {
+            lists.0[(*slab).class as usize].remove(slab);
+            drop(lists);
+            release_slab(slab);
+        }
+    }
+    true
+}
+
+/// The lock, for the fork handlers.
+pub(crate) fn lock_for_fork() -> &'static Lock<impl Sized> {
+    &ABANDONED
+}

@@ -1,0 +1,329 @@
+//! Medium blocks (the classes above `DIRECT_MAX`, 1.25-32 KiB): per-CPU
+//! heaps under a lock, and a small per-thread cache in front of them.
+//!
+//! Why per CPU: a thread heap keeps, per class, the pages of its highest
+//! demand ever, so `threads x classes` high-water marks add up. For small
+//! blocks that is a page or two per class and buys a lock-free fast path;
+//! for blocks of 1.25-32 KiB it is several pages per class per thread,
+//! while these requests are rare and each one already costs its caller
+//! far more than a lock. Sharing them per CPU turns the sum of per-thread
+//! peaks into a per-CPU peak, as jemalloc's arenas and tcmalloc's per-CPU
+//! caches do.
+//!
+//! Invariants:
+//! - a shard's heap is touched only under its lock; it is never parked,
+//!   abandoned or given up, and made (empty, owner word = its address)
+//!   at its first allocation;
+//! - every slab it owns has `owner & !OWNER_FLAGS ==` the shard heap's
+//!   address, so a free by any thread misses the thread fast path and is
+//!   sent here, never to a remote queue;
+//! - a block in a thread's medium cache is a live block of a shard slab
+//!   that the thread freed (it carries the free mark); the cache's
+//!   counters are those of `heap::types`.
+//!
+//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `core::slab`,
+//! `heap::slabs`, `heap::tls`, `heap::types`, `os::process`, `util::diag`,
+//! `util::lock`.
+
+use crate::core::config::free_key;
+use crate::core::pagemap::PAGEMAP;
+use crate::core::size_class::{CLASS_SIZE, SHARED_FROM};
+use crate::core::slab::{mark_freed, marked_freed, Block, Slab, OWNER_FLAGS};
+use crate::heap::slabs;
+use crate::heap::types::{is_thread_heap, Heap, MCACHE_BYTES, MCACHE_CLASSES, MCACHE_MAX};
+use crate::util::lock::{self, Lock};
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Shards in the table; CPU `n` uses shard `n % MAX_SHARDS`.
+const MAX_SHARDS: usize = 64;
+
+/// One CPU's medium-class heap and the lock that guards it. The table is
+/// all zeroes, so it sits in .bss (a table of ready-made heaps, full of
+/// pointers to the empty slab, cost 200 KiB of relocations and data pages
+/// resident in every process); a heap is made at its first use.
+#[repr(C, align(64))]
+struct Shard {
+    lock: Lock<ShardState>,
+    heap: UnsafeCell<MaybeUninit<Heap>>,
+}
+
+/// What the lock guards besides the heap.
+struct ShardState {
+    /// The heap was made.
+    made: bool,
+    /// Allocations since the last upkeep.
+    allocs: u32,
+}
+
+/// Allocations from a shard between two upkeeps.
+const UPKEEP_EVERY: u32 = 256;
+
+#[repr(transparent)]
+struct Shards([Shard; MAX_SHARDS]);
+
+// SAFETY: each shard's heap is only touched while its lock is held.
+unsafe impl Sync for Shards {}
+
+static SHARDS: Shards = Shards(
+    [const {
+        Shard {
+            lock: Lock::new(ShardState {
+                made: false,
+                allocs: 0,
+            }),
+            heap: UnsafeCell::new(MaybeUninit::uninit()),
+        }
+    }; MAX_SHARDS],
+);
+
+/// Shard heaps made so far.
+static MADE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many shard heaps were made (one per CPU that allocated a medium
+/// block).
+pub(crate) fn made() -> usize {
+    MADE.load(Ordering::Relaxed)
+}
+
+/// Medium allocations between two looks at which CPU a thread runs on.
+const CPU_RECHECK: u32 = 64;
+
+/// The shard of the CPU the calling thread runs on, or ran on a few
+/// allocations ago (kept in its heap; a thread without one asks every
+/// time). A thread that moved keeps its old shard for a while: that costs
+/// locality, never correctness.
+#[inline]
+fn current_shard() -> &'static Shard {
+    let heap = crate::heap::tls::heap();
+    let cpu = || (crate::os::process::cpu() % MAX_SHARDS) as u32;
+    let i = if is_thread_heap(heap) {
+        // SAFETY: the calling thread's own heap.
+        unsafe {
+            let h = &mut (*heap).local;
+            if h.shard_uses == 0 {
+                h.shard = cpu();
+                h.shard_uses = CPU_RECHECK;
+            }
+            h.shard_uses -= 1;
+            h.shard
+        }
+    } else {
+        cpu()
+    };
+    &SHARDS.0[i as usize % MAX_SHARDS]
+}
+
+/// Is `h` (an owner word without its flags) one of the shard heaps?
+#[inline]
+pub(crate) fn owns(h: usize) -> bool {
+    let first = SHARDS.0.as_ptr() as usize;
+    h >= first && h < first + core::mem::size_of::<Shards>()
+}
+
+/// The shard whose heap is at `h` (`owns(h)` must hold).
+fn shard_of(h: usize) -> &'static Shard {
+    let i = (h - SHARDS.0.as_ptr() as usize) / core::mem::size_of::<Shard>();
+    &SHARDS.0[i]
+}
+
+/// Allocate a block of medium class `class` from the calling CPU's
+/// shard; null (errno `ENOMEM`) when out of memory. The second value
+/// says that periodic upkeep is due (the caller runs it: never under a
+/// heap lock).
+///
+/// # Safety
+/// `SHARED_FROM <= class < NUM_CLASSES`; the process is initialised.
+#[inline(never)]
+pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
+    let s = current_shard();
+    let mut st = s.lock.lock();
+    let heap = s.heap.get().cast::<Heap>();
+    // SAFETY: the lock makes us the heap's only user; the heap is made
+    // (with its owner word) before its first use; `class` is in range
+    // (contract).
+    let p = unsafe {
+        if !st.made {
+            heap.write(Heap::empty());
+            (*heap).local.owner_word = heap as usize;
+            st.made = true;
+            MADE.fetch_add(1, Ordering::Relaxed);
+        }
+        let slab = (*heap).local.current[class];
+        let b = (*slab).pop();
+        if !b.is_null() {
+            b.cast()
+        } else {
+            // Blocks freed here since the last refill first: a LIFO loop
+            // on a class with few blocks per page (every medium class)
+            // would otherwise take the slow path on every call.
+            let b = slabs::pop_local_free(slab);
+            if !b.is_null() {
+                b
+            } else {
+                let h = &mut (*heap).local;
+                match slabs::pop_from_avail(h, class) {
+                    Some(b) => b,
+                    None => slabs::pop_from_new_slab(h, class),
+                }
+            }
+        }
+    };
+    st.allocs += 1;
+    let upkeep = st.allocs >= UPKEEP_EVERY;
+    if upkeep {
+        st.allocs = 0;
+    }
+    (p, upkeep)
+}
+
+/// Free block `b` of `slab`, owned by the shard heap at `h`, under the
+/// shard's lock (`user` as in `slabs::free_in`).
+///
+/// # Safety
+/// `owns(h)`, `slab` is a live slab whose owner is `h`, `b` one of its
+/// blocks.
+#[inline(never)]
+unsafe fn free_locked(h: usize, slab: *mut Slab, b: *mut Block, user: usize) {
+    let s = shard_of(h);
+    let _guard = s.lock.lock();
+    // SAFETY: a shard heap that owns a slab was made; shard slabs never
+    // change owner, so `h` still owns `slab`; the lock makes us the heap's
+    // only user.
+    unsafe { slabs::free_in(s.heap.get().cast(), slab, b, user) }
+}
+
+/// Free block `b` of medium slab `slab`, owned by the shard heap at
+/// `shard`: into the calling thread's medium cache if it has room, else
+/// under the shard's lock. `user` as in `slabs::free_in`; when it is not
+/// 0, `heap` is the calling thread's heap.
+///
+/// # Safety
+/// `owns(shard)`, which owns `slab`; `b` is one of its blocks.
+#[inline]
+pub(crate) unsafe fn free(
+    heap: *mut Heap,
+    shard: usize,
+    slab: *mut Slab,
+    b: *mut Block,
+    user: usize,
+) {
+    // SAFETY: contract.
+    unsafe {
+        if user != 0 {
+            let key = free_key();
+            // Every handout of a medium block (from a slab or a thread's
+            // medium cache) clears the mark: a block holding it was freed
+            // and not handed out since.
+            if marked_freed(b, key) {
+                crate::util::diag::fatal("free(): double free", user);
+            }
+            if is_thread_heap(heap) && cache_push(heap, slab, b, key) {
+                return;
+            }
+        }
+        free_locked(shard, slab, b, user)
+    }
+}
+
+/// A block of medium class `class` from the thread's medium cache, or
+/// null.
+///
+/// # Safety
+/// `heap` is the calling thread's heap (a thread heap); `class` medium.
+#[inline]
+pub(crate) unsafe fn cache_pop(heap: *mut Heap, class: usize) -> *mut u8 {
+    // SAFETY: contract: our own heap; cached blocks are ours.
+    unsafe {
+        let h = &mut (*heap).local;
+        let i = class - SHARED_FROM;
+        let b = h.mcache[i];
+        if !b.is_null() {
+            h.mcache[i] = (*b).next;
+            h.mcache_n[i] -= 1;
+            h.mcache_bytes -= CLASS_SIZE[class];
+            (*b).key = 0;
+        }
+        b.cast()
+    }
+}
+
+/// Keep `b`, a medium block the calling thread frees, in its medium cache
+/// if there is room.
+unsafe fn cache_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block, key: usize) -> bool {
+    // SAFETY: our own heap; `b` is a medium block being freed.
+    unsafe {
+        let h = &mut (*heap).local;
+        let class = (*slab).class as usize;
+        let i = class - SHARED_FROM;
+        let size = CLASS_SIZE[class];
+        if h.mcache_n[i] >= MCACHE_MAX || h.mcache_bytes + size > MCACHE_BYTES {
+            return false;
+        }
+        (*b).next = h.mcache[i];
+        mark_freed(b, key);
+        h.mcache[i] = b;
+        h.mcache_n[i] += 1;
+        h.mcache_bytes += size;
+        true
+    }
+}
+
+/// Give every block of `heap`'s medium cache back to its per-CPU heap
+/// (thread exit, giving a heap up, `malloc_trim`). Takes shard locks: not
+/// to be called with any other allocator lock held.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, or one nobody else uses.
+pub(crate) unsafe fn flush_cache(heap: *mut Heap) {
+    // SAFETY: contract; cached blocks are live medium blocks of shard
+    // slabs (double frees were checked already), freed with `user == 0`.
+    unsafe {
+        let h = &mut (*heap).local;
+        for i in 0..MCACHE_CLASSES {
+            let mut b = core::mem::replace(&mut h.mcache[i], null_mut());
+            while !b.is_null() {
+                let next = (*b).next;
+                let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
+                let owner = (*slab).head.owner.load(Ordering::Acquire) & !OWNER_FLAGS;
+                free_locked(owner, slab, b, 0);
+                b = next;
+            }
+            h.mcache_n[i] = 0;
+        }
+        h.mcache_bytes = 0;
+    }
+}
+
+/// Give back every empty slab the shards hold, the current ones included
+/// (`malloc_trim`).
+pub(crate) fn trim() {
+    for s in &SHARDS.0 {
+        let st = s.lock.lock();
+        if st.made {
+            // SAFETY: a made heap, under its lock.
+            unsafe { slabs::release_empty(s.heap.get().cast()) };
+        }
+    }
+}
+
+/// Take every shard lock (fork prepare; before the global locks the shard
+/// paths may take: heap pool, abandoned slabs, span and large caches).
+pub(crate) fn hold_all() {
+    for s in &SHARDS.0 {
+        lock::hold(&s.lock);
+    }
+}
+
+/// Release the locks taken by [`hold_all`].
+///
+/// # Safety
+/// As [`lock::release`].
+pub(crate) unsafe fn release_all() {
+    for s in SHARDS.0.iter().rev() {
+        // SAFETY: forwarded contract.
+        unsafe { lock::release(&s.lock) };
+    }
+}

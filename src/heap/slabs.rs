@@ -1,0 +1,191 @@
+//! A heap's own slabs: taking blocks from them, giving blocks back to
+//! them, and slabs coming and going — the operations a thread heap and a
+//! per-CPU heap share (the caller makes sure it owns the heap: its
+//! thread, or the per-CPU heap's lock).
+//!
+//! Invariant kept here, for a slab that is on a list of its heap and not
+//! its class's biased (current) slab:
+//! `used + |free| + |local_free| + (end - bump) / block_size == capacity`.
+//! The biased slab's `used` carries [`CURRENT_BIAS`] and is not counted
+//! by malloc; it is recounted when the slab stops being current.
+//!
+//! Uses: `core::config`, `core::size_class`, `core::slab`, `core::span`,
+//! `heap::types`, `os::errno`, `util::diag`.
+
+use crate::core::config::free_key;
+use crate::core::size_class::{NUM_CLASSES, SLAB_GRANULES};
+use crate::core::slab::{Block, Slab, OWNER_FULL};
+use crate::core::span::SPANS;
+use crate::heap::types::{Heap, HeapLocal, CURRENT_BIAS};
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Slabs alive per class (kept always; slow paths only).
+pub(crate) static SLABS_LIVE: [AtomicUsize; NUM_CLASSES] =
+    [const { AtomicUsize::new(0) }; NUM_CLASSES];
+
+/// Move the blocks the owner freed into the current slab's `free` list
+/// and pop one; null when there were none.
+///
+/// # Safety
+/// `slab` is a slab of a heap the caller owns.
+#[inline(always)]
+pub(crate) unsafe fn pop_local_free(slab: *mut Slab) -> *mut u8 {
+    // SAFETY: contract: owner-only fields.
+    unsafe {
+        if (*slab).local_free.is_null() {
+            return null_mut();
+        }
+        (*slab).free = (*slab).local_free;
+        (*slab).local_free = null_mut();
+        (*slab).pop().cast()
+    }
+}
+
+/// Pop from the first slab of `avail[class]` that has a free block,
+/// moving exhausted slabs to the full list.
+///
+/// # Safety
+/// The caller owns the heap of `h`.
+pub(crate) unsafe fn pop_from_avail(h: &mut HeapLocal, class: usize) -> Option<*mut u8> {
+    let key = free_key();
+    loop {
+        let s = h.avail[class].first;
+        if s.is_null() {
+            h.set_current(class);
+            return None;
+        }
+        // SAFETY: `s` is a slab of this heap (list invariant).
+        unsafe {
+            if (*s).refill(key) {
+                h.set_current(class);
+                return Some((*s).pop().cast());
+            }
+            h.avail[class].remove(s);
+            h.uncache_slab(s);
+            (*s).head.owner.fetch_or(OWNER_FULL, Ordering::Relaxed);
+            h.full.push_back(s);
+        }
+    }
+}
+
+/// Give the heap a new slab of `class` from the span cache, make it the
+/// current one and pop its first block; null (errno `ENOMEM`) when no
+/// span can be had.
+///
+/// # Safety
+/// The caller owns the heap of `h`.
+pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut u8 {
+    let span = match SPANS.acquire(SLAB_GRANULES[class] as usize, class as u32) {
+        Some(s) => s,
+        None => {
+            crate::os::errno::set(libc::ENOMEM);
+            return null_mut();
+        }
+    };
+    // SAFETY: a fresh span of the class's size, ours alone.
+    unsafe {
+        let s = Slab::init(span.as_ptr(), class, h.owner_word);
+        SLABS_LIVE[class].fetch_add(1, Ordering::Relaxed);
+        h.avail[class].push_front(s);
+        h.set_current(class);
+        (*s).refill(free_key());
+        (*s).pop().cast()
+    }
+}
+
+/// Give a slab's span back to the span cache.
+///
+/// # Safety
+/// Nobody uses the slab any more, and it is on no list.
+pub(crate) unsafe fn release_slab(slab: *mut Slab) {
+    // SAFETY: contract.
+    unsafe {
+        SLABS_LIVE[(*slab).class as usize].fetch_sub(1, Ordering::Relaxed);
+        let granules = (*slab).head.granules as usize;
+        SPANS.release(NonNull::new_unchecked(slab.cast()), granules, (*slab).class);
+    }
+}
+
+/// Free a block of one of the heap's own slabs, whatever its flags.
+/// `user` is the pointer the program passed (named in error messages);
+/// 0 skips the double-free check (blocks from remote queues and medium
+/// caches were checked when first freed).
+///
+/// # Safety
+/// The caller owns `heap`, which owns `slab`; `b` is a block of `slab`.
+pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
+    let key = free_key();
+    // SAFETY: contract: our heap and slab; owner-only fields.
+    unsafe {
+        if user != 0
+            && crate::core::slab::marked_freed(b, key)
+            && (*slab).is_on_free_lists(b as usize)
+        {
+            crate::util::diag::fatal("free(): double free", user);
+        }
+        let h = &mut (*heap).local;
+        if (*slab).head.owner.load(Ordering::Relaxed) & OWNER_FULL != 0 {
+            h.full.remove(slab);
+            (*slab).head.owner.fetch_and(!OWNER_FULL, Ordering::Relaxed);
+            let class = (*slab).class as usize;
+            h.avail[class].push_back(slab);
+            if h.avail[class].first == slab {
+                h.set_current(class);
+            }
+        }
+        if (*slab).push_local(b, key) {
+            slab_emptied(heap, slab);
+        }
+    }
+}
+
+/// A slab of ours reached `used == 0`: give it back. (The current slab
+/// of a class reaches 0 only after 2^31 frees without a count, since
+/// malloc does not count on it: then its bias is renewed instead.)
+///
+/// # Safety
+/// The caller owns `heap`, which owns `slab`, on an `avail` list.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
+    // SAFETY: contract (emptied slabs are never on the full list: the
+    // full flag is cleared before the push).
+    unsafe {
+        let h = &mut (*heap).local;
+        let class = (*slab).class as usize;
+        if h.biased[class] == slab {
+            (*slab).used = CURRENT_BIAS + (*slab).exact_used();
+            return;
+        }
+        h.avail[class].remove(slab);
+        h.uncache_slab(slab);
+        release_slab(slab);
+    }
+}
+
+/// Give back every slab of `h` without a live block, the current slabs
+/// included (`malloc_trim`, on the per-CPU heaps and the caller's heap).
+///
+/// # Safety
+/// The caller owns `h`.
+pub(crate) unsafe fn release_empty(h: *mut Heap) {
+    // SAFETY: contract; the slabs on `avail` are ours.
+    unsafe {
+        let h = &mut (*h).local;
+        h.clear_current();
+        for c in 0..NUM_CLASSES {
+            let mut s = h.avail[c].first;
+            while !s.is_null() {
+                let next = (*s).next;
+                if (*s).used == 0 {
+                    h.avail[c].remove(s);
+                    h.uncache_slab(s);
+                    release_slab(s);
+                }
+                s = next;
+            }
+            h.set_current(c);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The calling thread's heap pointer.
+//!
+//! One `const`-initialised, `Drop`-free thread-local word per thread,
+//! starting at the static empty heap so the fast paths need no
+//! "initialised?" branch: the empty heap's slabs have no free blocks, so
+//! the first `malloc` of a thread falls into the slow path, which creates
+//! the thread's heap.
+//!
+//! Why assembly: in a cdylib, stable Rust compiles thread-locals to the
+//! general-dynamic model, where every access calls `__tls_get_addr` (about
+//! as expensive as the whole malloc fast path). On x86-64 we define the
+//! variable ourselves in `.tdata` and read it with the initial-exec model:
+//! two instructions, `mov` from the GOT slot and a `%fs`-relative load.
+//! Initial-exec needs a few bytes of the static TLS surplus that glibc
+//! reserves for libraries loaded by `dlopen`; 8 bytes fit easily, so the
+//! library stays loadable by `dlopen` too. Other architectures use a plain
+//! `thread_local!` (correct, slower).
+//!
+//! Uses: `heap::types`.
+
+use crate::heap::types::Heap;
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use super::Heap;
+
+    // The thread-local word, initialised to the static empty heap: the
+    // relocated `.tdata` image is what glibc copies into each new thread.
+    core::arch::global_asm!(
+        ".pushsection .tdata,\"awT\",@progbits",
+        ".p2align 3",
+        ".globl mmpool_tls_heap",
+        ".hidden mmpool_tls_heap",
+        ".type mmpool_tls_heap,@object",
+        ".size mmpool_tls_heap,8",
+        "mmpool_tls_heap:",
+        ".quad {empty}",
+        ".popsection",
+        empty = sym crate::heap::types::EMPTY_HEAP,
+    );
+
+    /// The calling thread's heap (the empty heap until it has one).
+    #[inline(always)]
+    pub(crate) fn heap() -> *mut Heap {
+        let h: *mut Heap;
+        // SAFETY: reads this thread's copy of `mmpool_tls_heap` through its
+        // initial-exec GOT slot; no memory is written, the stack is unused.
+        unsafe {
+            core::arch::asm!(
+                "mov {h}, qword ptr [rip + mmpool_tls_heap@GOTTPOFF]",
+                "mov {h}, qword ptr fs:[{h}]",
+                h = out(reg) h,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        h
+    }
+
+    /// Make `h` the calling thread's heap.
+    #[inline]
+    pub(crate) fn set_heap(h: *mut Heap) {
+        // SAFETY: writes this thread's copy of `mmpool_tls_heap`, a word
+        // nobody else reads.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + mmpool_tls_heap@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {h}",
+                t = out(reg) _,
+                h = in(reg) h,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    use super::Heap;
+    use core::cell::Cell;
+
+    std::thread_local! {
+        static HEAP: Cell<*mut Heap> = const { Cell::new(core::ptr::null_mut()) };
+    }
+
+    /// The calling thread's heap (the empty heap until it has one).
+    #[inline(always)]
+    pub(crate) fn heap() -> *mut Heap {
+        let h = HEAP.with(|c| c.get());
+        if h.is_null() {
+            crate::heap::types::empty_heap()
+        } else {
+            h
+        }
+    }
+
+    /// Make `h` the calling thread's heap.
+    #[inline]
+    pub(crate) fn set_heap(h: *mut Heap) {
+        HEAP.with(|c| c.set(h));
+    }
+}
+
+pub(crate) use imp::{heap, set_heap};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_at_the_empty_heap_in_every_thread() {
+        std::thread::spawn(|| assert_eq!(heap(), crate::heap::types::empty_heap()))
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn is_per_thread() {
+        std::thread::spawn(|| {
+            let mine = 0x1000 as *mut Heap;
+            let before = heap();
+            set_heap(mine);
+            assert_eq!(heap(), mine);
+            std::thread::spawn(|| assert_eq!(heap(), crate::heap::types::empty_heap()))
+                .join()
+                .unwrap();
+            set_heap(before);
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -1,0 +1,314 @@
+//! The heap structure: size class -> current slab, the slab lists, the
+//! slab cache of the free fast path, the medium cache, the remote queue;
+//! the two static empty heaps; how the current slab of a class changes.
+//!
+//! A thread heap is touched by its thread only, except `remote`, where
+//! other threads push blocks they free (one CAS). The owner's part and
+//! the queue are separate fields so the owner can hold `&mut` to its part
+//! while other threads CAS on the queue.
+//!
+//! Invariants of a heap `h` (owner thread, or the thread giving it up):
+//! - `current[c]` is the first slab of `avail[c]`, or the empty slab
+//!   (always the empty slab when instrumented); `direct[i] ==
+//!   current[DIRECT_CLASS[i]]`;
+//! - `biased[c]` is the first slab of `avail[c]` (or the empty slab) and
+//!   is the only slab of the class whose `used` carries [`CURRENT_BIAS`];
+//! - every slab on `avail[c]` or `full` has `owner & !OWNER_FLAGS == h`,
+//!   and `OWNER_FULL` exactly when it is on `full`;
+//! - every slab cache entry is [`SLAB_CACHE_EMPTY`] or the header of a
+//!   slab on some `avail[c]` whose owner word is exactly `h`;
+//! - `mcache_bytes == sum over medium classes of mcache_n[i] * size`,
+//!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`.
+//!
+//! `heap::check` verifies all of them.
+//!
+//! Uses: `core::pagemap`, `core::size_class`, `core::slab`, `util::list`.
+
+use crate::core::pagemap::{SpanHead, TAG_SLAB};
+use crate::core::size_class::{CLASS_SIZE, DIRECT_LEN, DIRECT_MAX, MIN_ALIGN, NUM_CLASSES};
+use crate::core::slab::{Block, Slab, OWNER_INSTR};
+use crate::util::list::List;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicUsize};
+
+/// A list of slabs through their `next`/`prev` links.
+pub(crate) type SlabList = List<Slab>;
+
+pub(crate) const EMPTY_LIST: SlabList = SlabList::EMPTY;
+
+/// Medium classes (those at and above `SHARED_FROM`): served by the
+/// per-CPU heaps, cached a few at a time per thread.
+pub(crate) const MCACHE_CLASSES: usize = NUM_CLASSES - crate::core::size_class::SHARED_FROM;
+/// Blocks a thread's medium cache keeps per class.
+pub(crate) const MCACHE_MAX: u8 = 4;
+/// Bytes a thread's medium cache keeps in all: small enough that threads
+/// do not rebuild the per-thread high-water marks the per-CPU heaps
+/// removed, large enough that a thread freeing and allocating medium
+/// blocks of a few sizes skips the lock.
+pub(crate) const MCACHE_BYTES: u32 = 32 << 10;
+
+/// Entries of a heap's slab cache (a power of two).
+pub(crate) const SLAB_CACHE_LEN: usize = 64;
+/// A slab cache entry naming no slab (no granule starts at address 1).
+pub(crate) const SLAB_CACHE_EMPTY: usize = 1;
+
+/// Added to the `used` count of a heap's current slab of each class, so
+/// that the free fast path never sees it reach zero: a malloc/free loop
+/// on one block stays on the fast path instead of retiring and re-taking
+/// its slab every time, and malloc need not count at all. When the slab
+/// stops being current its count is recomputed.
+pub(crate) const CURRENT_BIAS: u32 = 1 << 31;
+
+/// A heap: the part only its owner touches, then the queue other
+/// threads push to.
+#[repr(C)]
+pub(crate) struct Heap {
+    /// Owner state (first: the fast path reads `direct` at offset 0).
+    pub(crate) local: HeapLocal,
+    /// Blocks freed by other threads, linked through their first word.
+    pub(crate) remote: AtomicPtr<Block>,
+}
+
+/// The owner part of a heap.
+#[repr(C)]
+pub(crate) struct HeapLocal {
+    /// `(size + 15) / 16` -> current slab of that size's class, for
+    /// requests up to 1 KiB: the malloc fast path is one load from here.
+    pub(crate) direct: [*mut Slab; DIRECT_LEN],
+    /// The slab cache of the free fast path: header addresses of slabs of
+    /// this heap that a free may push to without a page-map lookup,
+    /// indexed by granule number modulo [`SLAB_CACHE_LEN`].
+    pub(crate) slab_cache: [usize; SLAB_CACHE_LEN],
+    /// Current slab of each class.
+    pub(crate) current: [*mut Slab; NUM_CLASSES],
+    /// Slabs of each class with (or maybe with) free blocks.
+    pub(crate) avail: [SlabList; NUM_CLASSES],
+    /// Slabs without a free block.
+    pub(crate) full: SlabList,
+    /// The slab of each class carrying [`CURRENT_BIAS`]: the first of
+    /// `avail[c]`. Equal to `current[c]` unless the heap is instrumented.
+    pub(crate) biased: [*mut Slab; NUM_CLASSES],
+    /// What this heap's slabs hold in `owner`: its address, plus
+    /// `OWNER_INSTR` when instrumented (so frees miss the fast path too).
+    pub(crate) owner_word: usize,
+    /// Statistics, leak checks or tracing are on: no fast paths.
+    pub(crate) instrumented: bool,
+    /// An instrumentation hook runs on this thread (see `heap::hook`).
+    pub(crate) in_hook: bool,
+    /// Link in the heap pool's free or parked list.
+    pub(crate) pool_next: *mut Heap,
+    /// When the heap was parked.
+    pub(crate) parked_ms: u64,
+    /// Slow paths taken, for periodic upkeep.
+    pub(crate) slow_calls: u32,
+    /// The medium cache: per medium class, a few blocks this thread freed,
+    /// linked through their first word and carrying the free mark.
+    pub(crate) mcache: [*mut Block; MCACHE_CLASSES],
+    pub(crate) mcache_n: [u8; MCACHE_CLASSES],
+    pub(crate) mcache_bytes: u32,
+    /// The per-CPU heap this thread takes medium blocks from, and how many
+    /// more it takes before asking the CPU again (0: ask now).
+    pub(crate) shard: u32,
+    pub(crate) shard_uses: u32,
+}
+
+impl Heap {
+    /// A heap whose every class points at the empty slab, owned by nobody
+    /// (the static empty and exited heaps, and a new shard heap).
+    pub(crate) const fn empty() -> Heap {
+        Heap {
+            local: HeapLocal {
+                direct: [empty_slab_ptr(); DIRECT_LEN],
+                slab_cache: [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN],
+                current: [empty_slab_ptr(); NUM_CLASSES],
+                avail: [EMPTY_LIST; NUM_CLASSES],
+                full: EMPTY_LIST,
+                biased: [empty_slab_ptr(); NUM_CLASSES],
+                owner_word: 0,
+                instrumented: false,
+                in_hook: false,
+                pool_next: null_mut(),
+                parked_ms: 0,
+                slow_calls: 0,
+                mcache: [null_mut(); MCACHE_CLASSES],
+                mcache_n: [0; MCACHE_CLASSES],
+                mcache_bytes: 0,
+                shard: 0,
+                shard_uses: 0,
+            },
+            remote: AtomicPtr::new(null_mut()),
+        }
+    }
+}
+
+/// A static that holds raw pointers and is shared between threads.
+#[repr(transparent)]
+pub(crate) struct StaticCell<T>(pub(crate) T);
+// SAFETY: the wrapped statics are either never written (the empty slab) or
+// written only through atomics (the empty heaps' remote queues stay null:
+// no slab is ever owned by an empty heap).
+unsafe impl<T> Sync for StaticCell<T> {}
+
+/// The slab of the empty heap: no free block, owned by nobody, never
+/// written.
+pub(crate) static EMPTY_SLAB: StaticCell<Slab> = StaticCell(Slab {
+    head: SpanHead {
+        tag: TAG_SLAB,
+        granules: 0,
+        owner: AtomicUsize::new(0),
+    },
+    free: null_mut(),
+    local_free: null_mut(),
+    key: 0,
+    used: 0,
+    capacity: 0,
+    block_size: 0,
+    class: 0,
+    bump: AtomicUsize::new(0),
+    end: 0,
+    next: null_mut(),
+    prev: null_mut(),
+});
+
+/// Address of the empty slab.
+pub(crate) const fn empty_slab_ptr() -> *mut Slab {
+    &EMPTY_SLAB.0 as *const Slab as *mut Slab
+}
+
+/// The heap every thread starts with: all its slabs are the empty slab,
+/// so every allocation takes the slow path, which creates a real heap.
+/// (Named by the thread-local word's initial value in `tls`.)
+pub(crate) static EMPTY_HEAP: StaticCell<Heap> = StaticCell(Heap::empty());
+
+/// Address of the empty heap.
+#[inline(always)]
+pub(crate) fn empty_heap() -> *mut Heap {
+    &EMPTY_HEAP.0 as *const Heap as *mut Heap
+}
+
+/// The heap of a thread whose exit destructor already ran: empty like
+/// [`EMPTY_HEAP`], but a heap created from it is a *late* heap.
+static EXITED_HEAP: StaticCell<Heap> = StaticCell(Heap::empty());
+
+/// Address of the exited-thread heap.
+#[inline]
+pub(crate) fn exited_heap() -> *mut Heap {
+    &EXITED_HEAP.0 as *const Heap as *mut Heap
+}
+
+/// Is `h` a heap a thread owns (not one of the two static empty ones)?
+#[inline]
+pub(crate) fn is_thread_heap(h: *mut Heap) -> bool {
+    h != empty_heap() && h != exited_heap()
+}
+
+#[inline(always)]
+pub(crate) fn slab_cache_index(addr: usize) -> usize {
+    (addr >> crate::core::size_class::GRANULE_SHIFT) & (SLAB_CACHE_LEN - 1)
+}
+
+impl HeapLocal {
+    /// Let frees of `s`'s blocks skip the page map. Only for a slab of
+    /// this heap on `avail`, with no owner flag.
+    #[inline(always)]
+    pub(crate) fn cache_slab(&mut self, s: *mut Slab) {
+        self.slab_cache[slab_cache_index(s as usize)] = s as usize;
+    }
+
+    /// Forget `s` in the slab cache (it is about to become full, flagged,
+    /// released or given up).
+    #[inline]
+    pub(crate) fn uncache_slab(&mut self, s: *mut Slab) {
+        let e = &mut self.slab_cache[slab_cache_index(s as usize)];
+        if *e == s as usize {
+            *e = SLAB_CACHE_EMPTY;
+        }
+    }
+
+    /// Re-point `current[class]` (and its direct entries) at the first
+    /// slab of `avail[class]`, moving the bias from the old current slab
+    /// to the new. The old current slab must still be alive (on a list of
+    /// this heap).
+    pub(crate) fn set_current(&mut self, class: usize) {
+        let new = if self.avail[class].first.is_null() {
+            empty_slab_ptr()
+        } else {
+            self.avail[class].first
+        };
+        let old = self.biased[class];
+        if old != new {
+            // SAFETY: non-empty biased slabs are live slabs of this heap
+            // (callers keep the old one alive until this call).
+            unsafe {
+                if old != empty_slab_ptr() {
+                    // malloc does not count on the current slab: count now.
+                    (*old).used = (*old).exact_used();
+                }
+                if new != empty_slab_ptr() {
+                    (*new).used += CURRENT_BIAS;
+                }
+            }
+            self.biased[class] = new;
+        }
+        let published = if self.instrumented {
+            empty_slab_ptr()
+        } else {
+            new
+        };
+        if self.current[class] == published {
+            return;
+        }
+        self.current[class] = published;
+        let bs = CLASS_SIZE[class] as usize;
+        if bs <= DIRECT_MAX {
+            let lo = if class == 0 {
+                0
+            } else {
+                CLASS_SIZE[class - 1] as usize / MIN_ALIGN + 1
+            };
+            let hi = bs / MIN_ALIGN;
+            for e in &mut self.direct[lo..=hi] {
+                *e = published;
+            }
+        }
+    }
+
+    /// Make every class's current slab the empty slab, unbiasing the old
+    /// ones.
+    pub(crate) fn clear_current(&mut self) {
+        let saved = core::mem::replace(&mut self.avail, [EMPTY_LIST; NUM_CLASSES]);
+        for c in 0..NUM_CLASSES {
+            self.set_current(c);
+        }
+        self.avail = saved;
+    }
+}
+
+/// Make a fresh heap struct in place; `instrumented` routes all its
+/// allocations and frees through the slow paths.
+///
+/// # Safety
+/// `h` must point to writable memory for a `Heap` nobody else uses (a
+/// pooled heap's queue is closed and empty).
+pub(crate) unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
+    // SAFETY: contract.
+    unsafe {
+        h.write(Heap::empty());
+        (*h).local.instrumented = instrumented;
+        (*h).local.owner_word = h as usize | if instrumented { OWNER_INSTR } else { 0 };
+    }
+}
+
+/// Take over a parked heap: its slabs, current slabs and remote queue
+/// are as its last thread left them.
+///
+/// # Safety
+/// `h` must be a parked heap taken off the parked list.
+pub(crate) unsafe fn unpark(h: *mut Heap) {
+    // SAFETY: contract.
+    unsafe {
+        (*h).local.in_hook = false;
+        (*h).local.pool_next = null_mut();
+        (*h).local.shard_uses = 0;
+    }
+}

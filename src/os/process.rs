@@ -1,0 +1,112 @@
+//! Facts about the process and its threads: resident memory, thread
+//! ids, the CPU a thread runs on, the randomness the kernel gave us.
+//!
+//! Uses: `os::errno`.
+
+/// The kernel's id of the calling thread.
+pub(crate) fn gettid() -> i32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Has thread `tid` of this process exited?
+pub(crate) fn thread_gone(tid: i32) -> bool {
+    let _errno = crate::os::errno::ErrnoGuard::save();
+    // SAFETY: signal 0 only checks that the thread exists.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, 0) };
+    r == -1 && crate::os::errno::get() == libc::ESRCH
+}
+
+/// The process id.
+pub(crate) fn pid() -> u32 {
+    // SAFETY: getpid has no preconditions.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// The CPU the calling thread runs on now (0 when unknown). It may move
+/// at any time: use it for locality, never for correctness.
+#[inline]
+pub(crate) fn cpu() -> usize {
+    // SAFETY: sched_getcpu has no preconditions (glibc reads the rseq
+    // area or calls the vDSO; it does not allocate).
+    let c = unsafe { libc::sched_getcpu() };
+    if c < 0 {
+        0
+    } else {
+        c as usize
+    }
+}
+
+/// Give the processor away (lock back-off).
+#[inline]
+pub(crate) fn yield_now() {
+    // SAFETY: sched_yield has no preconditions.
+    unsafe {
+        libc::sched_yield();
+    }
+}
+
+/// A random word from the 16 bytes the kernel put in the auxiliary
+/// vector (no syscall, no allocation); `fallback` mixed with a constant
+/// when there are none.
+pub(crate) fn random_word(fallback: usize) -> usize {
+    // SAFETY: getauxval has no preconditions; AT_RANDOM points to 16
+    // readable bytes when present.
+    unsafe {
+        let r = libc::getauxval(libc::AT_RANDOM) as *const usize;
+        if r.is_null() {
+            fallback ^ 0x9e37_79b9_7f4a_7c15
+        } else {
+            r.read_unaligned() ^ r.add(1).read_unaligned().rotate_left(17)
+        }
+    }
+}
+
+/// Current and peak resident set size in bytes, from /proc/self/status
+/// (0, 0 when it cannot be read).
+pub(crate) fn rss() -> (usize, usize) {
+    let mut buf = [0u8; 4096];
+    // SAFETY: NUL-terminated path; `buf` is a valid buffer.
+    let n = unsafe {
+        let fd = libc::open(
+            c"/proc/self/status".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return (0, 0);
+        }
+        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+        libc::close(fd);
+        n
+    };
+    if n <= 0 {
+        return (0, 0);
+    }
+    let text = &buf[..n as usize];
+    let field = |name: &[u8]| -> usize {
+        text.split(|&c| c == b'\n')
+            .find(|l| l.starts_with(name))
+            .map(|l| {
+                l.iter()
+                    .filter(|c| c.is_ascii_digit())
+                    .fold(0usize, |a, &c| a * 10 + (c - b'0') as usize)
+            })
+            .unwrap_or(0)
+            * 1024
+    };
+    (field(b"VmRSS:"), field(b"VmHWM:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_are_plausible() {
+        let (rss, peak) = rss();
+        assert!(rss > 0 && peak >= rss);
+        assert!(!thread_gone(gettid()));
+        // The kernel's bytes, not the fallback: the same word every time.
+        assert_eq!(random_word(1), random_word(2));
+    }
+}
