@@ -795,18 +795,30 @@ static char TU_UNUSED *tu_read_file(const char *path, bool *exists)
 /* Where things are: this binary, its helper programs, the library,     */
 /* a scratch directory.                                                 */
 
-/* The directory of this binary (/proc/self/exe), "" if unknown. */
+/* The path of this binary ("/proc/self/exe" resolved). */
+static const char TU_UNUSED *tu_self_exe(void)
+{
+    static char path[4096];
+    if (path[0] == 0) {
+        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+        if (n <= 0)
+            return "/proc/self/exe";
+        path[n] = 0;
+    }
+    return path;
+}
+
+/* The directory of this binary, "" if unknown. */
 static const char TU_UNUSED *tu_self_dir(void)
 {
     static char dir[4096];
     if (dir[0] == 0) {
-        ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-        if (n <= 0)
-            n = 0;
-        dir[n] = 0;
+        snprintf(dir, sizeof dir, "%s", tu_self_exe());
         char *slash = strrchr(dir, '/');
         if (slash)
             *slash = 0;
+        else
+            dir[0] = 0;
     }
     return dir;
 }

@@ -162,8 +162,11 @@ selected() {
 # build NAME KIND -> 0 on success; compiler output in $BUILD/NAME.build.log
 # (NAME may be DIR/NAME: built into $BUILD/DIR/)
 build() {
-    local name=$1 kind=$2 log=$BUILD/$1.build.log
-    mkdir -p "$(dirname "$BUILD/$name")"
+    local name=$1 kind=$2 log=$BUILD/$1.build.log dir
+    dir=$(dirname "$BUILD/$name")
+    # a binary left by an earlier test of the folder's name is in the way
+    [[ -f $dir ]] && rm -f "$dir"
+    mkdir -p "$dir"
     : >"$log"
     case "$kind" in
         pool)
