@@ -55,7 +55,8 @@ static void test_reset_repeated_bounded(void)
     for (int c = 0; c < cycles; c++) {
         int n = 20 + (int)tu_below(&r, 200);
         for (int i = 0; i < n; i++) {
-            size_t s = tu_below(&r, 50) ? 8 + (size_t)tu_below(&r, 500) : 5000 + (size_t)tu_below(&r, 60000);
+            size_t s = tu_below(&r, 50) ? 8 + (size_t)tu_below(&r, 500)
+                                        : 5000 + (size_t)tu_below(&r, 60000);
             char *p = mmpool_arena_alloc(a, s);
             REQUIRE(p, "");
             p[0] = 1;

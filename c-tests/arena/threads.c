@@ -25,7 +25,8 @@ static void *thread_worker(void *arg)
     for (int round = 0; round < t->rounds; round++) {
         mmpool_arena_t *c = mmpool_arena_create_child(a, 0);
         for (int i = 0; i < N; i++) {
-            sz[i] = tu_below(&r, 20) ? 1 + (size_t)tu_below(&r, 700) : 5000 + (size_t)tu_below(&r, 50000);
+            sz[i] = tu_below(&r, 20) ? 1 + (size_t)tu_below(&r, 700)
+                                     : 5000 + (size_t)tu_below(&r, 50000);
             mmpool_arena_t *where = (i % 3 == 0 && c) ? c : a;
             p[i] = mmpool_arena_alloc(where, sz[i]);
             if (!p[i]) {
