@@ -14,7 +14,8 @@
 # folder but bench/ and programs/, which hold benchmarks and the programs
 # of scripts/test-programs.sh).  A file named *_prog.c is a helper
 # program that tests drive: it is only built (target/c/[DIR/]NAME),
-# before any test runs.  Tests are C files on c-tests/testutil.h.
+# before any test runs.  The tests' harness is c-tests/testutil.h
+# (arena_example is a plain program: README.md shows it).
 #
 # Every test is compiled with -Wall -Wextra -Werror (a warning fails it),
 # linked against libmmpool and run with LD_PRELOAD=libmmpool.so under a
