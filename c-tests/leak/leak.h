@@ -10,7 +10,8 @@
  * mtrace.c), checked with glibc's own `mtrace` script and `addr2line`;
  * overhead.c prints what the instrumentation costs (informational).
  *
- *   LD_PRELOAD=$PWD/target/release/libmmpool.so target/c/leak/NAME [--smoke|--full] [case...]
+ *   LD_PRELOAD=$PWD/target/release/libmmpool.so \
+ *       target/c/leak/NAME [--smoke|--full] [case...]
  *
  * They build nothing: they run the helper programs (the C-test runner
  * builds c-tests/leak/NAME_prog.c into target/c/leak/NAME_prog):
