@@ -1,9 +1,6 @@
 /* c-tests/api.c -- the malloc API edge cases, by name (glibc semantics). */
 #include "testutil.h"
 
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
-#define GiB ((size_t)1 << 30)
 #define PDMAX ((size_t)PTRDIFF_MAX)
 #define SENTINEL ((void *)(uintptr_t)0x5e5e5e50)
 
@@ -937,12 +934,7 @@ static void test_many_live_blocks(void)
     }
     tu_rng r;
     tu_rng_seed(&r, 99);
-    for (size_t i = n - 1; i > 0; i--) {       /* shuffle, then free */
-        size_t j = tu_below(&r, i + 1);
-        void *t = v[i];
-        v[i] = v[j];
-        v[j] = t;
-    }
+    tu_shuffle(v, n, &r);                      /* shuffle, then free */
     for (size_t i = 0; i < n; i++)
         xfree(v[i]);
     xfree(v);

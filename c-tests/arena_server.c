@@ -28,38 +28,22 @@
  * load, and checks that once every connection is closed no connection
  * arena is left and the bytes held are back to the listener's own.
  *
- *   arena_server [--smoke|--full]     (--smoke: a few seconds)
+ *   arena_server [--smoke|--full] [case...]     (--smoke: a few seconds)
  *
- * Output: `ok <case>` lines and report lines; `FAIL <case>: why` and exit
- * status 1 on any failure.  A global alarm() bounds the run. */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1
-#endif
+ * Cases (testutil.h): listen, wave_N (each wave drained back to the
+ * listener's memory), replies, server, cleanups_counted, request_arenas,
+ * memory_returned.  The first case that needs the load runs it (once);
+ * the others read what it recorded.  Report lines between the cases give
+ * the memory figures.  tu_alarm bounds the run. */
+#include "testutil.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
-#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <mmpool.h>
 
 /* ------------------------------------------------------------------ */
 /* Parameters                                                          */
@@ -83,71 +67,7 @@ static params_t P;
 #define MAX_REPEAT 4000
 
 /* ------------------------------------------------------------------ */
-/* Failure reporting                                                   */
-
-static volatile int g_failures;
-static pthread_mutex_t g_print_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *name, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    pthread_mutex_lock(&g_print_lock);
-    printf("FAIL %s: %s\n", name, msg);
-    fflush(stdout);
-    g_failures++;
-    pthread_mutex_unlock(&g_print_lock);
-}
-
-static void ok(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void ok(const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    pthread_mutex_lock(&g_print_lock);
-    printf("ok %s\n", msg);
-    fflush(stdout);
-    pthread_mutex_unlock(&g_print_lock);
-}
-
-static void on_alarm(int sig)
-{
-    (void)sig;
-    static const char m[] = "FAIL timeout: arena_server did not finish in time (alarm)\n";
-    ssize_t w = write(1, m, sizeof m - 1);
-    (void)w;
-    _exit(1);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    long v = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            v = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return v;
-}
+/* Helpers                                                             */
 
 static uint64_t fnv1a(const void *p, size_t n)
 {
@@ -654,14 +574,6 @@ static void client_error(const char *fmt, ...)
     }
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
 typedef struct {
     char *req;           /* request bytes */
     size_t req_len;
@@ -682,12 +594,12 @@ static void make_exchange(exchange_t *e, int w, int ci, int k, bool last, bool b
 {
     static const char alphabet[] =
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~";
-    uint64_t seed = mix64(((uint64_t)w << 40) ^ ((uint64_t)ci << 20) ^ (uint64_t)k);
-    uint64_t r1 = mix64(seed), r2 = mix64(seed + 1), r3 = mix64(seed + 2);
+    uint64_t seed = tu_splitmix(((uint64_t)w << 40) ^ ((uint64_t)ci << 20) ^ (uint64_t)k);
+    uint64_t r1 = tu_splitmix(seed), r2 = tu_splitmix(seed + 1), r3 = tu_splitmix(seed + 2);
     char payload[MAX_PAYLOAD + 1];
     size_t plen = 1 + r1 % MAX_PAYLOAD;
     for (size_t i = 0; i < plen; i++)
-        payload[i] = alphabet[mix64(seed + 10 + i) % (sizeof alphabet - 1)];
+        payload[i] = alphabet[tu_splitmix(seed + 10 + i) % (sizeof alphabet - 1)];
     payload[plen] = 0;
     unsigned n = (r2 % 16 == 0) ? 1 + (unsigned)(r2 >> 8) % (unsigned)P.max_n
                                 : 1 + (unsigned)(r2 >> 8) % 40;
@@ -917,9 +829,9 @@ static void *client_main(void *arg)
             }
         g_wave_drained = 0;
         __atomic_store_n(&g_wave_waiting, w, __ATOMIC_SEQ_CST);
-        double t0 = now_s();
+        double t0 = tu_now();
         while (!__atomic_load_n(&g_wave_drained, __ATOMIC_SEQ_CST)) {
-            if (now_s() - t0 > 20) {
+            if (tu_now() - t0 > 20) {
                 client_error("wave %d: the server did not see every close within 20 s", w);
                 goto out;
             }
@@ -946,39 +858,33 @@ out:
 }
 
 /* ================================================================== */
+/* The run: the listener, then the load (the first case that needs    */
+/* them starts them); what the cases check is recorded here.          */
 
-int main(int argc, char **argv)
+static const char *listen_error;  /* why there is no listener */
+static bool listener_up;
+static const char *load_error;    /* why the load could not run to its end */
+static double t_start;
+static totals_t base, peak, after;
+static long rss_base, rss_peak, rss_after;
+static size_t peak_conns;
+
+typedef struct {
+    bool seen;                    /* the server saw the wave drained */
+    size_t conn_arenas, held;     /* then */
+} wave_drain_t;
+
+static wave_drain_t *drains;      /* [1..P.waves] */
+
+static bool start_listener(void)
 {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    P = (params_t){ .waves = 3, .conns = 200, .rounds = 8, .max_n = 3000, .timeout_s = 60 };
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--full") == 0)
-            P = (params_t){ .waves = 10, .conns = 500, .rounds = 40, .max_n = MAX_REPEAT,
-                            .timeout_s = 600 };
-        else if (strcmp(argv[i], "--smoke") == 0)
-            ;
-        else {
-            fprintf(stderr, "usage: %s [--smoke|--full]\n", argv[0]);
-            return 2;
-        }
-    }
-    signal(SIGALRM, on_alarm);
-    signal(SIGPIPE, SIG_IGN);
-    alarm((unsigned)P.timeout_s);
-    double t_start = now_s();
-
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)(2 * P.conns + 64)) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
-
+    t_start = tu_now();
     /* the listener and its own arena */
     S.arena = mmpool_arena_create(0);
     int *lfd_slot = S.arena ? mmpool_arena_alloc(S.arena, sizeof *lfd_slot) : NULL;
     if (!lfd_slot) {
-        fail("listen", "cannot create the listener's arena");
-        return 1;
+        listen_error = "cannot create the listener's arena";
+        return false;
     }
     S.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     *lfd_slot = S.lfd;
@@ -989,13 +895,13 @@ int main(int argc, char **argv)
     socklen_t sl = sizeof sa;
     if (S.lfd < 0 || bind(S.lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
         listen(S.lfd, 1024) != 0 || getsockname(S.lfd, (struct sockaddr *)&sa, &sl) != 0) {
-        fail("listen", "socket/bind/listen on 127.0.0.1:0: %s", strerror(errno));
-        return 1;
+        listen_error = tu_fmt("socket/bind/listen on 127.0.0.1:0: %s", strerror(errno));
+        return false;
     }
     S.port = ntohs(sa.sin_port);
     if (!mmpool_arena_cleanup_add(S.arena, listener_cleanup, lfd_slot)) {
-        fail("listen", "cleanup_add");
-        return 1;
+        listen_error = "cleanup_add";
+        return false;
     }
     S.epfd = epoll_create1(EPOLL_CLOEXEC);
     S.wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1003,27 +909,45 @@ int main(int argc, char **argv)
     struct epoll_event wev = { .events = EPOLLIN, .data.ptr = &S.wakefd };
     if (S.epfd < 0 || S.wakefd < 0 || epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.lfd, &lev) != 0 ||
         epoll_ctl(S.epfd, EPOLL_CTL_ADD, S.wakefd, &wev) != 0) {
-        fail("listen", "epoll setup: %s", strerror(errno));
-        return 1;
+        listen_error = tu_fmt("epoll setup: %s", strerror(errno));
+        return false;
     }
-    ok("listen 127.0.0.1:%u (%s: %d waves x %d connections x %d rounds)", S.port,
-       P.waves > 3 ? "full" : "smoke", P.waves, P.conns, P.rounds);
+    listener_up = true;
+    return true;
+}
 
-    totals_t base = sample();
-    long rss_base = rss_kib();
+static bool listening(void)
+{
+    static int state = -1;
+    if (state < 0)
+        state = start_listener();
+    return state == 1;
+}
+
+/* The load: the client thread against the event loop, memory sampled
+ * all along. */
+static void run_load(void)
+{
+    drains = calloc((size_t)P.waves + 1, sizeof *drains);
+    if (!drains) {
+        load_error = "load: calloc";
+        return;
+    }
+    base = sample();
+    rss_base = tu_rss_kib();
     printf("arena_server: before: live arenas %zu (connections %zu), held %zu B, "
            "requested %zu B, RSS %ld KiB\n",
            base.arenas, base.conn_arenas, base.held, base.requested, rss_base);
 
     pthread_t th;
     if (pthread_create(&th, NULL, client_main, NULL) != 0) {
-        fail("load", "pthread_create");
-        return 1;
+        load_error = "load: pthread_create";
+        return;
     }
 
-    totals_t peak = base;
-    long rss_peak = rss_base;
-    size_t peak_conns = 0;
+    peak = base;
+    rss_peak = rss_base;
+    peak_conns = 0;
     uint64_t iter = 0;
     double last_rss = 0;
     int wave_reports = 0;
@@ -1031,7 +955,7 @@ int main(int argc, char **argv)
     for (;;) {
         int n = epoll_wait(S.epfd, evs, 256, 50);
         if (n < 0 && errno != EINTR) {
-            fail("event_loop", "epoll_wait: %s", strerror(errno));
+            load_error = tu_fmt("event_loop: epoll_wait: %s", strerror(errno));
             break;
         }
         for (int i = 0; i < n; i++) {
@@ -1061,23 +985,19 @@ int main(int argc, char **argv)
             peak = t;
         if (t.conn_arenas > peak_conns)
             peak_conns = t.conn_arenas;
-        if (now_s() - last_rss > 0.02) {
-            long r = rss_kib();
+        if (tu_now() - last_rss > 0.02) {
+            long r = tu_rss_kib();
             if (r > rss_peak)
                 rss_peak = r;
-            last_rss = now_s();
+            last_rss = tu_now();
         }
         int waiting = __atomic_load_n(&g_wave_waiting, __ATOMIC_SEQ_CST);
         if (waiting && S.nlive == 0 && !__atomic_load_n(&g_wave_drained, __ATOMIC_SEQ_CST)) {
             totals_t a = sample();
             if (waiting > wave_reports) {
                 wave_reports = waiting;
-                if (a.conn_arenas == 0 && a.held == base.held)
-                    ok("wave_%d drained: connection arenas 0, held %zu B (= baseline)", waiting,
-                       a.held);
-                else
-                    fail("wave_drained", "wave %d: connection arenas %zu, held %zu B, baseline "
-                         "%zu B", waiting, a.conn_arenas, a.held, base.held);
+                if (waiting <= P.waves)
+                    drains[waiting] = (wave_drain_t){ true, a.conn_arenas, a.held };
             }
             __atomic_store_n(&g_wave_drained, 1, __ATOMIC_SEQ_CST);
         }
@@ -1089,9 +1009,9 @@ int main(int argc, char **argv)
     while (S.live)
         conn_close(S.live);
 
-    totals_t after = sample();
-    long rss_after = rss_kib();
-    double secs = now_s() - t_start;
+    after = sample();
+    rss_after = tu_rss_kib();
+    double secs = tu_now() - t_start;
     printf("arena_server: during (peak): live arenas %zu (connections %zu, max %zu at once), "
            "held %zu B (%.1f MiB), requested %zu B, large blocks %zu, RSS peak %ld KiB\n",
            peak.arenas, peak.conn_arenas, peak_conns, peak.held, (double)peak.held / 1048576.0,
@@ -1104,47 +1024,133 @@ int main(int argc, char **argv)
            " bumped ones declined, %" PRIu64 " epoll iterations, %.2f s\n",
            S.accepted, C.requests, C.bad_sent, (double)C.bytes / 1048576.0, S.large_frees,
            S.bumped_declines, iter, secs);
+}
 
-    if (C.errors)
-        fail("replies", "%d client errors; first: %s", C.errors, C.why);
-    else
-        ok("replies: %" PRIu64 " requests on %" PRIu64 " connections, every reply byte-exact",
-           C.requests, S.accepted);
-    if (S.errors)
-        fail("server", "%" PRIu64 " server errors; first: %s", S.errors, S.first_error);
-    else
-        ok("server: no errors");
+/* The listener is up and the load has run (once). */
+static bool loaded(void)
+{
+    static bool done;
+    if (!listening())
+        return false;
+    if (!done) {
+        done = true;
+        run_load();
+    }
+    return drains != NULL;
+}
+
+/* ================================================================== */
+/* Cases                                                               */
+
+static void test_listen(void)
+{
+    REQUIRE(listening(), "%s", listen_error);
+    tu_note("127.0.0.1:%u (%s: %d waves x %d connections x %d rounds)", S.port,
+            P.waves > 3 ? "full" : "smoke", P.waves, P.conns, P.rounds);
+}
+
+/* wave_N: once wave N's connections are closed, no connection arena is
+ * left and the bytes held are the listener's own again. */
+static void wave_drained(void *arg)
+{
+    int w = (int)(intptr_t)arg;
+    REQUIRE(loaded(), "no load: %s", listen_error ? listen_error : load_error);
+    REQUIRE(drains[w].seen, "wave %d never drained (the load stopped: %s)", w,
+            C.errors ? C.why : load_error ? load_error : "?");
+    CHECK(drains[w].conn_arenas == 0 && drains[w].held == base.held,
+          "wave %d: connection arenas %zu, held %zu B, baseline %zu B", w, drains[w].conn_arenas,
+          drains[w].held, base.held);
+    tu_note("drained: connection arenas 0, held %zu B (= baseline)", drains[w].held);
+}
+
+/* Every reply byte-exact, every connection accepted, all of a wave's
+ * connections open at once. */
+static void test_replies(void)
+{
+    REQUIRE(loaded(), "no load: %s", listen_error ? listen_error : load_error);
+    CHECK(load_error == NULL, "%s", load_error);
+    CHECK(!C.errors, "%d client errors; first: %s", C.errors, C.why);
     uint64_t want_conns = (uint64_t)P.waves * (uint64_t)P.conns;
-    if (!C.errors && S.accepted != want_conns)
-        fail("connections", "accepted %" PRIu64 ", want %" PRIu64, S.accepted, want_conns);
-    if (S.closed_by_cleanup == S.accepted)
-        ok("cleanups_counted: %" PRIu64 " connection cleanups for %" PRIu64 " connections",
-           S.closed_by_cleanup, S.accepted);
-    else
-        fail("cleanups_counted", "%" PRIu64 " connection cleanups ran for %" PRIu64
-             " connections", S.closed_by_cleanup, S.accepted);
-    if (S.requests_done == S.replies + 0 && (C.errors || S.replies == C.requests))
-        ok("request_arenas: %" PRIu64 " request child arenas destroyed, one per reply",
-           S.requests_done);
-    else
-        fail("request_arenas", "%" PRIu64 " request cleanups, %" PRIu64 " replies, %" PRIu64
-             " requests", S.requests_done, S.replies, C.requests);
-    if (!C.errors && (S.large_frees == 0 || S.bumped_declines == 0))
-        fail("arena_free", "expected both early large frees (%" PRIu64 ") and declined bumped "
-             "frees (%" PRIu64 ")", S.large_frees, S.bumped_declines);
-    if (after.conn_arenas == 0 && after.arenas == base.arenas && after.held == base.held &&
-        after.requested == base.requested)
-        ok("memory_returned: 0 connection arenas left, held %zu B = the listener's own", after.held);
-    else
-        fail("memory_returned", "connection arenas %zu, arenas %zu (base %zu), held %zu B (base "
-             "%zu B)", after.conn_arenas, after.arenas, base.arenas, after.held, base.held);
-    if (peak_conns < (size_t)P.conns && !C.errors)
-        fail("concurrency", "at most %zu connections were open at once, want %d", peak_conns,
-             P.conns);
+    CHECK(C.errors || S.accepted == want_conns, "connections: accepted %" PRIu64
+          ", want %" PRIu64, S.accepted, want_conns);
+    CHECK(C.errors || peak_conns >= (size_t)P.conns,
+          "concurrency: at most %zu connections were open at once, want %d", peak_conns,
+          P.conns);
+    tu_note("%" PRIu64 " requests on %" PRIu64 " connections, every reply byte-exact",
+            C.requests, S.accepted);
+}
 
-    mmpool_arena_destroy(S.arena); /* closes the listener (cleanup) */
-    close(S.epfd);
-    close(S.wakefd);
-    printf("arena_server: %s\n", g_failures ? "FAILED" : "passed");
-    return g_failures ? 1 : 0;
+/* No server error, and mmpool_arena_free both took large buffers and
+ * declined bumped ones. */
+static void test_server(void)
+{
+    REQUIRE(loaded(), "no load: %s", listen_error ? listen_error : load_error);
+    CHECK(!S.errors, "%" PRIu64 " server errors; first: %s", S.errors, S.first_error);
+    CHECK(C.errors || (S.large_frees != 0 && S.bumped_declines != 0),
+          "arena_free: expected both early large frees (%" PRIu64 ") and declined bumped "
+          "frees (%" PRIu64 ")", S.large_frees, S.bumped_declines);
+    tu_note("no errors");
+}
+
+static void test_cleanups_counted(void)
+{
+    REQUIRE(loaded(), "no load: %s", listen_error ? listen_error : load_error);
+    CHECK(S.closed_by_cleanup == S.accepted,
+          "%" PRIu64 " connection cleanups ran for %" PRIu64 " connections", S.closed_by_cleanup,
+          S.accepted);
+    tu_note("%" PRIu64 " connection cleanups for %" PRIu64 " connections", S.closed_by_cleanup,
+            S.accepted);
+}
+
+static void test_request_arenas(void)
+{
+    REQUIRE(loaded(), "no load: %s", listen_error ? listen_error : load_error);
+    CHECK(S.requests_done == S.replies + 0 && (C.errors || S.replies == C.requests),
+          "%" PRIu64 " request cleanups, %" PRIu64 " replies, %" PRIu64 " requests",
+          S.requests_done, S.replies, C.requests);
+    tu_note("%" PRIu64 " request child arenas destroyed, one per reply", S.requests_done);
+}
+
+static void test_memory_returned(void)
+{
+    REQUIRE(loaded(), "no load: %s", listen_error ? listen_error : load_error);
+    CHECK(after.conn_arenas == 0 && after.arenas == base.arenas && after.held == base.held &&
+              after.requested == base.requested,
+          "connection arenas %zu, arenas %zu (base %zu), held %zu B (base %zu B)",
+          after.conn_arenas, after.arenas, base.arenas, after.held, base.held);
+    tu_note("0 connection arenas left, held %zu B = the listener's own", after.held);
+}
+
+int main(int argc, char **argv)
+{
+    tu_init(argc, argv);
+    if (tu_full)
+        P = (params_t){ .waves = 10, .conns = 500, .rounds = 40, .max_n = MAX_REPEAT,
+                        .timeout_s = 600 };
+    else
+        P = (params_t){ .waves = 3, .conns = 200, .rounds = 8, .max_n = 3000, .timeout_s = 60 };
+    tu_alarm((unsigned)P.timeout_s);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)(2 * P.conns + 64)) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    RUN(listen);
+    for (int w = 1; w <= P.waves; w++)
+        tu_run_case_with(tu_fmt("wave_%d", w), wave_drained, (void *)(intptr_t)w);
+    RUN(replies);
+    RUN(server);
+    RUN(cleanups_counted);
+    RUN(request_arenas);
+    RUN(memory_returned);
+
+    if (listener_up) {
+        mmpool_arena_destroy(S.arena); /* closes the listener (cleanup) */
+        close(S.epfd);
+        close(S.wakefd);
+    }
+    return tu_finish();
 }

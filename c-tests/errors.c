@@ -10,8 +10,6 @@
 
 #include <ctype.h>
 
-#define MiB ((size_t)1 << 20)
-
 typedef struct {
     int how;
     size_t size;

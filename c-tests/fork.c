@@ -10,8 +10,6 @@
  *   main thread allocates. */
 #include "testutil.h"
 
-#define MiB ((size_t)1 << 20)
-
 static volatile int stop_busy;
 
 typedef struct {

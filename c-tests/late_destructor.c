@@ -9,19 +9,12 @@
  *
  * Cases:
  *   late_heaps_reclaimed   100 such threads, then malloc_trim(0): only
- *                          the main thread's heap is left, and no more
- *                          slabs than a single thread needs
+ *                          the main thread's heap is left
+ *   late_heaps_slabs       and no more slabs than a single thread needs
  *   late_blocks_freeable   the blocks the destructors left behind can be
  *                          freed by the main thread
  */
-#define _GNU_SOURCE
-#include <malloc.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#include "mmpool.h"
+#include "testutil.h"
 
 static pthread_key_t key;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -47,47 +40,61 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-static int failed;
-#define CHECK(cond, name, ...)                                                                 \
-    do {                                                                                       \
-        if (cond)                                                                              \
-            printf("ok %s\n", name);                                                           \
-        else {                                                                                 \
-            printf("FAIL %s: ", name);                                                         \
-            printf(__VA_ARGS__);                                                               \
-            printf("\n");                                                                      \
-            failed++;                                                                          \
-        }                                                                                      \
-    } while (0)
+/* The 100 threads, then malloc_trim(0) and a statistics snapshot: made
+ * once, by the first case (nothing is printed before the snapshot). */
+static bool threads_ran;
+static mmpool_stats_t stats;
+static size_t slabs;
 
-int main(void)
+static bool run_threads(void)
 {
+    static bool done;
+    if (done)
+        return threads_ran;
+    done = true;
     pthread_key_create(&key, dtor);
     for (int i = 0; i < 100; i++) {
         pthread_t t;
-        if (pthread_create(&t, NULL, thread_main, NULL) != 0) {
-            printf("FAIL setup: pthread_create\n");
-            return 1;
-        }
+        if (pthread_create(&t, NULL, thread_main, NULL) != 0)
+            return false;
         pthread_join(t, NULL);
     }
     malloc_trim(0); /* also reclaims heaps of threads that are gone */
-    mmpool_stats_t s;
-    mmpool_stats_get(&s);
-    size_t slabs = 0;
-    for (size_t i = 0; i < s.num_classes; i++)
-        slabs += s.classes[i].slabs;
-    CHECK(s.threads_live == 1, "late_heaps_reclaimed", "threads_live %zu (want 1), seen %zu",
-          s.threads_live, s.threads_seen);
-    CHECK(slabs <= 8, "late_heaps_slabs", "%zu slabs held after 100 threads (want a handful)", slabs);
+    mmpool_stats_get(&stats);
+    for (size_t i = 0; i < stats.num_classes; i++)
+        slabs += stats.classes[i].slabs;
+    threads_ran = true;
+    return true;
+}
+
+static void test_late_heaps_reclaimed(void)
+{
+    REQUIRE(run_threads(), "pthread_create");
+    CHECK(stats.threads_live == 1, "threads_live %zu (want 1), seen %zu", stats.threads_live,
+          stats.threads_seen);
+}
+
+static void test_late_heaps_slabs(void)
+{
+    REQUIRE(run_threads(), "pthread_create");
+    CHECK(slabs <= 8, "%zu slabs held after 100 threads (want a handful)", slabs);
+}
+
+static void test_late_blocks_freeable(void)
+{
+    REQUIRE(run_threads(), "pthread_create");
     for (size_t i = 0; i < nleft; i++) {
-        if (!mmpool_owns(leftovers[i])) {
-            CHECK(0, "late_blocks_freeable", "leftover %zu not a pool block", i);
-            return 1;
-        }
+        REQUIRE(mmpool_owns(leftovers[i]), "leftover %zu not a pool block", i);
         free(leftovers[i]);
     }
-    CHECK(nleft >= 100, "late_blocks_freeable", "%zu leftover blocks", nleft);
-    printf("late_destructor: %s\n", failed ? "FAILED" : "all passed");
-    return failed != 0;
+    CHECK(nleft >= 100, "%zu leftover blocks", nleft);
+}
+
+int main(int argc, char **argv)
+{
+    tu_init(argc, argv);
+    RUN(late_heaps_reclaimed);
+    RUN(late_heaps_slabs);
+    RUN(late_blocks_freeable);
+    return tu_finish();
 }

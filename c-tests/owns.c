@@ -8,8 +8,6 @@
 #include <dirent.h>
 #include <limits.h>
 
-#define MiB ((size_t)1 << 20)
-
 static int a_static;
 static char a_static_array[4096];
 

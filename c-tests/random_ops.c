@@ -8,8 +8,6 @@
  * that no two live blocks overlap. */
 #include "testutil.h"
 
-#define MiB ((size_t)1 << 20)
-
 typedef struct {
     unsigned char *p;
     size_t size, usable, align;

@@ -9,7 +9,6 @@
  * are mmap'd so they do not count against the allocator. */
 #include "testutil.h"
 
-#define MiB ((size_t)1 << 20)
 #define TARGET_KIB (16L * 1024)
 #define SLACK_KIB (96L * 1024)
 
@@ -82,12 +81,7 @@ static void small_blocks(bool shuffle, size_t size, const char *what)
     if (shuffle) {
         tu_rng r;
         tu_rng_seed(&r, 5);
-        for (size_t i = n - 1; i > 0; i--) {
-            size_t j = tu_below(&r, i + 1);
-            void *t = v[i];
-            v[i] = v[j];
-            v[j] = t;
-        }
+        tu_shuffle(v, n, &r);
     }
     for (size_t i = 0; i < n; i++)
         xfree(v[i]);

@@ -15,8 +15,6 @@
  * STRESS_THREADS=n overrides the thread count of stress_mixed. */
 #include "testutil.h"
 
-#define MiB ((size_t)1 << 20)
-
 typedef struct {
     void *p;
     size_t size;

@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # scripts/run-c-tests.sh -- build and run the C/C++ tests in c-tests/.
 #
-#   scripts/run-c-tests.sh [--smoke|--full] [test...]
+#   scripts/run-c-tests.sh [--smoke|--full] [test|folder...]
 #
 #   --smoke   (default) CI sized: the whole run takes well under 2 minutes
 #             on 2 cores
 #   --full    bigger loops, more threads, more forks (minutes)
-#   test...   run only these tests (names as listed below)
+#   test...   run only these tests: a test's name (`api`, `arena/cleanups`)
+#             or a folder's (`arena`: every test in c-tests/arena/)
+#
+# Tests: every c-tests/NAME.c / NAME.cpp (but demo.c) is the test NAME,
+# and every c-tests/DIR/NAME.c / NAME.cpp the test DIR/NAME (DIR any
+# folder but bench/ and programs/, which hold benchmarks and the programs
+# of scripts/test-programs.sh).  A file named *_prog.c is a helper
+# program that tests drive: it is only built (target/c/[DIR/]NAME),
+# before any test runs.  The tests' harness is c-tests/testutil.h
+# (arena_example is a plain program: README.md shows it).
 #
 # Every test is compiled with -Wall -Wextra -Werror (a warning fails it),
 # linked against libmmpool and run with LD_PRELOAD=libmmpool.so under a
@@ -69,8 +78,8 @@ TIMEOUT=300
 
 # name  kind: pool (linked, LD_PRELOAD) | churn (pool + glibc run) |
 #             dlopen (not linked, no preload) | cxx (C++, pool)
-# Files in c-tests/ not listed here (but demo.c) are added after these
-# (see below).
+# The other tests (see the header) are added after these, pool tests
+# (cxx for *.cpp), in c-tests/ first, then folder by folder.
 TESTS=(
     "api pool"
     "owns pool"
@@ -85,20 +94,27 @@ TESTS=(
     "dlopen dlopen"
     "cxx cxx"
 )
+# folders of c-tests/ that hold no tests
+NOT_TEST_DIRS=" bench programs "
 
-# Any other c-tests/*.c / *.cpp (but demo.c) is a pool test too, run
-# with --smoke/--full like the ones above, except *_prog.c: helper
-# programs that other tests drive; those are only built (target/c/NAME),
-# before any test runs.
 HELPERS=()
 known=" demo "
 for entry in "${TESTS[@]}"; do
     known+="${entry%% *} "
 done
-for src in c-tests/*.c c-tests/*.cpp; do
+FOLDERS=" "
+SOURCES=(c-tests/*.c c-tests/*.cpp)
+for dir in c-tests/*/; do
+    dir=${dir%/}
+    dir=${dir#c-tests/}
+    [[ $NOT_TEST_DIRS == *" $dir "* ]] && continue
+    FOLDERS+="$dir "
+    SOURCES+=("c-tests/$dir"/*.c "c-tests/$dir"/*.cpp)
+done
+for src in "${SOURCES[@]}"; do
     [[ -f $src ]] || continue
-    base=${src##*/}
-    name=${base%.*}
+    name=${src#c-tests/}
+    name=${name%.*}
     [[ $known == *" $name "* ]] && continue
     kind=pool
     [[ $src == *.cpp ]] && kind=cxx
@@ -111,8 +127,9 @@ for src in c-tests/*.c c-tests/*.cpp; do
 done
 
 for o in ${ONLY[@]+"${ONLY[@]}"}; do
-    if [[ $known != *" $o "* || $o == demo ]]; then
-        echo "run-c-tests: no test named '$o' (known:$known)" >&2
+    o=${o%/}
+    if [[ ($known != *" $o "* || $o == demo) && $FOLDERS != *" $o "* ]]; then
+        echo "run-c-tests: no test or folder named '$o' (tests:$known; folders:$FOLDERS)" >&2
         exit 2
     fi
 done
@@ -131,19 +148,26 @@ failed=0
 churn_pool=""
 churn_glibc=""
 
+# selected NAME: named on the command line, or its folder is (or nothing is)
 selected() {
     local name=$1
     [[ ${#ONLY[@]} -eq 0 ]] && return 0
     local o
     for o in "${ONLY[@]}"; do
-        [[ $o == "$name" ]] && return 0
+        o=${o%/}
+        [[ $o == "$name" || $name == "$o"/* ]] && return 0
     done
     return 1
 }
 
 # build NAME KIND -> 0 on success; compiler output in $BUILD/NAME.build.log
+# (NAME may be DIR/NAME: built into $BUILD/DIR/)
 build() {
-    local name=$1 kind=$2 log=$BUILD/$1.build.log
+    local name=$1 kind=$2 log=$BUILD/$1.build.log dir
+    dir=$(dirname "$BUILD/$name")
+    # a binary left by an earlier test of the folder's name is in the way
+    [[ -f $dir ]] && rm -f "$dir"
+    mkdir -p "$dir"
     : >"$log"
     case "$kind" in
         pool)

@@ -1,5 +1,5 @@
-/* c-tests/mtrace_prog.c -- a workload for mtrace-format traces, run by
- * c-tests/leak.c (it checks nothing itself).
+/* c-tests/leak/mtrace_prog.c -- a workload for mtrace-format traces, run
+ * by c-tests/leak/mtrace.c (it checks nothing itself).
  *
  *   mtrace_prog mtrace   calls mtrace() ... muntrace() (MALLOC_TRACE=path)
  *   mtrace_prog auto     no mtrace() calls (MMPOOL_TRACE=path)

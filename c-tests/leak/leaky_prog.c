@@ -1,5 +1,5 @@
-/* c-tests/leaky_prog.c -- a program that leaks from known functions, for
- * c-tests/leak.c (it checks nothing itself).
+/* c-tests/leak/leaky_prog.c -- a program that leaks from known functions,
+ * for the tests of c-tests/leak/ (it checks nothing itself).
  *
  *   leaky_prog [leak]   leak the blocks below, free everything else
  *   leaky_prog none     the same workload, but free everything

@@ -1,0 +1,251 @@
+/* c-tests/arena/bad_arena.c -- arenas that are not arenas: NULL, stack,
+ * static and malloc memory, an arena's own allocations, a pointer to the
+ * last bytes of a pool block (the check must not read past it), a
+ * destroyed arena's handle.  Every call must answer (NULL + EINVAL, -1,
+ * zero statistics) or ignore them, never trust them. */
+#include "arena.h"
+
+/* Every call with an arena that is not one must be answered, not trusted:
+ * NULL + EINVAL from the allocating calls, -1 from free/cleanup_remove,
+ * zero statistics, and destroy/reset ignored. */
+static void expect_rejected(mmpool_arena_t *bad, const char *what)
+{
+    void *p;
+    errno = 0;
+    p = mmpool_arena_alloc(bad, 16);
+    CHECK(p == NULL && errno == EINVAL, "%s: alloc gave %p errno %d", what, p, errno);
+    errno = 0;
+    p = mmpool_arena_nalloc(bad, 16);
+    CHECK(p == NULL && errno == EINVAL, "%s: nalloc gave %p errno %d", what, p, errno);
+    errno = 0;
+    p = mmpool_arena_calloc(bad, 16);
+    CHECK(p == NULL && errno == EINVAL, "%s: calloc gave %p errno %d", what, p, errno);
+    errno = 0;
+    p = mmpool_arena_memalign(bad, 16, 64);
+    CHECK(p == NULL && errno == EINVAL, "%s: memalign gave %p errno %d", what, p, errno);
+    errno = 0;
+    p = mmpool_arena_alloc(bad, 1 * MiB);
+    CHECK(p == NULL && errno == EINVAL, "%s: large alloc gave %p errno %d", what, p, errno);
+    errno = 0;
+    mmpool_arena_t *c = mmpool_arena_create_child(bad, 0);
+    CHECK(c == NULL && errno == EINVAL, "%s: create_child gave %p errno %d", what,
+          (void *)c, errno);
+    errno = 0;
+    mmpool_cleanup_t *h = mmpool_arena_cleanup_add(bad, log_handler, (void *)1);
+    CHECK(h == NULL && errno == EINVAL, "%s: cleanup_add gave %p errno %d", what,
+          (void *)h, errno);
+    int x = 0;
+    CHECK(mmpool_arena_free(bad, &x) == -1, "%s: free accepted", what);
+    CHECK(mmpool_arena_free(bad, NULL) == -1, "%s: free(NULL) accepted", what);
+    CHECK(mmpool_arena_cleanup_remove(bad, NULL) == -1, "%s: cleanup_remove accepted", what);
+    mmpool_arena_stats_t s = stats_of(bad);
+    CHECK(s.bytes_requested == 0 && s.bytes_held == 0 && s.blocks == 0 &&
+              s.large_blocks == 0 && s.children == 0 && s.cleanups == 0,
+          "%s: stats not all zero (held %zu blocks %zu)", what, s.bytes_held, s.blocks);
+    mmpool_arena_reset(bad);   /* ignored */
+    mmpool_arena_destroy(bad); /* ignored */
+}
+
+static void test_null_arena_alloc(void)
+{
+    errno = 0;
+    void *p = mmpool_arena_alloc(NULL, 16);
+    CHECK(p == NULL && errno == EINVAL, "alloc(NULL) = %p errno %d", p, errno);
+    errno = 0;
+    p = mmpool_arena_alloc(NULL, 1 * MiB);
+    CHECK(p == NULL && errno == EINVAL, "alloc(NULL, 1M) = %p errno %d", p, errno);
+}
+
+static void test_null_arena_nalloc(void)
+{
+    errno = 0;
+    void *p = mmpool_arena_nalloc(NULL, 5);
+    CHECK(p == NULL && errno == EINVAL, "nalloc(NULL) = %p errno %d", p, errno);
+}
+
+static void test_null_arena_calloc(void)
+{
+    errno = 0;
+    void *p = mmpool_arena_calloc(NULL, 5);
+    CHECK(p == NULL && errno == EINVAL, "calloc(NULL) = %p errno %d", p, errno);
+}
+
+static void test_null_arena_memalign(void)
+{
+    errno = 0;
+    void *p = mmpool_arena_memalign(NULL, 5, 64);
+    CHECK(p == NULL && errno == EINVAL, "memalign(NULL) = %p errno %d", p, errno);
+    errno = 0;
+    p = mmpool_arena_memalign(NULL, 5, 3);
+    CHECK(p == NULL && errno == EINVAL, "memalign(NULL, bad alignment) = %p errno %d", p, errno);
+}
+
+static void test_null_arena_create_child(void)
+{
+    errno = 0;
+    mmpool_arena_t *c = mmpool_arena_create_child(NULL, 0);
+    CHECK(c == NULL && errno == EINVAL, "create_child(NULL) = %p errno %d", (void *)c, errno);
+}
+
+static void test_null_arena_destroy_reset(void)
+{
+    mmpool_arena_destroy(NULL);
+    mmpool_arena_reset(NULL);
+}
+
+static void test_null_arena_free(void)
+{
+    int x;
+    CHECK(mmpool_arena_free(NULL, &x) == -1, "free(NULL arena) accepted");
+    CHECK(mmpool_arena_free(NULL, NULL) == -1, "free(NULL, NULL) accepted");
+    mmpool_arena_t *a = mmpool_arena_create(0);
+    REQUIRE(a, "");
+    void *big = mmpool_arena_alloc(a, 100000);
+    REQUIRE(big, "");
+    CHECK(mmpool_arena_free(NULL, big) == -1, "free(NULL arena, a real large block) accepted");
+    CHECK(stats_of(a).large_blocks == 1, "");
+    mmpool_arena_destroy(a);
+}
+
+static void test_null_arena_cleanup_add(void)
+{
+    errno = 0;
+    mmpool_cleanup_t *h = mmpool_arena_cleanup_add(NULL, log_handler, NULL);
+    CHECK(h == NULL && errno == EINVAL, "cleanup_add(NULL) = %p errno %d", (void *)h, errno);
+}
+
+static void test_null_arena_cleanup_remove(void)
+{
+    mmpool_arena_t *a = mmpool_arena_create(0);
+    REQUIRE(a, "");
+    log_reset();
+    mmpool_cleanup_t *h = mmpool_arena_cleanup_add(a, log_handler, (void *)1);
+    REQUIRE(h, "");
+    CHECK(mmpool_arena_cleanup_remove(NULL, h) == -1, "cleanup_remove(NULL arena) accepted");
+    CHECK(mmpool_arena_cleanup_remove(NULL, NULL) == -1, "");
+    mmpool_arena_destroy(a);
+    CHECK(ev_n == 1, "handler removed through a NULL arena");
+}
+
+static void test_invalid_arena_stack(void)
+{
+    uint64_t fake[64];
+    memset(fake, 0, sizeof fake);
+    expect_rejected((mmpool_arena_t *)fake, "stack");
+    memset(fake, 0xFF, sizeof fake);
+    expect_rejected((mmpool_arena_t *)fake, "stack 0xff");
+}
+
+static char static_buf[4096] __attribute__((aligned(64)));
+
+static void test_invalid_arena_static(void)
+{
+    expect_rejected((mmpool_arena_t *)static_buf, "static");
+}
+
+static void test_invalid_arena_malloc_block(void)
+{
+    static const size_t sizes[] = { 64, 1000, 20000, 1 * MiB };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        void *p = malloc(sizes[i]);
+        REQUIRE(p, "");
+        memset(p, 0x3C, sizes[i]);
+        expect_rejected(p, "malloc block");
+        memset(p, 0, sizes[i]);
+        expect_rejected(p, "zeroed malloc block");
+        free(p);
+    }
+}
+
+static void test_invalid_arena_allocation(void)
+{
+    mmpool_arena_t *a = mmpool_arena_create(0);
+    REQUIRE(a, "");
+    void *small = mmpool_arena_alloc(a, 256);
+    void *big = mmpool_arena_alloc(a, 100000);
+    REQUIRE(small && big, "");
+    memset(small, 0x11, 256);
+    memset(big, 0x22, 100000);
+    expect_rejected(small, "arena allocation");
+    expect_rejected(big, "large arena allocation");
+    expect_rejected((mmpool_arena_t *)((char *)a + 16), "arena + 16");
+    CHECK(stats_of(a).large_blocks == 1, "the real arena was affected");
+    mmpool_arena_destroy(a);
+}
+
+/* A pointer to the last bytes of a pool block, with nothing mapped after
+ * it: validating it as an arena must not read past the block. Run in a
+ * child process so a crash is a failure, not the end of the test. */
+static void block_end_child(void *arg)
+{
+    (void)arg;
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    for (int k = 0; k < 2; k++) {
+        size_t n = k ? 8 * MiB : 100000;
+        char *p = malloc(n);
+        if (!p)
+            _exit(3);
+        char *e = p + malloc_usable_size(p);
+        for (size_t guard = 0; guard < 2 * ps && mmpool_owns(e); guard++)
+            e++;
+        if (((uintptr_t)e & (ps - 1)) == 0) /* page-aligned end: put a guard there */
+            (void)mmap(e, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                       -1, 0);
+        for (int off = 1; off <= 8; off++) {
+            errno = 0;
+            void *r = mmpool_arena_alloc((mmpool_arena_t *)(e - off), 16);
+            if (r != NULL || errno != EINVAL)
+                _exit(4);
+            mmpool_arena_stats_t s;
+            mmpool_arena_stats((mmpool_arena_t *)(e - off), &s);
+            mmpool_arena_destroy((mmpool_arena_t *)(e - off));
+        }
+    }
+}
+
+static void test_invalid_arena_block_end(void)
+{
+    tu_child_result r;
+    REQUIRE(tu_run_child(block_end_child, NULL, 20, &r), "fork");
+    CHECK(r.exited && r.exit_code == 0,
+          "mmpool_arena_alloc(pointer to the last bytes of a pool block before an unmapped "
+          "page) %s %d (the arena check reads past the block)",
+          r.signaled ? "crashed with signal" : "exited", r.signaled ? r.sig : r.exit_code);
+}
+
+static void test_destroyed_arena_handle(void)
+{
+    mmpool_arena_t *a = mmpool_arena_create(0);
+    REQUIRE(a, "");
+    REQUIRE(mmpool_arena_alloc(a, 100), "");
+    mmpool_arena_destroy(a);
+    /* use-after-destroy is a caller bug, but the handle check catches it
+     * as long as the memory was not reused for another arena */
+    errno = 0;
+    void *p = mmpool_arena_alloc(a, 16);
+    CHECK(p == NULL && errno == EINVAL, "alloc on a destroyed arena = %p errno %d", p, errno);
+    mmpool_arena_destroy(a); /* double destroy: ignored */
+    mmpool_arena_reset(a);
+    CHECK(stats_of(a).blocks == 0, "destroyed arena still reports blocks");
+}
+
+int main(int argc, char **argv)
+{
+    arena_init(argc, argv);
+    RUN(null_arena_alloc);
+    RUN(null_arena_nalloc);
+    RUN(null_arena_calloc);
+    RUN(null_arena_memalign);
+    RUN(null_arena_create_child);
+    RUN(null_arena_destroy_reset);
+    RUN(null_arena_free);
+    RUN(null_arena_cleanup_add);
+    RUN(null_arena_cleanup_remove);
+    RUN(invalid_arena_stack);
+    RUN(invalid_arena_static);
+    RUN(invalid_arena_malloc_block);
+    RUN(invalid_arena_allocation);
+    RUN(invalid_arena_block_end);
+    RUN(destroyed_arena_handle);
+    return tu_finish();
+}
