@@ -113,6 +113,7 @@ static int tu_passed_cases;
 static int tu_case_failed;              /* failures in the current case */
 static char tu_case_why[4096];
 static char tu_case_note[1024];
+static char tu_case_skip[256];          /* SKIP() reason of the current case */
 static const char *tu_case_name = "?";
 static int tu_in_case;                  /* a case is running */
 static int tu_argc;
@@ -143,6 +144,10 @@ static void tu_fail_at(const char *file, int line, const char *fmt, ...)
 }
 
 #define FAILF(...) tu_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+
+/* SKIP("why %d", x): the case cannot run here; unless it also failed it
+ * is reported as `ok <name> (skipped: why)`.  The caller returns. */
+#define SKIP(...) snprintf(tu_case_skip, sizeof tu_case_skip, __VA_ARGS__)
 
 static void tu_cond_fail(const char *file, int line, const char *kind,
                          const char *cond, const char *fmt, ...)
@@ -216,6 +221,7 @@ static void tu_run_case_fn(const char *name, void (*fn0)(void), void (*fn1)(void
     tu_case_failed = 0;
     tu_case_why[0] = 0;
     tu_case_note[0] = 0;
+    tu_case_skip[0] = 0;
     double t0 = tu_now();
     if (fn0)
         fn0();
@@ -225,6 +231,9 @@ static void tu_run_case_fn(const char *name, void (*fn0)(void), void (*fn1)(void
     if (tu_case_failed) {
         tu_failed_cases++;
         printf("FAIL %s: %s\n", name, tu_case_why);
+    } else if (tu_case_skip[0]) {
+        tu_passed_cases++;
+        printf("ok %s (skipped: %s)\n", name, tu_case_skip);
     } else {
         tu_passed_cases++;
         printf("ok %s (%.2fs)%s%s\n", name, dt, tu_case_note[0] ? ": " : "", tu_case_note);
@@ -1094,6 +1103,120 @@ static void TU_UNUSED tu_relay(const char *prefix, const char *out)
         line = nl ? nl + 1 : NULL;
     }
     fflush(stdout);
+}
+
+/* ------------------------------------------------------------------ */
+/* Run a case's body in a forked child (a fresh copy of the process     */
+/* state: rlimits, mallopt settings and leaks stay there).              */
+/*                                                                      */
+/*   static void body(void) { CHECK(...); REQUIRE(...); SKIP(...); }    */
+/*   static void test_x(void) { tu_case_in_child(body, 10); }           */
+/*                                                                      */
+/* CHECK/REQUIRE/FAILF/SKIP work in the body as in a plain case: the    */
+/* child sends its first failure (or its skip reason) to the parent on  */
+/* stderr and the parent records it.  A child still running after       */
+/* timeout_s seconds is killed by alarm() and the case fails as a hang; */
+/* a child killed by any other signal fails it too (with the tail of    */
+/* what it wrote on stderr).  The body must not use alarm() itself.     */
+
+static void TU_UNUSED tu_write_all(int fd, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+typedef struct {
+    void (*body)(void);
+} tu_case_body;
+
+static void TU_UNUSED tu_case_child_main(void *arg)
+{
+    tu_case_body *b = (tu_case_body *)arg;
+    tu_case_failed = 0;
+    tu_case_why[0] = 0;
+    tu_case_skip[0] = 0;
+    b->body();
+    static const char fail_tag[] = "\nTU-FAIL: ", skip_tag[] = "\nTU-SKIP: ";
+    if (tu_case_failed) {
+        tu_write_all(2, fail_tag, sizeof fail_tag - 1);
+        tu_write_all(2, tu_case_why, strlen(tu_case_why));
+        tu_write_all(2, "\n", 1);
+        _exit(1);
+    }
+    if (tu_case_skip[0]) {
+        tu_write_all(2, skip_tag, sizeof skip_tag - 1);
+        tu_write_all(2, tu_case_skip, strlen(tu_case_skip));
+        tu_write_all(2, "\n", 1);
+    }
+    _exit(0);
+}
+
+/* The text after `tag` up to the end of its line, into out. */
+static bool TU_UNUSED tu_tagged_line(const char *text, const char *tag, char *out, size_t n)
+{
+    const char *p = strstr(text, tag);
+    if (!p || n == 0)
+        return false;
+    p += strlen(tag);
+    size_t len = strcspn(p, "\n");
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, p, len);
+    out[len] = 0;
+    return true;
+}
+
+static void TU_UNUSED tu_case_in_child(void (*body)(void), unsigned timeout_s)
+{
+    tu_case_body b = {body};
+    tu_child_result r;
+    if (!tu_run_child(tu_case_child_main, &b, timeout_s, &r)) {
+        FAILF("could not fork the case's child: %s", strerror(errno));
+        return;
+    }
+    /* the last 300 bytes the child wrote, on one line */
+    char tail[301];
+    size_t len = strlen(r.err), from = len > 300 ? len - 300 : 0;
+    memcpy(tail, r.err + from, len - from + 1);
+    for (char *c = tail; *c; c++)
+        if (*c == '\n')
+            *c = '|';
+    char line[sizeof tu_case_why];
+    if (r.signaled && r.sig == SIGALRM) {
+        FAILF("hang: the case's child was still running after %u s and was killed "
+              "(SIGALRM watchdog); its stderr: %s", timeout_s, tail);
+    } else if (r.signaled) {
+        FAILF("the case's child was killed by signal %d (%s); its stderr: %s", r.sig,
+              strsignal(r.sig), tail);
+    } else if (tu_tagged_line(r.err, "\nTU-FAIL: ", line, sizeof line)) {
+        pthread_mutex_lock(&tu_lock);
+        if (tu_case_failed++ == 0)
+            snprintf(tu_case_why, sizeof tu_case_why, "%s", line);
+        pthread_mutex_unlock(&tu_lock);
+    } else if (r.exit_code != 0) {
+        FAILF("the case's child exited with status %d; its stderr: %s", r.exit_code, tail);
+    } else if (tu_tagged_line(r.err, "\nTU-SKIP: ", line, sizeof line)) {
+        SKIP("%.250s", line);
+    }
+}
+
+/* A function of glibc itself (not the preloaded allocator's), by name:
+ * dlsym on libc's own handle.  NULL when libc does not define it. */
+static void TU_UNUSED *tu_glibc_sym(const char *name)
+{
+    void *h = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    if (!h)
+        return NULL;
+    void *f = dlsym(h, name);
+    dlclose(h);
+    return f;
 }
 
 #endif /* MMPOOL_TESTUTIL_H */
