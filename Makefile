@@ -10,6 +10,15 @@ LIB    := target/release/libmmpool.so
 CFLAGS := -O2 -g -Wall -Wextra -Werror -pthread -Iinclude
 BUILD  := target/c
 
+# The version is written once, in Cargo.toml's [package] table; the
+# library's file names derive from it (build.rs sets the same SONAME).
+VERSION  := $(shell awk -F'"' '/^\[/ { p = ($$0 == "[package]") } p && /^version[ \t]*=/ { print $$2; exit }' Cargo.toml)
+ifeq ($(VERSION),)
+$(error no version = "..." in the [package] table of Cargo.toml)
+endif
+MAJOR    := $(firstword $(subst ., ,$(VERSION)))
+SONAME   := libmmpool.so.$(MAJOR)
+
 .PHONY: all lib run test test-rust test-c test-programs lint header bench bench-quick clean
 
 all: lib
@@ -17,8 +26,11 @@ all: lib
 # The shipped library alone (no rlib from the same compilation): then the
 # crate's statics are local to it and its code reaches them without the
 # GOT, and the slow paths are direct calls (text 102 -> 93 KB).
+# The SONAME link lets programs linked in the build tree (-Ltarget/release
+# -lmmpool, which records libmmpool.so.MAJOR) find the library at run time.
 lib:
 	$(CARGO) rustc --release --locked --features override --lib --crate-type cdylib
+	ln -sf libmmpool.so target/release/$(SONAME)
 
 $(BUILD):
 	mkdir -p $(BUILD)
