@@ -3,6 +3,9 @@
 #   make run        build and run the demo workload on the pool
 #   make test       every test: Rust unit/integration, C tests, real programs
 #   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
+#   make install    install the library, header, pkg-config file and the
+#                   bin/mmpool wrapper (PREFIX=/usr/local, DESTDIR honoured)
+#   make uninstall  remove what `make install` installed (same variables)
 
 CARGO  ?= cargo
 CC     ?= gcc
@@ -18,8 +21,23 @@ $(error no version = "..." in the [package] table of Cargo.toml)
 endif
 MAJOR    := $(firstword $(subst ., ,$(VERSION)))
 SONAME   := libmmpool.so.$(MAJOR)
+REALNAME := libmmpool.so.$(VERSION)
 
-.PHONY: all lib run test test-rust test-c test-programs lint header bench bench-quick clean
+# Install locations (autotools names; each can be set on the command line).
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+BINDIR       = $(PREFIX)/bin
+LIBDIR       = $(PREFIX)/lib
+INCLUDEDIR   = $(PREFIX)/include
+PKGCONFIGDIR = $(LIBDIR)/pkgconfig
+INSTALL      ?= install
+# Run after a root install or uninstall without DESTDIR, so that the loader
+# finds the new libmmpool.so.MAJOR at once (its cache covers /usr/local/lib
+# on Debian); LDCONFIG= to skip.
+LDCONFIG     ?= ldconfig
+
+.PHONY: all lib run test test-rust test-c test-programs lint header bench bench-quick \
+	clean install uninstall
 
 all: lib
 
@@ -73,3 +91,51 @@ header:
 
 clean:
 	$(CARGO) clean
+
+# ---------------------------------------------------------------- install
+# $(LIBDIR)/libmmpool.so.X.Y.Z (SONAME libmmpool.so.X) with the
+# libmmpool.so.X and libmmpool.so links, $(INCLUDEDIR)/mmpool.h,
+# $(PKGCONFIGDIR)/mmpool.pc and $(BINDIR)/mmpool (scripts/mmpool with the
+# installed library's path filled in and its source-tree part removed).
+# The installed paths are PREFIX's; DESTDIR only stages them.  Builds the
+# library first where cargo is found (not under a sudo whose PATH lacks it:
+# then `make` first).
+INSTALLED_FILES = $(LIBDIR)/$(REALNAME) $(LIBDIR)/$(SONAME) $(LIBDIR)/libmmpool.so \
+	$(INCLUDEDIR)/mmpool.h $(PKGCONFIGDIR)/mmpool.pc $(BINDIR)/mmpool
+# The paths the .pc file names, relative to ${prefix} where they are under it.
+PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+
+install: $(if $(shell command -v $(CARGO) 2>/dev/null),lib)
+	@test -f $(LIB) || { echo "$(LIB) is not built: run make first" >&2; exit 1; }
+	@for d in "$(PREFIX)" "$(BINDIR)" "$(LIBDIR)" "$(INCLUDEDIR)" "$(PKGCONFIGDIR)"; do \
+		case "$$d" in /*) ;; *) echo "install paths must be absolute: '$$d'" >&2; exit 1 ;; esac; \
+	done
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" \
+		"$(DESTDIR)$(PKGCONFIGDIR)" "$(DESTDIR)$(BINDIR)"
+	$(INSTALL) -m 0755 $(LIB) "$(DESTDIR)$(LIBDIR)/$(REALNAME)"
+	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/libmmpool.so"
+	$(INSTALL) -m 0644 include/mmpool.h "$(DESTDIR)$(INCLUDEDIR)/mmpool.h"
+	tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		scripts/mmpool.pc.in >"$$tmp" && \
+	$(INSTALL) -m 0644 "$$tmp" "$(DESTDIR)$(PKGCONFIGDIR)/mmpool.pc"
+	tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
+	sed -e '/@source-tree-begin@/,/@source-tree-end@/d' \
+		-e 's|@LIB@|$(LIBDIR)/$(SONAME)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		scripts/mmpool >"$$tmp" && \
+	$(INSTALL) -m 0755 "$$tmp" "$(DESTDIR)$(BINDIR)/mmpool"
+	$(run-ldconfig)
+
+# Exactly the files `make install` writes; directories stay (they may be
+# shared: /usr/local/lib), as with autotools.
+uninstall:
+	rm -f $(foreach f,$(INSTALLED_FILES),"$(DESTDIR)$(f)")
+	$(run-ldconfig)
+
+define run-ldconfig
+@if [ -z "$(DESTDIR)" ] && [ -n "$(LDCONFIG)" ] && [ "$$(id -u)" -eq 0 ] && \
+	command -v "$(LDCONFIG)" >/dev/null 2>&1; then echo "$(LDCONFIG)"; "$(LDCONFIG)"; fi
+endef
