@@ -1,7 +1,8 @@
 # mmpool — build, test, run, bench.
 #   make            build target/release/libmmpool.so (with the malloc overrides)
 #   make run        build and run the demo workload on the pool
-#   make test       every test: Rust unit/integration, C tests, real programs
+#   make test       every test: Rust unit/integration, C tests, real programs,
+#                   make install/uninstall (into temporary prefixes)
 #   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
 #   make install    install the library, header, pkg-config file and the
 #                   bin/mmpool wrapper (PREFIX=/usr/local, DESTDIR honoured)
@@ -36,7 +37,7 @@ INSTALL      ?= install
 # on Debian); LDCONFIG= to skip.
 LDCONFIG     ?= ldconfig
 
-.PHONY: all lib run test test-rust test-c test-programs lint header bench bench-quick \
+.PHONY: all lib run test test-rust test-c test-programs test-install lint header bench bench-quick \
 	clean install uninstall
 
 all: lib
@@ -59,7 +60,7 @@ $(BUILD)/demo: c-tests/demo.c include/mmpool.h | $(BUILD)
 run: lib $(BUILD)/demo
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(BUILD)/demo
 
-test: lib lint test-rust test-c test-programs
+test: lib lint test-rust test-c test-programs test-install
 	@echo "make test: all suites passed"
 
 lint:
@@ -76,6 +77,10 @@ test-c: lib
 
 test-programs: lib
 	scripts/test-programs.sh
+
+# make install/uninstall into temporary prefixes, pkg-config, bin/mmpool.
+test-install: lib
+	scripts/test-install.sh
 
 # Benchmarks against glibc, jemalloc, mimalloc, tcmalloc (never part of
 # `make test`): tables and a chart in target/bench/.
