@@ -116,6 +116,7 @@ install: $(if $(shell command -v $(CARGO) 2>/dev/null),lib)
 	@for d in "$(PREFIX)" "$(BINDIR)" "$(LIBDIR)" "$(INCLUDEDIR)" "$(PKGCONFIGDIR)"; do \
 		case "$$d" in /*) ;; *) echo "install paths must be absolute: '$$d'" >&2; exit 1 ;; esac; \
 	done
+	@case "$(LIBDIR)" in *[:\ ]*) echo "LIBDIR cannot hold ':' or ' ' (LD_PRELOAD separators)" >&2; exit 1 ;; esac
 	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" \
 		"$(DESTDIR)$(PKGCONFIGDIR)" "$(DESTDIR)$(BINDIR)"
 	$(INSTALL) -m 0755 $(LIB) "$(DESTDIR)$(LIBDIR)/$(REALNAME)"

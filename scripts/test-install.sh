@@ -16,8 +16,8 @@
 #     run through the installed bin/mmpool (malloc resolves to the installed
 #     library, LD_PRELOAD kept, MMPOOL_STATS passed through), then uninstall
 #     leaves the prefix as it was (but for empty directories)
-#   - LIBDIR/INCLUDEDIR/BINDIR/PKGCONFIGDIR overrides; a relative PREFIX is
-#     refused
+#   - LIBDIR/INCLUDEDIR/BINDIR/PKGCONFIGDIR overrides; a relative PREFIX and
+#     a LIBDIR holding ':' are refused
 #
 # Output: `PASS name` / `FAIL name: why` per check, last
 # `install: N passed, M failed`; exit status 1 when anything failed.
@@ -474,6 +474,14 @@ elif [ -e "$ROOT/relative-prefix" ]; then
     rm -rf "$ROOT/relative-prefix"
 else
     pass relative-prefix
+fi
+# a LIBDIR with an LD_PRELOAD separator would break bin/mmpool
+if mk install PREFIX="$T/sep" LIBDIR="$T/sep/a:b" >"$T/install5.log" 2>&1; then
+    fail libdir-separator "make install LIBDIR=$T/sep/a:b succeeded"
+elif [ -e "$T/sep" ]; then
+    fail libdir-separator "make install LIBDIR=$T/sep/a:b created $T/sep"
+else
+    pass libdir-separator
 fi
 
 summary
