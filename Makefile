@@ -1,8 +1,12 @@
 # mmpool — build, test, run, bench.
 #   make            build target/release/libmmpool.so (with the malloc overrides)
 #   make run        build and run the demo workload on the pool
-#   make test       every test: Rust unit/integration, C tests, real programs
+#   make test       every test: Rust unit/integration, C tests, real programs,
+#                   make install/uninstall (into temporary prefixes)
 #   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
+#   make install    install the library, header, pkg-config file and the
+#                   bin/mmpool wrapper (PREFIX=/usr/local, DESTDIR honoured)
+#   make uninstall  remove what `make install` installed (same variables)
 
 CARGO  ?= cargo
 CC     ?= gcc
@@ -10,15 +14,42 @@ LIB    := target/release/libmmpool.so
 CFLAGS := -O2 -g -Wall -Wextra -Werror -pthread -Iinclude
 BUILD  := target/c
 
-.PHONY: all lib run test test-rust test-c test-programs lint header bench bench-quick clean
+# The version is written once, in Cargo.toml's [package] table; the
+# library's file names derive from it (build.rs sets the same SONAME).
+VERSION  := $(shell awk -F'"' '/^\[/ { p = ($$0 == "[package]") } p && /^version[ \t]*=/ { print $$2; exit }' Cargo.toml)
+ifeq ($(VERSION),)
+$(error no version = "..." in the [package] table of Cargo.toml)
+endif
+MAJOR    := $(firstword $(subst ., ,$(VERSION)))
+SONAME   := libmmpool.so.$(MAJOR)
+REALNAME := libmmpool.so.$(VERSION)
+
+# Install locations (autotools names; each can be set on the command line).
+PREFIX       ?= /usr/local
+DESTDIR      ?=
+BINDIR       = $(PREFIX)/bin
+LIBDIR       = $(PREFIX)/lib
+INCLUDEDIR   = $(PREFIX)/include
+PKGCONFIGDIR = $(LIBDIR)/pkgconfig
+INSTALL      ?= install
+# Run after a root install or uninstall without DESTDIR, so that the loader
+# finds the new libmmpool.so.MAJOR at once (its cache covers /usr/local/lib
+# on Debian); LDCONFIG= to skip.
+LDCONFIG     ?= ldconfig
+
+.PHONY: all lib run test test-rust test-c test-programs test-install lint header bench bench-quick \
+	clean install uninstall
 
 all: lib
 
 # The shipped library alone (no rlib from the same compilation): then the
 # crate's statics are local to it and its code reaches them without the
 # GOT, and the slow paths are direct calls (text 102 -> 93 KB).
+# The SONAME link lets programs linked in the build tree (-Ltarget/release
+# -lmmpool, which records libmmpool.so.MAJOR) find the library at run time.
 lib:
 	$(CARGO) rustc --release --locked --features override --lib --crate-type cdylib
+	ln -sf libmmpool.so target/release/$(SONAME)
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -29,7 +60,7 @@ $(BUILD)/demo: c-tests/demo.c include/mmpool.h | $(BUILD)
 run: lib $(BUILD)/demo
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(BUILD)/demo
 
-test: lib lint test-rust test-c test-programs
+test: lib lint test-rust test-c test-programs test-install
 	@echo "make test: all suites passed"
 
 lint:
@@ -47,6 +78,10 @@ test-c: lib
 test-programs: lib
 	scripts/test-programs.sh
 
+# make install/uninstall into temporary prefixes, pkg-config, bin/mmpool.
+test-install: lib
+	scripts/test-install.sh
+
 # Benchmarks against glibc, jemalloc, mimalloc, tcmalloc (never part of
 # `make test`): tables and a chart in target/bench/.
 bench: lib
@@ -61,3 +96,52 @@ header:
 
 clean:
 	$(CARGO) clean
+
+# ---------------------------------------------------------------- install
+# $(LIBDIR)/libmmpool.so.X.Y.Z (SONAME libmmpool.so.X) with the
+# libmmpool.so.X and libmmpool.so links, $(INCLUDEDIR)/mmpool.h,
+# $(PKGCONFIGDIR)/mmpool.pc and $(BINDIR)/mmpool (scripts/mmpool with the
+# installed library's path filled in and its source-tree part removed).
+# The installed paths are PREFIX's; DESTDIR only stages them.  Builds the
+# library first where cargo is found (not under a sudo whose PATH lacks it:
+# then `make` first).
+INSTALLED_FILES = $(LIBDIR)/$(REALNAME) $(LIBDIR)/$(SONAME) $(LIBDIR)/libmmpool.so \
+	$(INCLUDEDIR)/mmpool.h $(PKGCONFIGDIR)/mmpool.pc $(BINDIR)/mmpool
+# The paths the .pc file names, relative to ${prefix} where they are under it.
+PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+
+install: $(if $(shell command -v $(CARGO) 2>/dev/null),lib)
+	@test -f $(LIB) || { echo "$(LIB) is not built: run make first" >&2; exit 1; }
+	@for d in "$(PREFIX)" "$(BINDIR)" "$(LIBDIR)" "$(INCLUDEDIR)" "$(PKGCONFIGDIR)"; do \
+		case "$$d" in /*) ;; *) echo "install paths must be absolute: '$$d'" >&2; exit 1 ;; esac; \
+	done
+	@case "$(LIBDIR)" in *[:\ ]*) echo "LIBDIR cannot hold ':' or ' ' (LD_PRELOAD separators)" >&2; exit 1 ;; esac
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)" "$(DESTDIR)$(INCLUDEDIR)" \
+		"$(DESTDIR)$(PKGCONFIGDIR)" "$(DESTDIR)$(BINDIR)"
+	$(INSTALL) -m 0755 $(LIB) "$(DESTDIR)$(LIBDIR)/$(REALNAME)"
+	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
+	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/libmmpool.so"
+	$(INSTALL) -m 0644 include/mmpool.h "$(DESTDIR)$(INCLUDEDIR)/mmpool.h"
+	tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		scripts/mmpool.pc.in >"$$tmp" && \
+	$(INSTALL) -m 0644 "$$tmp" "$(DESTDIR)$(PKGCONFIGDIR)/mmpool.pc"
+	tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
+	sed -e '/@source-tree-begin@/,/@source-tree-end@/d' \
+		-e 's|@LIB@|$(LIBDIR)/$(SONAME)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		scripts/mmpool >"$$tmp" && \
+	$(INSTALL) -m 0755 "$$tmp" "$(DESTDIR)$(BINDIR)/mmpool"
+	$(run-ldconfig)
+
+# Exactly the files `make install` writes; directories stay (they may be
+# shared: /usr/local/lib), as with autotools.
+uninstall:
+	rm -f $(foreach f,$(INSTALLED_FILES),"$(DESTDIR)$(f)")
+	$(run-ldconfig)
+
+define run-ldconfig
+@if [ -z "$(DESTDIR)" ] && [ -n "$(LDCONFIG)" ] && [ "$$(id -u)" -eq 0 ] && \
+	command -v "$(LDCONFIG)" >/dev/null 2>&1; then echo "$(LDCONFIG)"; "$(LDCONFIG)"; fi
+endef

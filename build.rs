@@ -6,5 +6,12 @@ fn main() {
     // into unmapped code and memory (glibc also cannot unload a library
     // that uses static TLS safely).
     println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    // A versioned library: the SONAME carries the major version of
+    // Cargo.toml (libmmpool.so.0 for 0.1.0); `make install` installs
+    // libmmpool.so.MAJOR.MINOR.PATCH with the libmmpool.so.MAJOR and
+    // libmmpool.so links, and `make lib` adds target/release/libmmpool.so.MAJOR
+    // so that programs linked in the build tree find it at run time.
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmmpool.so.{major}");
     println!("cargo:rerun-if-changed=build.rs");
 }
