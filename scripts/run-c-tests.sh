@@ -12,10 +12,11 @@
 # Tests: every c-tests/NAME.c / NAME.cpp (but demo.c) is the test NAME,
 # and every c-tests/DIR/NAME.c / NAME.cpp the test DIR/NAME (DIR any
 # folder but bench/ and programs/, which hold benchmarks and the programs
-# of scripts/test-programs.sh).  A file named *_prog.c is a helper
-# program that tests drive: it is only built (target/c/[DIR/]NAME),
-# before any test runs.  The tests' harness is c-tests/testutil.h
-# (arena_example is a plain program: README.md shows it).
+# of scripts/test-programs.sh, and tu/, the harness's headers).  A file
+# named *_prog.c is a helper program that tests drive: it is only built
+# (target/c/[DIR/]NAME), before any test runs.  The tests' harness is
+# c-tests/testutil.h, which includes c-tests/tu/*.h (arena_example is a
+# plain program: README.md shows it).
 #
 # Every test is compiled with -Wall -Wextra -Werror (a warning fails it),
 # linked against libmmpool and run with LD_PRELOAD=libmmpool.so under a
@@ -95,7 +96,7 @@ TESTS=(
     "cxx cxx"
 )
 # folders of c-tests/ that hold no tests
-NOT_TEST_DIRS=" bench programs "
+NOT_TEST_DIRS=" bench programs tu "
 
 HELPERS=()
 known=" demo "
