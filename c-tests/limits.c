@@ -639,7 +639,7 @@ static void test_aligned_alloc_errno(void)
 
 /* aligned_alloc with an alignment that is not a power of two: glibc 2.36
  * rounds it up and succeeds (errno left alone); glibc >= 2.38 returns
- * NULL with EINVAL.  Either is accepted (as in api.c's
+ * NULL with EINVAL.  Either is accepted (as in api/aligned.c's
  * aligned_alloc_odd_alignment); a NULL with any other errno is not. */
 static void test_aligned_alloc_bad_alignment_errno(void)
 {

@@ -6,7 +6,7 @@
 #   --smoke   (default) CI sized: the whole run takes well under 2 minutes
 #             on 2 cores
 #   --full    bigger loops, more threads, more forks (minutes)
-#   test...   run only these tests: a test's name (`api`, `arena/cleanups`)
+#   test...   run only these tests: a test's name (`owns`, `api/realloc`)
 #             or a folder's (`arena`: every test in c-tests/arena/)
 #
 # Tests: every c-tests/NAME.c / NAME.cpp (but demo.c) is the test NAME,
@@ -82,7 +82,6 @@ TIMEOUT=300
 # The other tests (see the header) are added after these, pool tests
 # (cxx for *.cpp), in c-tests/ first, then folder by folder.
 TESTS=(
-    "api pool"
     "owns pool"
     "errors pool"
     "first_call_in_thread pool"
