@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /**
  * Size of the `classes` array of `mmpool_stats_t`.
@@ -320,6 +321,32 @@ void *mmpool_pvalloc(size_t size);
  * any memory was released. Same as `malloc_trim(0)`.
  */
 bool mmpool_trim(void);
+
+/**
+ * glibc's `mallopt` for the pool: `M_MMAP_THRESHOLD` (large blocks of at
+ * least that many bytes count as mmapped in `mallinfo2`, and go back to
+ * the OS at free) and `M_TRIM_THRESHOLD` (idle memory kept before it is
+ * returned) take effect; glibc's other parameters are accepted. Returns
+ * glibc's answer: 1, or 0 for an `M_MXFAST` out of range.
+ */
+int mmpool_mallopt(int param, int value);
+
+/**
+ * Print glibc's `malloc_stats` lines for the pool (`Arena 0:`, `system
+ * bytes`, `in use bytes`, `Total (incl. mmap):`, `max mmap regions`,
+ * `max mmap bytes`), then the pool's statistics table, on stderr. Not a
+ * cancellation point. Same as `malloc_stats`.
+ */
+void mmpool_malloc_stats(void);
+
+/**
+ * Write glibc's `malloc_info` XML for the pool to `fp`: 0, or `EINVAL`
+ * when `options` is not 0. Same as `malloc_info`.
+ *
+ * # Safety
+ * `fp` must be a valid `FILE *` open for writing.
+ */
+int mmpool_malloc_info(int options, FILE *fp);
 
 /**
  * Bytes usable in the block at `ptr` (at least what was asked; writing

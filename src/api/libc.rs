@@ -10,9 +10,9 @@
 //! frees and returns NULL; `posix_memalign` writes `*out` only on success.
 //!
 //! Uses: `api::foreign`, `api::process`, `core::large`, `core::lookup`,
-//! `core::pagemap`, `core::size_class`, `heap::alloc`, `heap::free`,
-//! `heap::hook`, `heap::lifecycle`, `heap::tls`, `insight`, `os`,
-//! `os::errno`, `util::diag`.
+//! `core::pagemap`, `core::size_class`, `core::span`, `heap::abandoned`,
+//! `heap::alloc`, `heap::free`, `heap::hook`, `heap::lifecycle`,
+//! `heap::medium`, `heap::tls`, `insight`, `os`, `os::errno`, `util::diag`.
 
 use crate::api::foreign;
 use crate::api::process::ensure_init;
@@ -297,7 +297,8 @@ unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
 }
 
 /// `posix_memalign`: 0, `EINVAL` or `ENOMEM`; `*out` written only on
-/// success; errno left as it was.
+/// success. As glibc: errno is `ENOMEM` after an `ENOMEM` failure, and
+/// left as it was otherwise.
 ///
 /// # Safety
 /// `out` must be valid for a write.
@@ -305,10 +306,12 @@ pub(crate) unsafe fn posix_memalign(out: *mut *mut c_void, align: usize, size: u
     if !align.is_power_of_two() || align % core::mem::size_of::<usize>() != 0 {
         return libc::EINVAL;
     }
-    let _errno = errno::ErrnoGuard::save();
+    let errno = errno::ErrnoGuard::save();
     // SAFETY: as malloc.
     let p = unsafe { alloc_aligned(align, size) };
     if p.is_null() {
+        errno.keep();
+        errno::set(libc::ENOMEM);
         return libc::ENOMEM;
     }
     // SAFETY: contract.
@@ -383,4 +386,89 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
 pub(crate) fn trim() -> bool {
     ensure_init();
     crate::heap::lifecycle::trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::process::ensure_init;
+    use std::sync::mpsc;
+
+    /// A fork while another thread holds every allocator lock: the child
+    /// rebuilds what those locks guard and allocates and frees blocks of
+    /// every kind; nothing hangs (the parent holds the locks until the
+    /// child is done).
+    #[test]
+    fn a_fork_child_rebuilds_what_another_thread_was_changing() {
+        ensure_init();
+        // Blocks of every kind first, so the structures are not empty.
+        // SAFETY: plain allocations and frees of the pool.
+        let warm: std::vec::Vec<*mut u8> = [24usize, 3000, 20000, 200_000]
+            .iter()
+            .map(|&n| unsafe { malloc(n) })
+            .collect();
+        let (held_tx, held_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let _spans = crate::core::span::SPANS.hold_for_test();
+            let _large = crate::core::large::hold_for_test();
+            let _abandoned = crate::heap::abandoned::hold_for_test();
+            let _pool = crate::heap::lifecycle::hold_for_test();
+            let _shards = crate::heap::medium::hold_for_test();
+            held_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+        });
+        held_rx.recv().unwrap();
+        // SAFETY: fork; the child only calls allocator functions and
+        // _exit (no std locks it could inherit held are taken).
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // glibc's fork ran our child handler (pthread_atfork).
+            let mut ok = true;
+            // SAFETY: the child's own allocations.
+            unsafe {
+                for round in 0..3 {
+                    for &n in &[16usize, 100, 1000, 2000, 9000, 30000, 100_000, 3 << 20] {
+                        let p = malloc(n + round);
+                        ok &= !p.is_null();
+                        if !p.is_null() {
+                            core::ptr::write_bytes(p, 0x5a, n + round);
+                            free(p);
+                        }
+                    }
+                }
+                for &p in &warm {
+                    free(p);
+                }
+                crate::heap::lifecycle::trim();
+                libc::_exit(if ok { 0 } else { 1 });
+            }
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: waiting for our child, with a deadline: it must finish
+        // while the parent still holds every lock.
+        unsafe {
+            let mut waited = 0;
+            while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
+                waited += 1;
+                if waited > 500 {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                    panic!("the fork child hung (locks held by a thread it does not have)");
+                }
+                libc::usleep(10_000);
+            }
+        }
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x}"
+        );
+        for p in warm {
+            // SAFETY: our blocks, freed once in this process.
+            unsafe { free(p) };
+        }
+    }
 }

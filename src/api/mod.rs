@@ -11,7 +11,6 @@
 
 pub(crate) mod arena;
 pub(crate) mod foreign;
-#[cfg(feature = "override")]
 pub(crate) mod glibc;
 pub(crate) mod libc;
 pub(crate) mod process;

@@ -15,10 +15,9 @@
 //!
 //! Uses: `core::config`, `core::large`, `core::span`, `heap::abandoned`,
 //! `heap::lifecycle`, `heap::medium`, `insight`, `insight::leak`,
-//! `insight::symbols`, `insight::trace`, `util::lock`.
+//! `insight::symbols`, `insight::trace`, `os::process`.
 
-use crate::util::lock;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -87,48 +86,35 @@ extern "C" fn destructor() {
 static DESTRUCTOR: extern "C" fn() = destructor;
 
 // ---------------------------------------------------------------------------
-// fork: take every global lock before, release in parent and child, so the
-// child never inherits a lock held by a thread that does not exist there.
-// Order: the instrumentation locks (leak table, then symbol cache, then
-// trace file: the order the exit report takes them; no allocator lock is
-// held while any of them is taken), then the shard heaps (whose slow paths
-// take the ones after them), then late heaps, heap pool, abandoned slabs,
-// span cache, large cache.
+// fork: no allocator lock is held across it. Holding them from a
+// pthread_atfork prepare handler (as before) deadlocks: glibc's fork
+// takes its stdio list lock (and nss's) after the handlers, while a
+// thread holding a FILE lock waits in realloc (getline) for one of ours,
+// and a thread in fflush(NULL) holds the list lock waiting for that FILE;
+// and a fork from a signal handler waits for a lock its own interrupted
+// frame holds. Instead, the child looks at every lock: one held by a
+// thread that does not exist there guards a structure that may be half
+// updated, and that structure is rebuilt empty (what it held is lost to
+// the child: a leak, never corruption); one held by the forking thread
+// itself stays, as its interrupted frame resumes and finishes.
+
+/// The kernel id of the thread that forks, in the parent (late heaps are
+/// listed by thread id, and the child's thread has a new one).
+static FORK_PARENT_TID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn fork_prepare() {
-    lock::hold(crate::insight::leak::lock_for_fork());
-    lock::hold(crate::insight::symbols::lock_for_fork());
-    lock::hold(crate::insight::trace::lock_for_fork());
-    crate::heap::medium::hold_all();
-    let (late, pool) = crate::heap::lifecycle::locks_for_fork();
-    lock::hold(late);
-    lock::hold(pool);
-    lock::hold(crate::heap::abandoned::lock_for_fork());
-    lock::hold(crate::core::span::SPANS.lock_for_fork());
-    lock::hold(crate::core::large::lock_for_fork());
+    FORK_PARENT_TID.store(crate::os::process::gettid(), Ordering::Relaxed);
 }
 
-fn release_all() {
-    let (late, pool) = crate::heap::lifecycle::locks_for_fork();
-    // SAFETY: fork_prepare took all of these in this thread (parent), or
-    // the child is a copy of that thread and the only one left.
-    unsafe {
-        lock::release(crate::core::large::lock_for_fork());
-        lock::release(crate::core::span::SPANS.lock_for_fork());
-        lock::release(crate::heap::abandoned::lock_for_fork());
-        lock::release(pool);
-        lock::release(late);
-        crate::heap::medium::release_all();
-        lock::release(crate::insight::trace::lock_for_fork());
-        lock::release(crate::insight::symbols::lock_for_fork());
-        lock::release(crate::insight::leak::lock_for_fork());
-    }
-}
-
-extern "C" fn fork_parent() {
-    release_all();
-}
+extern "C" fn fork_parent() {}
 
 extern "C" fn fork_child() {
-    release_all();
+    crate::core::span::SPANS.after_fork_child();
+    crate::core::large::after_fork_child();
+    crate::heap::abandoned::after_fork_child();
+    crate::heap::medium::after_fork_child();
+    crate::heap::lifecycle::after_fork_child(FORK_PARENT_TID.load(Ordering::Relaxed));
+    crate::insight::leak::after_fork_child();
+    crate::insight::symbols::after_fork_child();
+    crate::insight::trace::after_fork_child();
 }

@@ -14,6 +14,14 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 static FREE_KEY: AtomicUsize = AtomicUsize::new(0);
 static INSTRUMENTED: AtomicBool = AtomicBool::new(false);
 static ARENA_DEBUG: AtomicBool = AtomicBool::new(false);
+static TRIM_THRESHOLD: AtomicUsize = AtomicUsize::new(16 << 20);
+static TRIM_THRESHOLD_SET: AtomicBool = AtomicBool::new(false);
+static MMAP_THRESHOLD: AtomicUsize = AtomicUsize::new(DEFAULT_MMAP_THRESHOLD);
+static MMAP_THRESHOLD_SET: AtomicBool = AtomicBool::new(false);
+
+/// glibc's default mmap threshold: large blocks of at least this many
+/// bytes count as "mmapped" (`hblks`) in `mallinfo`, smaller ones as heap.
+pub(crate) const DEFAULT_MMAP_THRESHOLD: usize = 128 << 10;
 
 /// The secret mixed into the mark of every free block; a block being
 /// freed that already carries its mark is checked for a double free.
@@ -44,6 +52,43 @@ pub(crate) fn instrumented() -> bool {
 /// Set the instrumentation mode (by `insight`, before any heap exists).
 pub(crate) fn set_instrumented(on: bool) {
     INSTRUMENTED.store(on, Ordering::Relaxed);
+}
+
+/// Idle resident bytes kept before the oldest go back to the OS (dirty
+/// spans): `mallopt(M_TRIM_THRESHOLD)`, 16 MiB by default.
+pub(crate) fn trim_threshold() -> usize {
+    TRIM_THRESHOLD.load(Ordering::Relaxed)
+}
+
+/// The trim threshold if the program set one (then the large-block cache
+/// keeps at most that much too).
+pub(crate) fn trim_threshold_set() -> Option<usize> {
+    TRIM_THRESHOLD_SET
+        .load(Ordering::Relaxed)
+        .then(trim_threshold)
+}
+
+/// Set the trim threshold.
+pub(crate) fn set_trim_threshold(bytes: usize) {
+    TRIM_THRESHOLD.store(bytes, Ordering::Relaxed);
+    TRIM_THRESHOLD_SET.store(true, Ordering::Relaxed);
+}
+
+/// Large blocks of at least this many bytes are "mmapped" in glibc's
+/// sense: counted in `hblks`/`hblkhd`, and, once the program set the
+/// threshold with `mallopt(M_MMAP_THRESHOLD)`, returned to the OS at
+/// free without a stay in the large-block cache.
+pub(crate) fn mmap_threshold() -> (usize, bool) {
+    (
+        MMAP_THRESHOLD.load(Ordering::Relaxed),
+        MMAP_THRESHOLD_SET.load(Ordering::Relaxed),
+    )
+}
+
+/// Set the mmap threshold (`mallopt(M_MMAP_THRESHOLD)`).
+pub(crate) fn set_mmap_threshold(bytes: usize) {
+    MMAP_THRESHOLD.store(bytes, Ordering::Relaxed);
+    MMAP_THRESHOLD_SET.store(true, Ordering::Relaxed);
 }
 
 /// `MMPOOL_ARENA_DEBUG=1`: every arena allocation is its own block.

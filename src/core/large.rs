@@ -20,8 +20,8 @@
 //! and every 64 slow paths of small allocations). `realloc` moves pages with `mremap` instead of
 //! copying.
 //!
-//! Uses: `core::pagemap`, `core::size_class`, `os`, `os::clock`,
-//! `util::diag`, `util::lock`.
+//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `os`,
+//! `os::clock`, `util::diag`, `util::lock`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE};
 use crate::core::size_class::{GRANULE, GRANULE_SHIFT, MIN_ALIGN};
@@ -58,6 +58,9 @@ pub(crate) struct LargeBlock {
     pub(crate) map_size: usize,
     /// The pointer handed to the user.
     pub(crate) user: usize,
+    /// Counted as an "mmapped" block in glibc's sense (requested at or
+    /// above the mmap threshold), not as heap memory.
+    pub(crate) mmapped: bool,
 }
 
 const _: () = assert!(core::mem::size_of::<LargeBlock>() <= LARGE_HEADER);
@@ -83,17 +86,7 @@ struct Cache {
     tail_bytes: usize,
 }
 
-static CACHE: Lock<Cache> = Lock::new(Cache {
-    ranges: [Range {
-        base: 0,
-        size: 0,
-        freed_ms: 0,
-        tail: false,
-    }; CACHE_RANGES],
-    len: 0,
-    bytes: 0,
-    tail_bytes: 0,
-});
+static CACHE: Lock<Cache> = Lock::new(Cache::EMPTY);
 
 /// Ranges to unmap once the cache lock is dropped.
 struct Evicted {
@@ -138,12 +131,25 @@ fn mark_free_range(base: usize, size: usize) {
             },
             map_size: size,
             user: 0,
+            mmapped: false,
         });
     }
     map_granules(base, size, h.cast());
 }
 
 impl Cache {
+    const EMPTY: Cache = Cache {
+        ranges: [Range {
+            base: 0,
+            size: 0,
+            freed_ms: 0,
+            tail: false,
+        }; CACHE_RANGES],
+        len: 0,
+        bytes: 0,
+        tail_bytes: 0,
+    };
+
     fn remove(&mut self, i: usize) -> Range {
         let r = self.ranges[i];
         self.len -= 1;
@@ -274,6 +280,33 @@ pub(crate) static LIVE_BLOCKS: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// The most `LIVE_BYTES` has been.
 pub(crate) static PEAK_LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// The live large blocks counted as mmapped (see [`LargeBlock::mmapped`]),
+/// their mapped bytes, and the most of each there ever were.
+pub(crate) static MMAP_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of [`MMAP_BLOCKS`].
+pub(crate) static MMAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// The most [`MMAP_BLOCKS`] has been.
+pub(crate) static PEAK_MMAP_BLOCKS: AtomicUsize = AtomicUsize::new(0);
+/// The most [`MMAP_BYTES`] has been.
+pub(crate) static PEAK_MMAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Count `blocks` more (or fewer) live large blocks of kind `mmapped`
+/// and `bytes` more (or fewer) mapped bytes.
+fn account(mmapped: bool, blocks: isize, bytes: isize) {
+    let add = |c: &AtomicUsize, v: isize| {
+        if v >= 0 {
+            c.fetch_add(v as usize, Ordering::Relaxed) + v as usize
+        } else {
+            c.fetch_sub(v.unsigned_abs(), Ordering::Relaxed) - v.unsigned_abs()
+        }
+    };
+    add(&LIVE_BLOCKS, blocks);
+    PEAK_LIVE_BYTES.fetch_max(add(&LIVE_BYTES, bytes), Ordering::Relaxed);
+    if mmapped {
+        PEAK_MMAP_BLOCKS.fetch_max(add(&MMAP_BLOCKS, blocks), Ordering::Relaxed);
+        PEAK_MMAP_BYTES.fetch_max(add(&MMAP_BYTES, bytes), Ordering::Relaxed);
+    }
+}
 /// Mappings made for large blocks.
 pub(crate) static MAPS: AtomicUsize = AtomicUsize::new(0);
 /// Large allocations served from the cache.
@@ -344,6 +377,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
             },
             map_size,
             user,
+            mmapped: size >= crate::core::config::mmap_threshold().0,
         });
     }
     if !map_granules(base, map_size, lb.cast()) {
@@ -353,9 +387,8 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
         return (null_mut(), false);
     }
-    LIVE_BLOCKS.fetch_add(1, Ordering::Relaxed);
-    let live = LIVE_BYTES.fetch_add(map_size, Ordering::Relaxed) + map_size;
-    PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
+    // SAFETY: written above.
+    account(unsafe { (*lb).mmapped }, 1, map_size as isize);
     (user as *mut u8, zeroed)
 }
 
@@ -366,16 +399,19 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
 pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let lb = head.cast::<LargeBlock>();
     // SAFETY: a LARGE-tagged header is a live LargeBlock.
-    let (user, map_size) = unsafe { ((*lb).user, (*lb).map_size) };
+    let (user, map_size, mmapped) = unsafe { ((*lb).user, (*lb).map_size, (*lb).mmapped) };
     if user != p as usize {
         crate::util::diag::fatal("free(): invalid pointer (inside a large block)", p as usize);
     }
-    LIVE_BLOCKS.fetch_sub(1, Ordering::Relaxed);
-    LIVE_BYTES.fetch_sub(map_size, Ordering::Relaxed);
+    account(mmapped, -1, -(map_size as isize));
     let base = lb as usize;
     let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
     RECENT[i].store(user, Ordering::Relaxed);
-    if map_size > CACHE_MAX_BLOCK {
+    // Blocks above the cache's limit, and, once the program set an mmap
+    // threshold (mallopt), the blocks it calls mmapped, go back to the OS
+    // at once, as glibc's mmapped chunks do.
+    let (_, threshold_set) = crate::core::config::mmap_threshold();
+    if map_size > CACHE_MAX_BLOCK || (threshold_set && mmapped) {
         // SAFETY: the block is dead; a later free of `p` finds TAG_FREE
         // until the granules are forgotten, then `recently_unmapped`.
         unsafe { (*lb).head.tag = TAG_FREE };
@@ -400,9 +436,13 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
 /// must not throw away pages it is about to need again), at least
 /// [`CACHE_MIN_BYTES`]. Idle ranges still go back after [`CACHE_DELAY_MS`].
 fn budget() -> usize {
-    PEAK_LIVE_BYTES
+    let b = PEAK_LIVE_BYTES
         .load(Ordering::Relaxed)
-        .clamp(CACHE_MIN_BYTES, CACHE_MAX_BYTES)
+        .clamp(CACHE_MIN_BYTES, CACHE_MAX_BYTES);
+    match crate::core::config::trim_threshold_set() {
+        Some(t) => b.min(t),
+        None => b,
+    }
 }
 
 /// Bytes of realloc tails the cache may hold (within [`budget`]): a
@@ -561,6 +601,12 @@ pub(crate) fn cached_bytes() -> usize {
     CACHE.lock().bytes
 }
 
+/// Ranges and bytes held by the cache of freed large blocks.
+pub(crate) fn cached() -> (usize, usize) {
+    let c = CACHE.lock();
+    (c.len, c.bytes)
+}
+
 /// Resize a large block in place or by moving its pages. `None`: the
 /// caller must allocate, copy and free (aligned blocks, or no memory).
 ///
@@ -600,7 +646,8 @@ pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -
             (*lbm).map_size = need;
             (*lbm).head.granules = (need >> GRANULE_SHIFT) as u32;
         }
-        LIVE_BYTES.fetch_sub(tail, Ordering::Relaxed);
+        // SAFETY: our live block's header.
+        account(unsafe { (*lbm).mmapped }, 0, -(tail as isize));
         let mut ev = Evicted::new();
         {
             let mut c = CACHE.lock();
@@ -618,8 +665,8 @@ pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -
             (*lbm).map_size = need;
             (*lbm).head.granules = (need >> GRANULE_SHIFT) as u32;
         }
-        let live = LIVE_BYTES.fetch_add(need - old_map, Ordering::Relaxed) + need - old_map;
-        PEAK_LIVE_BYTES.fetch_max(live, Ordering::Relaxed);
+        // SAFETY: our live block's header.
+        account(unsafe { (*lbm).mmapped }, 0, (need - old_map) as isize);
         return Some(p);
     }
     // Forget the old granules first: once mremap moves the pages, the old
@@ -651,12 +698,27 @@ pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -
     if !map_granules(new_base, need, nlb.cast()) {
         crate::util::diag::fatal("realloc(): out of memory for the page map at", new_base);
     }
-    LIVE_BYTES.fetch_add(need, Ordering::Relaxed);
-    LIVE_BYTES.fetch_sub(old_map, Ordering::Relaxed);
+    // SAFETY: the header moved with the pages.
+    account(
+        unsafe { (*nlb).mmapped },
+        0,
+        need as isize - old_map as isize,
+    );
     Some((new_base + LARGE_HEADER) as *mut u8)
 }
 
-/// The cache's lock, for the fork handlers.
-pub(crate) fn lock_for_fork() -> &'static Lock<impl Sized> {
-    &CACHE
+/// Hold the cache's lock (tests of the fork child's rebuild).
+#[cfg(test)]
+pub(crate) fn hold_for_test() -> crate::util::lock::LockGuard<'static, impl Sized> {
+    CACHE.lock()
+}
+
+/// In a fork child: if the cache's lock was held by a thread that does
+/// not exist here, its table may be half updated: start with an empty
+/// cache (the cached ranges stay mapped, lost to this process).
+pub(crate) fn after_fork_child() {
+    if CACHE.held_by_other_thread() {
+        // SAFETY: the child's only thread; no guard exists.
+        unsafe { CACHE.reset_in_child(|_| Cache::EMPTY) };
+    }
 }

@@ -144,7 +144,7 @@ pub(crate) fn block_size(c: usize) -> usize {
 }
 
 /// Blocks in a slab of `granules` granules of class size `bs`.
-const fn capacity_for(bs: usize, granules: usize) -> usize {
+pub(crate) const fn capacity_for(bs: usize, granules: usize) -> usize {
     (granules * GRANULE - SLAB_HEADER) / bs
 }
 
@@ -173,8 +173,8 @@ const fn build_granules() -> [u8; 64] {
 /// Granules per slab of each class.
 pub(crate) const SLAB_GRANULES: [u8; 64] = build_granules();
 
-/// Blocks per slab of class `c`.
-#[inline]
+/// Blocks per slab of class `c` (of its usual size).
+#[cfg(test)]
 pub(crate) fn slab_capacity(c: usize) -> usize {
     capacity_for(block_size(c), SLAB_GRANULES[c] as usize)
 }

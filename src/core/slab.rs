@@ -23,7 +23,7 @@
 //! `os::pages`, `util::list`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
-use crate::core::size_class::{block_size, slab_capacity, SLAB_GRANULES, SLAB_HEADER};
+use crate::core::size_class::{block_size, capacity_for, SLAB_HEADER};
 use crate::os::PAGE;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -99,6 +99,9 @@ pub(crate) struct Slab {
     pub(crate) next: *mut Slab,
     /// Link in the owner's (or the abandoned) list.
     pub(crate) prev: *mut Slab,
+    /// On an abandoned list of generation `abandoned_in - 1`; 0 when on
+    /// none (see `heap::abandoned`).
+    pub(crate) abandoned_in: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
@@ -110,6 +113,13 @@ unsafe impl crate::util::list::Linked for Slab {
         unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
     }
 }
+
+/// Added to the `used` count of a heap's current slab of each class, so
+/// that the free fast path never sees it reach zero: a malloc/free loop
+/// on one block stays on the fast path instead of retiring and re-taking
+/// its slab every time, and malloc need not count at all. When the slab
+/// stops being current its count is recomputed.
+pub(crate) const CURRENT_BIAS: u32 = 1 << 31;
 
 /// Owner flag: the slab is on its heap's full list.
 pub(crate) const OWNER_FULL: usize = 1;
@@ -126,19 +136,26 @@ impl Slab {
     /// slab size), owned by `owner`.
     ///
     /// # Safety
-    /// `span` must be a span of `SLAB_GRANULES[class]` granules that
+    /// `span` must be a span of `granules` granules (enough for one block
+    /// of the class at least) that
     /// nobody else uses.
-    pub(crate) unsafe fn init(span: *mut u8, class: usize, owner: usize) -> *mut Slab {
+    pub(crate) unsafe fn init(
+        span: *mut u8,
+        granules: usize,
+        class: usize,
+        owner: usize,
+    ) -> *mut Slab {
         let s = span.cast::<Slab>();
         let bs = block_size(class);
-        let cap = slab_capacity(class);
+        let cap = capacity_for(bs, granules);
+        debug_assert!(cap >= 1);
         let first = span as usize + SLAB_HEADER;
         // SAFETY: the span is ours (contract) and large enough.
         unsafe {
             s.write(Slab {
                 head: SpanHead {
                     tag: TAG_SLAB,
-                    granules: SLAB_GRANULES[class] as u32,
+                    granules: granules as u32,
                     owner: AtomicUsize::new(owner),
                 },
                 free: null_mut(),
@@ -152,6 +169,7 @@ impl Slab {
                 end: first + cap * bs,
                 next: null_mut(),
                 prev: null_mut(),
+                abandoned_in: 0,
             });
         }
         s
@@ -279,6 +297,48 @@ impl Slab {
         Some(first + (p - first) / bs * bs)
     }
 
+    /// Blocks handed out and not back on the slab's lists, read by any
+    /// thread while the owner may be changing them (statistics): exact
+    /// when the owner is idle, close to it otherwise. Every read stays
+    /// inside the slab's span (which is never unmapped): a free-list walk
+    /// follows only links that name a carved block of this slab.
+    ///
+    /// # Safety
+    /// `s` must be the header of a slab span (a carved span tagged SLAB).
+    pub(crate) unsafe fn used_now(s: *const Slab) -> usize {
+        // SAFETY: contract: the header lies in mapped span memory; the
+        // fields are read as they are (volatile: another thread writes
+        // them).
+        unsafe {
+            let cap = core::ptr::read_volatile(&raw const (*s).capacity) as usize;
+            let used = core::ptr::read_volatile(&raw const (*s).used);
+            if used < CURRENT_BIAS / 2 {
+                return (used as usize).min(cap);
+            }
+            // Its heap's current slab: malloc does not count; count the
+            // free lists instead.
+            let bs = core::ptr::read_volatile(&raw const (*s).block_size) as usize;
+            let first = s as usize + SLAB_HEADER;
+            let bump = (*s).bump.load(Ordering::Relaxed);
+            if bs == 0 || bump < first || bump > first + cap * bs {
+                return 0;
+            }
+            let carved = (bump - first) / bs;
+            let mut free = 0;
+            for head in [
+                core::ptr::read_volatile(&raw const (*s).free),
+                core::ptr::read_volatile(&raw const (*s).local_free),
+            ] {
+                let mut b = head as usize;
+                while b >= first && b < bump && (b - first) % bs == 0 && free < carved {
+                    free += 1;
+                    b = core::ptr::read_volatile(b as *const usize);
+                }
+            }
+            carved - free
+        }
+    }
+
     /// Is `b` on `free` or `local_free`? (The double-free check; O(free).)
     ///
     /// # Safety
@@ -300,7 +360,7 @@ impl Slab {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::size_class::{class_of, GRANULE, NUM_CLASSES};
+    use crate::core::size_class::{class_of, GRANULE, NUM_CLASSES, SLAB_GRANULES};
     use crate::os::pages::testing::HeapSource;
     use crate::os::PageSource;
     use std::collections::BTreeSet;
@@ -312,7 +372,9 @@ mod tests {
         let size = SLAB_GRANULES[class] as usize * GRANULE;
         let span = src.map(size, GRANULE).unwrap();
         // SAFETY: fresh span of the class's size.
-        let s = unsafe { &mut *Slab::init(span.as_ptr(), class, 0x1000) };
+        let s = unsafe {
+            &mut *Slab::init(span.as_ptr(), SLAB_GRANULES[class] as usize, class, 0x1000)
+        };
         f(s);
         // SAFETY: from map above.
         unsafe { src.unmap(span, size) };

@@ -1,25 +1,30 @@
 //! The span cache: granule-aligned spans for slabs, reused, then purged.
 //!
 //! Owns the process's slab memory below the heaps. Spans are carved from
-//! 4 MiB chunks mapped from the OS and are never split or merged, so the
-//! page map entries of a span are written once, when it is carved, and
-//! point at its head forever after. A span given back sits on a *dirty*
+//! 4 MiB chunks mapped from the OS (or, when an address-space limit
+//! refuses a chunk, from a mapping of one granule) and are never split,
+//! merged or unmapped, so the page map entries of a span are written once,
+//! when it is carved, and point at its head forever after, and any span
+//! header can be read at any time (the statistics walk them all). A span given back sits on a *dirty*
 //! list (its pages still resident) and is reused first; dirty spans older
-//! than [`PURGE_DELAY_MS`], or beyond [`DIRTY_MAX`] bytes, are purged
+//! than [`PURGE_DELAY_MS`], or beyond the trim threshold (16 MiB unless
+//! `mallopt(M_TRIM_THRESHOLD)` says otherwise), are purged
 //! (`MADV_DONTNEED` on all but the header page) and move to a *clean* list.
 //!
 //! Invariants, under the lock:
 //! `dirty_bytes == sum of sizes on the dirty lists`; every cached span's
-//! tag is `TAG_FREE`; a span is on exactly one list.
+//! tag is `TAG_FREE`; a span is on exactly one list; `chunks` lists every
+//! mapping spans were carved from, the last one carved up to `chunk_cur`.
 //!
-//! Uses: `core::pagemap`, `core::size_class`, `os`, `os::clock`,
-//! `util::list`, `util::lock`.
+//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `os`,
+//! `os::clock`, `util::list`, `util::lock`, `util::mapped`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE};
 use crate::core::size_class::{GRANULE, MAX_SLAB_GRANULES};
 use crate::os::clock::now_ms;
 use crate::os::{PageSource, PAGE};
 use crate::util::lock::Lock;
+use crate::util::mapped::MappedVec;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -27,8 +32,6 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) const CHUNK: usize = 4 << 20;
 /// Dirty spans idle for longer than this are purged.
 pub(crate) const PURGE_DELAY_MS: u64 = 500;
-/// Resident bytes the dirty lists may hold before the oldest are purged.
-pub(crate) const DIRTY_MAX: usize = 16 << 20;
 
 /// A cached span's header, written over the span's first bytes.
 #[repr(C)]
@@ -65,10 +68,24 @@ struct Inner {
     chunk_cur: usize,
     chunk_end: usize,
     last_sweep_ms: u64,
+    /// Every chunk: (start, end).
+    chunks: MappedVec<(usize, usize)>,
 }
 
 // SAFETY: the raw pointers are only followed under the cache's lock.
 unsafe impl Send for Inner {}
+
+impl Inner {
+    const EMPTY: Inner = Inner {
+        dirty: [EMPTY_LIST; MAX_SLAB_GRANULES + 1],
+        clean: [EMPTY_LIST; MAX_SLAB_GRANULES + 1],
+        dirty_bytes: 0,
+        chunk_cur: 0,
+        chunk_end: 0,
+        last_sweep_ms: 0,
+        chunks: MappedVec::EMPTY,
+    };
+}
 
 /// Counters of a span cache, for statistics.
 #[derive(Clone, Copy, Default, Debug)]
@@ -93,14 +110,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
     /// An empty cache drawing from `src`.
     pub(crate) const fn new(src: &'static S) -> Self {
         SpanCache {
-            inner: Lock::new(Inner {
-                dirty: [EMPTY_LIST; MAX_SLAB_GRANULES + 1],
-                clean: [EMPTY_LIST; MAX_SLAB_GRANULES + 1],
-                dirty_bytes: 0,
-                chunk_cur: 0,
-                chunk_end: 0,
-                last_sweep_ms: 0,
-            }),
+            inner: Lock::new(Inner::EMPTY),
             src,
             mapped: AtomicUsize::new(0),
         }
@@ -148,7 +158,9 @@ impl<S: PageSource + 'static> SpanCache<S> {
 
     fn carve(&self, g: &mut Inner, size: usize) -> Option<*mut u8> {
         if g.chunk_end - g.chunk_cur < size {
-            // Give the unusable tail of the old chunk back, map a new one.
+            // Give the unusable tail of the old chunk back, map a new one:
+            // a whole chunk when the address space allows, else just this
+            // span (a tight RLIMIT_AS must not stop small allocations).
             if g.chunk_end > g.chunk_cur {
                 // SAFETY: the tail was never handed out.
                 unsafe {
@@ -157,13 +169,28 @@ impl<S: PageSource + 'static> SpanCache<S> {
                         g.chunk_end - g.chunk_cur,
                     )
                 };
+                let last = g.chunks.len() - 1;
+                let (start, _) = g.chunks.get(last);
+                g.chunks.set(last, (start, g.chunk_cur));
             }
             g.chunk_cur = 0;
             g.chunk_end = 0;
-            let c = self.src.map(CHUNK, GRANULE)?.as_ptr() as usize;
-            self.mapped.fetch_add(CHUNK, Ordering::Relaxed);
+            let (c, len) = match self.src.map(CHUNK, GRANULE) {
+                Some(c) => (c, CHUNK),
+                // Short of address space: one granule at a time (a bigger
+                // request fails, and its slab falls back to one granule).
+                None if size == GRANULE => (self.src.map(size, GRANULE)?, size),
+                None => return None,
+            };
+            let c = c.as_ptr() as usize;
+            if !g.chunks.push((c, c + len)) {
+                // SAFETY: just mapped, never handed out.
+                unsafe { self.src.unmap(NonNull::new_unchecked(c as *mut u8), len) };
+                return None;
+            }
+            self.mapped.fetch_add(len, Ordering::Relaxed);
             g.chunk_cur = c;
-            g.chunk_end = c + CHUNK;
+            g.chunk_end = c + len;
         }
         let s = g.chunk_cur;
         if !PAGEMAP.set(s, size / GRANULE, s as *mut SpanHead, self.src) {
@@ -197,13 +224,14 @@ impl<S: PageSource + 'static> SpanCache<S> {
         // SAFETY: we hold the lock; `s` is on no list.
         unsafe { g.dirty[granules].push_front(s) };
         g.dirty_bytes += size;
-        if g.dirty_bytes > DIRTY_MAX || now.saturating_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4 {
+        if g.dirty_bytes > dirty_max() || now.saturating_sub(g.last_sweep_ms) >= PURGE_DELAY_MS / 4
+        {
             self.sweep(&mut g, now, false);
         }
     }
 
     /// Purge dirty spans that are too old, or the oldest ones while over
-    /// [`DIRTY_MAX`]; `all` purges every dirty span.
+    /// the trim threshold; `all` purges every dirty span.
     fn sweep(&self, g: &mut Inner, now: u64, all: bool) {
         g.last_sweep_ms = now;
         for k in 1..=MAX_SLAB_GRANULES {
@@ -214,7 +242,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
                 }
                 // SAFETY: `s` is a cached span on the dirty list; lock held.
                 let old = unsafe { now.saturating_sub((*s).freed_ms) } >= PURGE_DELAY_MS;
-                if !(all || old || g.dirty_bytes > DIRTY_MAX / 2) {
+                if !(all || old || g.dirty_bytes > dirty_max() / 2) {
                     break;
                 }
                 let size = k * GRANULE;
@@ -260,10 +288,52 @@ impl<S: PageSource + 'static> SpanCache<S> {
         }
     }
 
-    /// The cache's lock, for the fork handlers.
-    pub(crate) fn lock_for_fork(&self) -> &Lock<impl Sized> {
-        &self.inner
+    /// Call `f` with the header of every span ever carved, under the
+    /// cache's lock (no span is carved meanwhile). Headers of spans in use
+    /// by other threads are read as they are: the caller reads them with
+    /// care (they may change under it), never writes them.
+    pub(crate) fn for_each_span(&self, mut f: impl FnMut(*mut SpanHead)) {
+        let g = self.inner.lock();
+        for i in 0..g.chunks.len() {
+            let (start, mut end) = g.chunks.get(i);
+            if i + 1 == g.chunks.len() {
+                end = g.chunk_cur;
+            }
+            let mut a = start;
+            while a < end {
+                let head = a as *mut SpanHead;
+                f(head);
+                // SAFETY: every carved span's memory stays mapped; a span
+                // being set up may still read 0 granules: step one.
+                let n = unsafe { core::ptr::read_volatile(&raw const (*head).granules) };
+                a += (n as usize).clamp(1, MAX_SLAB_GRANULES) * GRANULE;
+            }
+        }
     }
+
+    /// In a fork child: if the lock was held by a thread that does not
+    /// exist here, its lists may be half updated: start afresh (the cached
+    /// spans are lost to this process, the carved ones stay valid).
+    pub(crate) fn after_fork_child(&self) {
+        if self.inner.held_by_other_thread() {
+            // SAFETY: the child's only thread; no guard exists.
+            unsafe { self.inner.reset_in_child(|_| Inner::EMPTY) };
+        }
+    }
+}
+
+impl<S: PageSource + 'static> SpanCache<S> {
+    /// Hold the cache's lock (tests of the fork child's rebuild).
+    #[cfg(test)]
+    pub(crate) fn hold_for_test(&self) -> crate::util::lock::LockGuard<'_, impl Sized> {
+        self.inner.lock()
+    }
+}
+
+/// Resident bytes the dirty lists may hold before the oldest are purged:
+/// the trim threshold (`mallopt(M_TRIM_THRESHOLD)`, 16 MiB by default).
+fn dirty_max() -> usize {
+    crate::core::config::trim_threshold()
 }
 
 const _: () = assert!(core::mem::size_of::<FreeSpan>() <= PAGE);

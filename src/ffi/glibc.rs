@@ -7,7 +7,7 @@
 use crate::api::glibc as api;
 use core::ffi::c_int;
 
-/// `malloc_stats`: our table on stderr.
+/// `malloc_stats`: glibc's lines, then our table, on stderr.
 #[no_mangle]
 pub extern "C" fn malloc_stats() {
     api::malloc_stats()
@@ -23,6 +23,22 @@ pub extern "C" fn mallinfo2() -> libc::mallinfo2 {
 #[no_mangle]
 pub extern "C" fn mallinfo() -> libc::mallinfo {
     api::mallinfo()
+}
+
+/// `mallopt`: glibc's tuning parameters (see `api::glibc`).
+#[no_mangle]
+pub extern "C" fn mallopt(param: c_int, value: c_int) -> c_int {
+    api::mallopt(param, value)
+}
+
+/// `malloc_info`: glibc's XML report with our numbers.
+///
+/// # Safety
+/// `fp` must be a valid `FILE *` open for writing.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
+    // SAFETY: the C contract of malloc_info.
+    unsafe { api::malloc_info(options, fp) }
 }
 
 /// `malloc_trim`: give idle memory back to the OS now; 1 if any was.

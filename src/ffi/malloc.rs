@@ -1,7 +1,7 @@
 //! The malloc family: `mmpool_*` for explicit linking, and behind the
 //! `override` feature the standard names for `LD_PRELOAD`.
 //!
-//! Uses: `api::libc`, `core::lookup`.
+//! Uses: `api::glibc`, `api::libc`, `core::lookup`.
 
 use crate::api::libc as api;
 use core::ffi::{c_char, c_int, c_void};
@@ -138,6 +138,36 @@ pub unsafe extern "C" fn mmpool_pvalloc(size: usize) -> *mut c_void {
 #[no_mangle]
 pub extern "C" fn mmpool_trim() -> bool {
     api::trim()
+}
+
+/// glibc's `mallopt` for the pool: `M_MMAP_THRESHOLD` (large blocks of at
+/// least that many bytes count as mmapped in `mallinfo2`, and go back to
+/// the OS at free) and `M_TRIM_THRESHOLD` (idle memory kept before it is
+/// returned) take effect; glibc's other parameters are accepted. Returns
+/// glibc's answer: 1, or 0 for an `M_MXFAST` out of range.
+#[no_mangle]
+pub extern "C" fn mmpool_mallopt(param: c_int, value: c_int) -> c_int {
+    crate::api::glibc::mallopt(param, value)
+}
+
+/// Print glibc's `malloc_stats` lines for the pool (`Arena 0:`, `system
+/// bytes`, `in use bytes`, `Total (incl. mmap):`, `max mmap regions`,
+/// `max mmap bytes`), then the pool's statistics table, on stderr. Not a
+/// cancellation point. Same as `malloc_stats`.
+#[no_mangle]
+pub extern "C" fn mmpool_malloc_stats() {
+    crate::api::glibc::malloc_stats()
+}
+
+/// Write glibc's `malloc_info` XML for the pool to `fp`: 0, or `EINVAL`
+/// when `options` is not 0. Same as `malloc_info`.
+///
+/// # Safety
+/// `fp` must be a valid `FILE *` open for writing.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_malloc_info(options: c_int, fp: *mut libc::FILE) -> c_int {
+    // SAFETY: the C contract of malloc_info.
+    unsafe { crate::api::glibc::malloc_info(options, fp) }
 }
 
 /// Bytes usable in the block at `ptr` (at least what was asked; writing

@@ -8,9 +8,12 @@
 //! thread short of blocks of that class adopts one instead of taking a
 //! fresh span.
 //!
-//! Invariants, under the lock: a slab is on `ABANDONED[c]` exactly when
-//! its owner (without flags) is 0, and then `c` is its class. Lock order:
-//! this lock, then the span cache's.
+//! Invariants, under the lock: a slab is on `lists[c]` exactly when its
+//! `abandoned_in == generation + 1`, and then its owner (without flags)
+//! is 0 and `c` is its class. A fork child whose parent held this lock in
+//! another thread starts a new generation with empty lists: the slabs of
+//! the old lists keep owner 0 and are freed into without list
+//! operations. Lock order: this lock, then the span cache's.
 //!
 //! Uses: `core::config`, `core::size_class`, `core::slab`, `heap::slabs`,
 //! `heap::types`, `util::diag`, `util::lock`.
@@ -23,12 +26,25 @@ use crate::heap::types::{Heap, HeapLocal, SlabList, EMPTY_LIST};
 use crate::util::lock::Lock;
 use core::sync::atomic::Ordering;
 
-/// The abandoned slabs of each class.
-struct Lists([SlabList; NUM_CLASSES]);
+/// The abandoned slabs of each class, and the lists' generation.
+struct Lists {
+    lists: [SlabList; NUM_CLASSES],
+    generation: u32,
+}
 // SAFETY: only touched under the ABANDONED lock.
 unsafe impl Send for Lists {}
 
-static ABANDONED: Lock<Lists> = Lock::new(Lists([EMPTY_LIST; NUM_CLASSES]));
+impl Lists {
+    /// The mark of a slab on one of these lists.
+    fn listed(&self) -> u32 {
+        self.generation.wrapping_add(1).max(1)
+    }
+}
+
+static ABANDONED: Lock<Lists> = Lock::new(Lists {
+    lists: [EMPTY_LIST; NUM_CLASSES],
+    generation: 0,
+});
 
 /// Take one abandoned slab of `class` into `heap` (last in its `avail`
 /// list). False when there is none.
@@ -38,12 +54,13 @@ static ABANDONED: Lock<Lists> = Lock::new(Lists([EMPTY_LIST; NUM_CLASSES]));
 pub(crate) unsafe fn adopt(heap: *mut Heap, class: usize) -> bool {
     let s = {
         let mut lists = ABANDONED.lock();
-        let s = lists.0[class].pop_front();
+        let s = lists.lists[class].pop_front();
         if s.is_null() {
             return false;
         }
         // SAFETY: an abandoned slab, taken off the list under the lock.
         unsafe {
+            (*s).abandoned_in = 0;
             let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
             (*s).head
                 .owner
@@ -83,7 +100,8 @@ pub(crate) unsafe fn abandon_slabs(h: &mut HeapLocal) {
                 }
                 let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
                 (*s).head.owner.store(flags, Ordering::Release);
-                lists.0[(*s).class as usize].push_back(s);
+                (*s).abandoned_in = lists.listed();
+                lists.lists[(*s).class as usize].push_back(s);
             }
         }
     }
@@ -109,7 +127,11 @@ pub(crate) unsafe fn free_abandoned(slab: *mut Slab, b: *mut Block, user: usize)
             crate::util::diag::fatal("free(): double free", user);
         }
         if (*slab).push_local(b, key) {
-            lists.0[(*slab).class as usize].remove(slab);
+            // (A slab of an older generation is on no list: see above.)
+            if (*slab).abandoned_in == lists.listed() {
+                lists.lists[(*slab).class as usize].remove(slab);
+            }
+            (*slab).abandoned_in = 0;
             drop(lists);
             release_slab(slab);
         }
@@ -117,7 +139,24 @@ pub(crate) unsafe fn free_abandoned(slab: *mut Slab, b: *mut Block, user: usize)
     true
 }
 
-/// The lock, for the fork handlers.
-pub(crate) fn lock_for_fork() -> &'static Lock<impl Sized> {
-    &ABANDONED
+/// Hold the lists' lock (tests of the fork child's rebuild).
+#[cfg(test)]
+pub(crate) fn hold_for_test() -> crate::util::lock::LockGuard<'static, impl Sized> {
+    ABANDONED.lock()
+}
+
+/// In a fork child: if the lists' lock was held by a thread that does
+/// not exist here, the lists may be half updated: start a new generation
+/// with empty lists.
+pub(crate) fn after_fork_child() {
+    if ABANDONED.held_by_other_thread() {
+        // SAFETY: the child's only thread; no guard exists; the old
+        // generation is a plain counter, consistent alone.
+        unsafe {
+            ABANDONED.reset_in_child(|old| Lists {
+                lists: [EMPTY_LIST; NUM_CLASSES],
+                generation: old.generation.wrapping_add(1),
+            })
+        };
+    }
 }

@@ -20,10 +20,10 @@
 //! at most one of `free` and `parked`; `LIVE_HEAPS` counts heaps that a
 //! live thread's TLS word names. Lock order: late heaps, then the pool.
 //!
-//! Uses: `core::config`, `core::large`, `core::span`, `heap::abandoned`,
-//! `heap::free`, `heap::medium`, `heap::remote`, `heap::slabs`,
-//! `heap::tls`, `heap::types`, `os`, `os::clock`, `os::process`,
-//! `util::diag`, `util::lock`.
+//! Uses: `core::config`, `core::large`, `core::lookup`, `core::span`,
+//! `heap::abandoned`, `heap::free`, `heap::medium`, `heap::remote`,
+//! `heap::slabs`, `heap::tls`, `heap::types`, `os`, `os::clock`,
+//! `os::process`, `util::diag`, `util::lock`, `util::mapped`.
 
 use crate::core::span::SPANS;
 use crate::heap::types::{
@@ -32,6 +32,7 @@ use crate::heap::types::{
 use crate::heap::{abandoned, free, medium, remote, slabs, tls};
 use crate::os::{PageSource, OS};
 use crate::util::lock::Lock;
+use crate::util::mapped::MappedVec;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -59,17 +60,24 @@ struct Pool {
     parked_n: usize,
     chunk_cur: usize,
     chunk_end: usize,
+    /// Every chunk heap structs were made in: (start, end).
+    chunks: MappedVec<(usize, usize)>,
 }
 // SAFETY: only accessed under the pool lock.
 unsafe impl Send for Pool {}
 
-static POOL: Lock<Pool> = Lock::new(Pool {
-    free: null_mut(),
-    parked: null_mut(),
-    parked_n: 0,
-    chunk_cur: 0,
-    chunk_end: 0,
-});
+impl Pool {
+    const EMPTY: Pool = Pool {
+        free: null_mut(),
+        parked: null_mut(),
+        parked_n: 0,
+        chunk_cur: 0,
+        chunk_end: 0,
+        chunks: MappedVec::EMPTY,
+    };
+}
+
+static POOL: Lock<Pool> = Lock::new(Pool::EMPTY);
 /// Heaps in use by live threads.
 pub(crate) static LIVE_HEAPS: AtomicUsize = AtomicUsize::new(0);
 /// Heap structs ever made.
@@ -78,6 +86,9 @@ pub(crate) static HEAPS_MADE: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
 
 const POOL_CHUNK: usize = 256 * 1024;
+/// Bytes a heap struct takes in a pool chunk (64-aligned: the owner word
+/// of a slab keeps flags in its low bits).
+const HEAP_SLOT: usize = core::mem::size_of::<Heap>().next_multiple_of(64);
 
 /// Heaps of exited threads kept with their slabs at most (glibc keeps
 /// every arena; eight cover the threads a server starts and stops at once).
@@ -104,18 +115,27 @@ fn heap_pool_take(bare: bool) -> (*mut Heap, bool) {
         p.free = unsafe { (*h).local.pool_next };
         return (h, false);
     }
-    let size = core::mem::size_of::<Heap>().next_multiple_of(64);
-    if p.chunk_end - p.chunk_cur < size {
-        match OS.map(POOL_CHUNK, crate::os::PAGE) {
-            Some(c) => {
-                p.chunk_cur = c.as_ptr() as usize;
-                p.chunk_end = p.chunk_cur + POOL_CHUNK;
-            }
-            None => return (null_mut(), false),
+    if p.chunk_end - p.chunk_cur < HEAP_SLOT {
+        // A chunk for many heaps, or (a tight address-space limit) one.
+        let one = HEAP_SLOT.next_multiple_of(crate::os::PAGE);
+        let (c, len) = match OS.map(POOL_CHUNK, crate::os::PAGE) {
+            Some(c) => (c, POOL_CHUNK),
+            None => match OS.map(one, crate::os::PAGE) {
+                Some(c) => (c, one),
+                None => return (null_mut(), false),
+            },
+        };
+        let c = c.as_ptr() as usize;
+        if !p.chunks.push((c, c + len)) {
+            // SAFETY: just mapped, never handed out.
+            unsafe { OS.unmap(core::ptr::NonNull::new_unchecked(c as *mut u8), len) };
+            return (null_mut(), false);
         }
+        p.chunk_cur = c;
+        p.chunk_end = c + len;
     }
     let h = p.chunk_cur as *mut Heap;
-    p.chunk_cur += size;
+    p.chunk_cur += HEAP_SLOT;
     HEAPS_MADE.fetch_add(1, Ordering::Relaxed);
     (h, false)
 }
@@ -195,10 +215,14 @@ struct LateHeaps {
     n: usize,
 }
 
-static LATE: Lock<LateHeaps> = Lock::new(LateHeaps {
-    heaps: [(0, 0); 64],
-    n: 0,
-});
+impl LateHeaps {
+    const EMPTY: LateHeaps = LateHeaps {
+        heaps: [(0, 0); 64],
+        n: 0,
+    };
+}
+
+static LATE: Lock<LateHeaps> = Lock::new(LateHeaps::EMPTY);
 static LATE_COUNT: AtomicUsize = AtomicUsize::new(0);
 
 /// Give up the late heaps whose threads have exited (cheap when none).
@@ -381,7 +405,87 @@ pub(crate) fn trim() -> bool {
     a + b > 0
 }
 
-/// The locks of this module, in the order the fork handlers take them.
-pub(crate) fn locks_for_fork() -> (&'static Lock<impl Sized>, &'static Lock<impl Sized>) {
-    (&LATE, &POOL)
+/// Call `f` with every heap struct ever made (live, parked, or pooled),
+/// under the pool lock. The heaps of other threads change under `f`: it
+/// reads their atomic or word-sized counters, nothing else.
+pub(crate) fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
+    let p = POOL.lock();
+    for i in 0..p.chunks.len() {
+        let (start, mut end) = p.chunks.get(i);
+        if i + 1 == p.chunks.len() {
+            end = p.chunk_cur;
+        }
+        let mut a = start;
+        while a + HEAP_SLOT <= end {
+            f(a as *mut Heap);
+            a += HEAP_SLOT;
+        }
+    }
+}
+
+/// Bytes the program freed that are still counted in their slab's
+/// `used`: blocks in medium caches and in remote queues (statistics).
+/// Other threads' heaps change meanwhile: their counters are read as
+/// they are, and a queue walk follows only links that name a block of
+/// one of our slabs.
+pub(crate) fn freed_not_collected() -> usize {
+    let mut bytes = 0;
+    let mut steps = 0usize;
+    for_each_heap(|h| {
+        // SAFETY: heap structs stay mapped; word-sized fields read as
+        // they are (volatile: their owners write them).
+        unsafe {
+            bytes += core::ptr::read_volatile(&raw const (*h).local.mcache_bytes) as usize;
+            let mut b = (*h).remote.load(Ordering::Acquire) as usize;
+            while b > crate::heap::remote::CLOSED as usize && steps < 1 << 20 {
+                steps += 1;
+                let Some(crate::core::lookup::Span::Slab(s)) = crate::core::lookup::span_of(b)
+                else {
+                    break;
+                };
+                if (*s).block_containing(b) != Some(b) {
+                    break;
+                }
+                bytes += core::ptr::read_volatile(&raw const (*s).block_size) as usize;
+                b = core::ptr::read_volatile(b as *const usize);
+            }
+        }
+    });
+    bytes
+}
+
+/// Hold the pool's and the late list's locks (tests of the fork child's
+/// rebuild).
+#[cfg(test)]
+pub(crate) fn hold_for_test() -> (
+    crate::util::lock::LockGuard<'static, impl Sized>,
+    crate::util::lock::LockGuard<'static, impl Sized>,
+) {
+    (LATE.lock(), POOL.lock())
+}
+
+/// In a fork child. The heap pool and the late-heap list, if their lock
+/// was held by a thread that does not exist here, may be half updated:
+/// start them afresh (the pooled and parked heaps are lost to this
+/// process). Late heaps listed for the forking thread, `parent_tid` in
+/// the parent, get the child's thread id (the child has the same heap).
+pub(crate) fn after_fork_child(parent_tid: i32) {
+    if POOL.held_by_other_thread() {
+        // SAFETY: the child's only thread; no guard exists.
+        unsafe { POOL.reset_in_child(|_| Pool::EMPTY) };
+    }
+    if LATE.held_by_other_thread() {
+        // SAFETY: as above.
+        unsafe { LATE.reset_in_child(|_| LateHeaps::EMPTY) };
+        LATE_COUNT.store(0, Ordering::Relaxed);
+    } else {
+        let me = crate::os::process::gettid();
+        let mut l = LATE.lock();
+        let n = l.n;
+        for e in &mut l.heaps[..n] {
+            if e.1 == parent_tid {
+                e.1 = me;
+            }
+        }
+    }
 }

@@ -22,8 +22,8 @@
 //!   counters are those of `heap::types`.
 //!
 //! Uses: `core::config`, `core::pagemap`, `core::size_class`, `core::slab`,
-//! `heap::slabs`, `heap::tls`, `heap::types`, `os::process`, `util::diag`,
-//! `util::lock`.
+//! `heap::slabs`, `heap::tls`, `heap::types`, `os::errno`, `os::process`,
+//! `util::diag`, `util::lock`.
 
 use crate::core::config::free_key;
 use crate::core::pagemap::PAGEMAP;
@@ -31,7 +31,7 @@ use crate::core::size_class::{CLASS_SIZE, SHARED_FROM};
 use crate::core::slab::{mark_freed, marked_freed, Block, Slab, OWNER_FLAGS};
 use crate::heap::slabs;
 use crate::heap::types::{is_thread_heap, Heap, MCACHE_BYTES, MCACHE_CLASSES, MCACHE_MAX};
-use crate::util::lock::{self, Lock};
+use crate::util::lock::Lock;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
@@ -56,6 +56,11 @@ struct ShardState {
     made: bool,
     /// Allocations since the last upkeep.
     allocs: u32,
+    /// A fork child found the lock held by a thread that does not exist
+    /// there: the heap may be half updated, so it is never used again
+    /// (allocations go to another shard, frees of its blocks are
+    /// dropped: a leak, never corruption).
+    poisoned: bool,
 }
 
 /// Allocations from a shard between two upkeeps.
@@ -73,6 +78,7 @@ static SHARDS: Shards = Shards(
             lock: Lock::new(ShardState {
                 made: false,
                 allocs: 0,
+                poisoned: false,
             }),
             heap: UnsafeCell::new(MaybeUninit::uninit()),
         }
@@ -96,7 +102,7 @@ const CPU_RECHECK: u32 = 64;
 /// time). A thread that moved keeps its old shard for a while: that costs
 /// locality, never correctness.
 #[inline]
-fn current_shard() -> &'static Shard {
+fn current_shard() -> usize {
     let heap = crate::heap::tls::heap();
     let cpu = || (crate::os::process::cpu() % MAX_SHARDS) as u32;
     let i = if is_thread_heap(heap) {
@@ -113,7 +119,7 @@ fn current_shard() -> &'static Shard {
     } else {
         cpu()
     };
-    &SHARDS.0[i as usize % MAX_SHARDS]
+    i as usize % MAX_SHARDS
 }
 
 /// Is `h` (an owner word without its flags) one of the shard heaps?
@@ -138,8 +144,20 @@ fn shard_of(h: usize) -> &'static Shard {
 /// `SHARED_FROM <= class < NUM_CLASSES`; the process is initialised.
 #[inline(never)]
 pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
-    let s = current_shard();
-    let mut st = s.lock.lock();
+    let mut i = current_shard();
+    let (s, mut st) = loop {
+        let s = &SHARDS.0[i];
+        let st = s.lock.lock();
+        if !st.poisoned {
+            break (s, st);
+        }
+        drop(st);
+        i = (i + 1) % MAX_SHARDS;
+        if i == current_shard() {
+            crate::os::errno::set(libc::ENOMEM);
+            return (null_mut(), false);
+        }
+    };
     let heap = s.heap.get().cast::<Heap>();
     // SAFETY: the lock makes us the heap's only user; the heap is made
     // (with its owner word) before its first use; `class` is in range
@@ -188,7 +206,10 @@ pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
 #[inline(never)]
 unsafe fn free_locked(h: usize, slab: *mut Slab, b: *mut Block, user: usize) {
     let s = shard_of(h);
-    let _guard = s.lock.lock();
+    let st = s.lock.lock();
+    if st.poisoned {
+        return;
+    }
     // SAFETY: a shard heap that owns a slab was made; shard slabs never
     // change owner, so `h` still owns `slab`; the lock makes us the heap's
     // only user.
@@ -302,28 +323,35 @@ pub(crate) unsafe fn flush_cache(heap: *mut Heap) {
 pub(crate) fn trim() {
     for s in &SHARDS.0 {
         let st = s.lock.lock();
-        if st.made {
+        if st.made && !st.poisoned {
             // SAFETY: a made heap, under its lock.
             unsafe { slabs::release_empty(s.heap.get().cast()) };
         }
     }
 }
 
-/// Take every shard lock (fork prepare; before the global locks the shard
-/// paths may take: heap pool, abandoned slabs, span and large caches).
-pub(crate) fn hold_all() {
-    for s in &SHARDS.0 {
-        lock::hold(&s.lock);
-    }
+/// Hold the lock of every shard but the last (tests of the fork child's
+/// rebuild: the child must find the one shard left).
+#[cfg(test)]
+pub(crate) fn hold_for_test() -> [crate::util::lock::LockGuard<'static, impl Sized>; MAX_SHARDS - 1]
+{
+    core::array::from_fn(|i| SHARDS.0[i].lock.lock())
 }
 
-/// Release the locks taken by [`hold_all`].
-///
-/// # Safety
-/// As [`lock::release`].
-pub(crate) unsafe fn release_all() {
-    for s in SHARDS.0.iter().rev() {
-        // SAFETY: forwarded contract.
-        unsafe { lock::release(&s.lock) };
+/// In a fork child: a shard whose lock was held by a thread that does
+/// not exist here is poisoned (its heap may be half updated).
+pub(crate) fn after_fork_child() {
+    for s in &SHARDS.0 {
+        if s.lock.held_by_other_thread() {
+            // SAFETY: the child's only thread; no guard exists; `made` is
+            // a flag, consistent alone.
+            unsafe {
+                s.lock.reset_in_child(|old| ShardState {
+                    made: old.made,
+                    allocs: 0,
+                    poisoned: true,
+                })
+            };
+        }
     }
 }

@@ -13,7 +13,7 @@
 //! `heap::types`, `os::errno`, `util::diag`.
 
 use crate::core::config::free_key;
-use crate::core::size_class::{NUM_CLASSES, SLAB_GRANULES};
+use crate::core::size_class::{GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
 use crate::heap::types::{Heap, HeapLocal, CURRENT_BIAS};
@@ -22,6 +22,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Slabs alive per class (kept always; slow paths only).
 pub(crate) static SLABS_LIVE: [AtomicUsize; NUM_CLASSES] =
+    [const { AtomicUsize::new(0) }; NUM_CLASSES];
+/// Bytes of those slabs' spans.
+pub(crate) static SLAB_BYTES: [AtomicUsize; NUM_CLASSES] =
     [const { AtomicUsize::new(0) }; NUM_CLASSES];
 
 /// Move the blocks the owner freed into the current slab's `free` list
@@ -71,22 +74,32 @@ pub(crate) unsafe fn pop_from_avail(h: &mut HeapLocal, class: usize) -> Option<*
 
 /// Give the heap a new slab of `class` from the span cache, make it the
 /// current one and pop its first block; null (errno `ENOMEM`) when no
-/// span can be had.
+/// span can be had. When the class's usual span cannot be had (a tight
+/// address-space limit), a one-granule slab serves (at least one block).
 ///
 /// # Safety
 /// The caller owns the heap of `h`.
 pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut u8 {
-    let span = match SPANS.acquire(SLAB_GRANULES[class] as usize, class as u32) {
-        Some(s) => s,
-        None => {
-            crate::os::errno::set(libc::ENOMEM);
-            return null_mut();
-        }
+    let usual = SLAB_GRANULES[class] as usize;
+    let (span, granules) = match SPANS.acquire(usual, class as u32) {
+        Some(s) => (s, usual),
+        None => match (usual > 1)
+            .then(|| SPANS.acquire(1, class as u32))
+            .flatten()
+        {
+            Some(s) => (s, 1),
+            None => {
+                crate::os::errno::set(libc::ENOMEM);
+                return null_mut();
+            }
+        },
     };
-    // SAFETY: a fresh span of the class's size, ours alone.
+    // SAFETY: a fresh span of `granules` granules (one holds a block of
+    // every class), ours alone.
     unsafe {
-        let s = Slab::init(span.as_ptr(), class, h.owner_word);
+        let s = Slab::init(span.as_ptr(), granules, class, h.owner_word);
         SLABS_LIVE[class].fetch_add(1, Ordering::Relaxed);
+        SLAB_BYTES[class].fetch_add(granules * GRANULE, Ordering::Relaxed);
         h.avail[class].push_front(s);
         h.set_current(class);
         (*s).refill(free_key());
@@ -103,6 +116,7 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
     unsafe {
         SLABS_LIVE[(*slab).class as usize].fetch_sub(1, Ordering::Relaxed);
         let granules = (*slab).head.granules as usize;
+        SLAB_BYTES[(*slab).class as usize].fetch_sub(granules * GRANULE, Ordering::Relaxed);
         SPANS.release(NonNull::new_unchecked(slab.cast()), granules, (*slab).class);
     }
 }

@@ -52,12 +52,7 @@ pub(crate) const SLAB_CACHE_LEN: usize = 64;
 /// A slab cache entry naming no slab (no granule starts at address 1).
 pub(crate) const SLAB_CACHE_EMPTY: usize = 1;
 
-/// Added to the `used` count of a heap's current slab of each class, so
-/// that the free fast path never sees it reach zero: a malloc/free loop
-/// on one block stays on the fast path instead of retiring and re-taking
-/// its slab every time, and malloc need not count at all. When the slab
-/// stops being current its count is recomputed.
-pub(crate) const CURRENT_BIAS: u32 = 1 << 31;
+pub(crate) use crate::core::slab::CURRENT_BIAS;
 
 /// A heap: the part only its owner touches, then the queue other
 /// threads push to.
@@ -168,6 +163,7 @@ pub(crate) static EMPTY_SLAB: StaticCell<Slab> = StaticCell(Slab {
     end: 0,
     next: null_mut(),
     prev: null_mut(),
+    abandoned_in: 0,
 });
 
 /// Address of the empty slab.

@@ -16,14 +16,13 @@
 //! Invariants, under the lock: `live == |entries with addr != 0|`; every
 //! entry's `site < nsites`; site 0 is the empty stack.
 //!
-//! Uses: `insight::mode`, `insight::stack`, `insight::symbols`, `os`,
-//! `os::env`, `util::diag`, `util::lock`.
+//! Uses: `insight::mode`, `insight::stack`, `insight::symbols`, `os::env`,
+//! `util::diag`, `util::lock`, `util::mapped`.
 
 use crate::insight::stack::{Stack, MAX_FRAMES};
-use crate::os::{PageSource, OS, PAGE};
 use crate::util::diag::Line;
 use crate::util::lock::Lock;
-use core::ptr::NonNull;
+use crate::util::mapped::Mapped;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
@@ -43,50 +42,6 @@ struct Site {
     bytes: usize,
 }
 
-/// A growable array in memory mapped from the OS.
-struct Mapped<T> {
-    ptr: *mut T,
-    cap: usize,
-}
-
-impl<T: Copy> Mapped<T> {
-    const EMPTY: Self = Mapped {
-        ptr: core::ptr::null_mut(),
-        cap: 0,
-    };
-
-    fn bytes(cap: usize) -> usize {
-        (cap * core::mem::size_of::<T>()).next_multiple_of(PAGE)
-    }
-
-    /// A zeroed array of `cap` elements.
-    fn new(cap: usize) -> Option<Self> {
-        let p = OS.map(Self::bytes(cap), PAGE)?;
-        Some(Mapped {
-            ptr: p.as_ptr().cast(),
-            cap,
-        })
-    }
-
-    fn free(&mut self) {
-        if let Some(p) = NonNull::new(self.ptr.cast::<u8>()) {
-            // SAFETY: mapped by `new` with this size.
-            unsafe { OS.unmap(p, Self::bytes(self.cap)) };
-        }
-        *self = Self::EMPTY;
-    }
-
-    // The mapping is not borrowed from `self`'s memory, and every access
-    // happens under the table lock, one element at a time.
-    #[allow(clippy::mut_from_ref)]
-    fn at(&self, i: usize) -> &mut T {
-        debug_assert!(i < self.cap);
-        // SAFETY: i < cap; the mapping holds cap elements; the table lock
-        // serialises access.
-        unsafe { &mut *self.ptr.add(i) }
-    }
-}
-
 struct State {
     /// Live blocks by address (0 = empty slot).
     table: Mapped<Entry>,
@@ -101,13 +56,7 @@ struct State {
 // SAFETY: the raw mappings are only touched under the lock.
 unsafe impl Send for State {}
 
-static STATE: Lock<State> = Lock::new(State {
-    table: Mapped::EMPTY,
-    live: 0,
-    sites: Mapped::EMPTY,
-    nsites: 0,
-    site_index: Mapped::EMPTY,
-});
+static STATE: Lock<State> = Lock::new(State::EMPTY);
 
 fn mix(mut x: u64) -> u64 {
     x ^= x >> 33;
@@ -126,18 +75,26 @@ fn stack_hash(st: &Stack) -> u64 {
 }
 
 impl State {
+    const EMPTY: State = State {
+        table: Mapped::EMPTY,
+        live: 0,
+        sites: Mapped::EMPTY,
+        nsites: 0,
+        site_index: Mapped::EMPTY,
+    };
+
     fn grow_table(&mut self) -> bool {
-        let cap = if self.table.cap == 0 {
+        let cap = if self.table.cap() == 0 {
             1 << 12
         } else {
-            self.table.cap * 2
+            self.table.cap() * 2
         };
         let new = match Mapped::<Entry>::new(cap) {
             Some(m) => m,
             None => return false,
         };
         let old = core::mem::replace(&mut self.table, new);
-        for i in 0..old.cap {
+        for i in 0..old.cap() {
             let e = *old.at(i);
             if e.addr != 0 {
                 self.place(e);
@@ -149,7 +106,7 @@ impl State {
     }
 
     fn place(&mut self, e: Entry) {
-        let mask = self.table.cap - 1;
+        let mask = self.table.cap() - 1;
         let mut i = mix(e.addr as u64) as usize & mask;
         loop {
             let slot = self.table.at(i);
@@ -162,10 +119,10 @@ impl State {
     }
 
     fn insert(&mut self, e: Entry) {
-        if (self.live + 1) * 2 > self.table.cap && !self.grow_table() {
+        if (self.live + 1) * 2 > self.table.cap() && !self.grow_table() {
             return; // out of memory: the block goes unrecorded
         }
-        let mask = self.table.cap - 1;
+        let mask = self.table.cap() - 1;
         let mut i = mix(e.addr as u64) as usize & mask;
         loop {
             let slot = self.table.at(i);
@@ -183,10 +140,10 @@ impl State {
     }
 
     fn remove(&mut self, addr: usize) -> Option<Entry> {
-        if self.table.cap == 0 {
+        if self.table.cap() == 0 {
             return None;
         }
-        let mask = self.table.cap - 1;
+        let mask = self.table.cap() - 1;
         let mut i = mix(addr as u64) as usize & mask;
         loop {
             let e = *self.table.at(i);
@@ -229,7 +186,7 @@ impl State {
         if st.len == 0 {
             return 0;
         }
-        if self.sites.cap == 0 {
+        if self.sites.cap() == 0 {
             match (Mapped::<Site>::new(1024), Mapped::<u32>::new(2048)) {
                 (Some(s), Some(ix)) => {
                     self.sites = s;
@@ -240,7 +197,7 @@ impl State {
             }
         }
         let h = stack_hash(st);
-        let mask = self.site_index.cap - 1;
+        let mask = self.site_index.cap() - 1;
         let mut i = h as usize & mask;
         loop {
             let idx = *self.site_index.at(i) as usize;
@@ -254,7 +211,7 @@ impl State {
             }
             i = (i + 1) & mask;
         }
-        if (self.nsites + 1) * 2 > self.site_index.cap && !self.grow_sites() {
+        if (self.nsites + 1) * 2 > self.site_index.cap() && !self.grow_sites() {
             return 0;
         }
         let idx = self.nsites;
@@ -271,7 +228,7 @@ impl State {
     }
 
     fn index_site(&mut self, idx: usize) {
-        let mask = self.site_index.cap - 1;
+        let mask = self.site_index.cap() - 1;
         let mut i = self.sites.at(idx).hash as usize & mask;
         while *self.site_index.at(i) != 0 {
             i = (i + 1) & mask;
@@ -280,7 +237,7 @@ impl State {
     }
 
     fn grow_sites(&mut self) -> bool {
-        let (cap, icap) = (self.sites.cap * 2, self.site_index.cap * 2);
+        let (cap, icap) = (self.sites.cap() * 2, self.site_index.cap() * 2);
         let (sites, index) = match (Mapped::<Site>::new(cap), Mapped::<u32>::new(icap)) {
             (Some(s), Some(ix)) => (s, ix),
             _ => return false,
@@ -299,9 +256,14 @@ impl State {
     }
 }
 
-/// The table's lock, for the fork handlers.
-pub(crate) fn lock_for_fork() -> &'static Lock<impl Sized> {
-    &STATE
+/// In a fork child: a table whose lock was held by a thread that does not
+/// exist here may be half updated: start afresh (the child's report then
+/// covers only what it allocates itself).
+pub(crate) fn after_fork_child() {
+    if STATE.held_by_other_thread() {
+        // SAFETY: the child's only thread; no guard exists.
+        unsafe { STATE.reset_in_child(|_| State::EMPTY) };
+    }
 }
 
 /// Record live block `addr` of `size` requested bytes, allocated at `st`.
@@ -377,7 +339,7 @@ pub(crate) fn report_at_exit() {
         site.blocks = 0;
         site.bytes = 0;
     }
-    for i in 0..s.table.cap {
+    for i in 0..s.table.cap() {
         let e = *s.table.at(i);
         if e.addr != 0 {
             let site = s.sites.at(e.site as usize);

@@ -8,13 +8,16 @@
 //! instrumented mode (the hooks feed them); slab, span, large-block and
 //! thread counts are kept always, in slow paths.
 //!
-//! Uses: `core::large`, `core::lookup`, `core::size_class`, `core::span`,
-//! `heap::lifecycle`, `heap::medium`, `heap::slabs`, `insight::mode`,
-//! `os::env`, `os::file`, `os::process`, `util::diag`.
+//! Uses: `core::large`, `core::lookup`, `core::pagemap`,
+//! `core::size_class`, `core::slab`, `core::span`, `heap::lifecycle`,
+//! `heap::medium`, `heap::slabs`, `insight::mode`, `os::env`, `os::file`,
+//! `os::process`, `util::diag`.
 
 use crate::core::lookup::{span_of, Span};
-use crate::core::size_class::{block_size, GRANULE, NUM_CLASSES, SLAB_GRANULES};
-use crate::heap::{lifecycle, medium, slabs::SLABS_LIVE};
+use crate::core::size_class::{block_size, NUM_CLASSES};
+use crate::heap::lifecycle;
+use crate::heap::medium;
+use crate::heap::slabs::{SLABS_LIVE, SLAB_BYTES};
 use crate::util::diag::Line;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -173,7 +176,7 @@ pub(crate) fn snapshot() -> Stats {
     for (c, out) in classes.iter_mut().enumerate().take(NUM_CLASSES) {
         let k = &CLASSES[c];
         let slabs = SLABS_LIVE[c].load(Ordering::Relaxed);
-        let held = slabs * SLAB_GRANULES[c] as usize * GRANULE;
+        let held = SLAB_BYTES[c].load(Ordering::Relaxed);
         slab_bytes += held;
         *out = ClassStats {
             block_size: block_size(c),
@@ -323,4 +326,64 @@ pub(crate) fn report_at_exit() {
             print(2);
         }
     }
+}
+
+/// Where the pool's memory is, counted by walking every span (for
+/// glibc's `mallinfo`, `malloc_stats` and `malloc_info`). Exact while no
+/// other thread allocates; a close snapshot otherwise.
+pub(crate) struct Usage {
+    /// Bytes of slab blocks handed out and not freed (block sizes).
+    pub(crate) in_use: usize,
+    /// Bytes of the spans slabs hold.
+    pub(crate) slabs: usize,
+    /// Bytes of spans back in the span cache, and how many there are.
+    pub(crate) free_spans: usize,
+    /// How many spans are in the span cache.
+    pub(crate) free_span_count: usize,
+    /// Per class: free blocks in its slabs (carved or not), and their
+    /// bytes.
+    pub(crate) free_blocks: [(usize, usize); NUM_CLASSES],
+}
+
+/// Walk every span: see [`Usage`].
+pub(crate) fn usage() -> Usage {
+    let mut u = Usage {
+        in_use: 0,
+        slabs: 0,
+        free_spans: 0,
+        free_span_count: 0,
+        free_blocks: [(0, 0); NUM_CLASSES],
+    };
+    crate::core::span::SPANS.for_each_span(|head| {
+        // SAFETY: every carved span's header stays mapped; for_each_span
+        // hands us only those. The tag and geometry are read as they are.
+        unsafe {
+            let tag = core::ptr::read_volatile(&raw const (*head).tag);
+            let bytes = core::ptr::read_volatile(&raw const (*head).granules) as usize
+                * crate::core::size_class::GRANULE;
+            match tag {
+                crate::core::pagemap::TAG_SLAB => {
+                    let s = head.cast::<crate::core::slab::Slab>();
+                    let bs = core::ptr::read_volatile(&raw const (*s).block_size) as usize;
+                    let cap = core::ptr::read_volatile(&raw const (*s).capacity) as usize;
+                    let class = core::ptr::read_volatile(&raw const (*s).class) as usize;
+                    let used = crate::core::slab::Slab::used_now(s);
+                    u.in_use += used * bs;
+                    u.slabs += bytes;
+                    if class < NUM_CLASSES {
+                        let f = &mut u.free_blocks[class];
+                        f.0 += cap - used;
+                        f.1 += (cap - used) * bs;
+                    }
+                }
+                crate::core::pagemap::TAG_FREE => {
+                    u.free_spans += bytes;
+                    u.free_span_count += 1;
+                }
+                _ => {}
+            }
+        }
+    });
+    u.in_use = u.in_use.saturating_sub(lifecycle::freed_not_collected());
+    u
 }

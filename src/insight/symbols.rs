@@ -89,15 +89,23 @@ struct Cache {
     n: usize,
 }
 
-static CACHE: crate::util::lock::Lock<Cache> = crate::util::lock::Lock::new(Cache {
-    keys: [[0; 64]; 16],
-    maps: [None; 16],
-    n: 0,
-});
+impl Cache {
+    const EMPTY: Cache = Cache {
+        keys: [[0; 64]; 16],
+        maps: [None; 16],
+        n: 0,
+    };
+}
 
-/// The mapped-file cache's lock, for the fork handlers.
-pub(crate) fn lock_for_fork() -> &'static crate::util::lock::Lock<impl Sized> {
-    &CACHE
+static CACHE: crate::util::lock::Lock<Cache> = crate::util::lock::Lock::new(Cache::EMPTY);
+
+/// In a fork child: a cache whose lock was held by a thread that does not
+/// exist here may be half updated: start afresh.
+pub(crate) fn after_fork_child() {
+    if CACHE.held_by_other_thread() {
+        // SAFETY: the child's only thread; no guard exists.
+        unsafe { CACHE.reset_in_child(|_| Cache::EMPTY) };
+    }
 }
 
 fn map_file(path: &[u8]) -> Option<&'static [u8]> {

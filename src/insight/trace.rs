@@ -32,9 +32,13 @@ static FD: AtomicI32 = AtomicI32::new(-1);
 /// Serialises lines (each line is one `write`, but Start/End must bracket).
 static LOCK: Lock<()> = Lock::new(());
 
-/// The trace lock, for the fork handlers.
-pub(crate) fn lock_for_fork() -> &'static Lock<()> {
-    &LOCK
+/// In a fork child: free the line lock if a thread that does not exist
+/// here held it.
+pub(crate) fn after_fork_child() {
+    if LOCK.held_by_other_thread() {
+        // SAFETY: the child's only thread; no guard exists.
+        unsafe { LOCK.reset_in_child(|_| ()) };
+    }
 }
 
 /// Is a trace being written?

@@ -74,15 +74,24 @@ pub(crate) struct Os;
 /// The one OS source.
 pub(crate) static OS: Os = Os;
 
-fn raw_map(size: usize) -> Option<NonNull<u8>> {
+/// Map `size` bytes of fresh memory: readable and writable, charged to
+/// the commit limit as the kernel's overcommit policy says (no
+/// `MAP_NORESERVE`: an impossible request fails here, not at a page fault
+/// later); or, `reserve`, address space only (no access, not charged).
+fn raw_map(size: usize, reserve: bool) -> Option<NonNull<u8>> {
+    let (prot, extra) = if reserve {
+        (libc::PROT_NONE, libc::MAP_NORESERVE)
+    } else {
+        (libc::PROT_READ | libc::PROT_WRITE, 0)
+    };
     // SAFETY: an anonymous private mapping at an address of the kernel's
     // choosing touches no existing memory.
     let p = unsafe {
         libc::mmap(
             core::ptr::null_mut(),
             size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            prot,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra,
             -1,
             0,
         )
@@ -92,6 +101,37 @@ fn raw_map(size: usize) -> Option<NonNull<u8>> {
     } else {
         NonNull::new(p.cast())
     }
+}
+
+/// `size` bytes such that the point `offset` bytes in is aligned to
+/// `align`: address space for `size + align` is reserved (not charged),
+/// the part needed is mapped readable and writable over it, the rest
+/// given back; so a huge alignment costs address space only while
+/// mapping, and is charged only for what the block uses.
+fn map_aligned_at(size: usize, align: usize, offset: usize) -> Option<NonNull<u8>> {
+    let total = size.checked_add(align)?;
+    let base = raw_map(total, true)?.as_ptr() as usize;
+    let start = ((base + offset + align - 1) & !(align - 1)) - offset;
+    let start = if start < base { start + align } else { start };
+    // SAFETY: [start, start + size) lies inside our fresh reservation;
+    // MAP_FIXED replaces those reserved pages with fresh memory.
+    let p = unsafe {
+        libc::mmap(
+            start as *mut libc::c_void,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        raw_unmap(base, total);
+        return None;
+    }
+    raw_unmap(base, start - base);
+    raw_unmap(start + size, base + total - (start + size));
+    NonNull::new(start as *mut u8)
 }
 
 fn raw_unmap(p: usize, size: usize) {
@@ -110,23 +150,17 @@ unsafe impl PageSource for Os {
         debug_assert!(size % PAGE == 0 && align.is_power_of_two());
         let errno = ErrnoGuard::save();
         let r = if align <= PAGE {
-            raw_map(size)
+            raw_map(size, false)
         } else {
             // Try the exact size first: the kernel often places mappings
             // next to the previous one, which keeps our alignment.
-            match raw_map(size) {
+            match raw_map(size, false) {
                 Some(p) if p.as_ptr() as usize & (align - 1) == 0 => Some(p),
-                first => {
-                    if let Some(p) = first {
-                        raw_unmap(p.as_ptr() as usize, size);
-                    }
-                    let total = size.checked_add(align - PAGE)?;
-                    let base = raw_map(total)?.as_ptr() as usize;
-                    let start = (base + align - 1) & !(align - 1);
-                    raw_unmap(base, start - base);
-                    raw_unmap(start + size, base + total - (start + size));
-                    NonNull::new(start as *mut u8)
+                Some(p) => {
+                    raw_unmap(p.as_ptr() as usize, size);
+                    map_aligned_at(size, align, 0)
                 }
+                None => None,
             }
         };
         // A failed mmap sets errno; the caller decides what to report.
@@ -225,13 +259,7 @@ impl Os {
     ) -> Option<NonNull<u8>> {
         debug_assert!(size % PAGE == 0 && offset % PAGE == 0 && align.is_power_of_two());
         let _errno = ErrnoGuard::save();
-        let total = size.checked_add(align)?;
-        let base = raw_map(total)?.as_ptr() as usize;
-        let start = ((base + offset + align - 1) & !(align - 1)) - offset;
-        let start = if start < base { start + align } else { start };
-        raw_unmap(base, start - base);
-        raw_unmap(start + size, base + total - (start + size));
-        NonNull::new(start as *mut u8)
+        map_aligned_at(size, align, offset)
     }
 }
 

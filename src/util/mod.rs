@@ -4,9 +4,12 @@
 //!   blocks and cleanups), which never allocate;
 //! - [`lock`] - the spin lock of the few global structures, which yields
 //!   the processor instead of livelocking on a 2-core machine;
+//! - [`mapped`] - arrays in memory mapped from the OS (the allocator's own
+//!   tables);
 //! - [`diag`] - `mmpool: ...` messages and the stack buffer reports are
 //!   formatted in.
 
 pub(crate) mod diag;
 pub(crate) mod list;
 pub(crate) mod lock;
+pub(crate) mod mapped;
