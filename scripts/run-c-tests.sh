@@ -95,7 +95,7 @@ TESTS=(
     "cxx cxx"
 )
 # folders of c-tests/ that hold no tests
-NOT_TEST_DIRS=" bench programs tu "
+NOT_TEST_DIRS=" bench programs security tu "
 
 HELPERS=()
 known=" demo "
