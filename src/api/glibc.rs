@@ -20,7 +20,7 @@
 //! `util::diag`.
 
 use crate::api::process::ensure_init;
-use crate::core::large::{self, LARGE_HEADER};
+use crate::core::large;
 use crate::core::size_class::{block_size, NUM_CLASSES};
 use crate::util::diag::Line;
 use core::ffi::{c_int, c_void};
@@ -44,9 +44,8 @@ fn report() -> Report {
     let mmap_blocks = large::MMAP_BLOCKS.load(Ordering::Relaxed).min(live_blocks);
     let mmap_bytes = large::MMAP_BYTES.load(Ordering::Relaxed).min(live_bytes);
     // Large blocks below the mmap threshold are heap memory, in use.
-    let heap_large_blocks = live_blocks - mmap_blocks;
     let heap_large_bytes = live_bytes - mmap_bytes;
-    let heap_large_usable = heap_large_bytes.saturating_sub(heap_large_blocks * LARGE_HEADER);
+    let heap_large_usable = large::HEAP_REQUESTED.load(Ordering::Relaxed);
     let cached = large::cached();
     let arena = spans_mapped + heap_large_bytes + cached.1;
     let uordblks = (u.in_use + heap_large_usable).min(arena);

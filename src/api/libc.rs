@@ -9,17 +9,21 @@
 //! allocation; a failed `realloc` leaves the block valid; `realloc(p, 0)`
 //! frees and returns NULL; `posix_memalign` writes `*out` only on success.
 //!
-//! Uses: `api::foreign`, `api::process`, `core::large`, `core::lookup`,
-//! `core::pagemap`, `core::size_class`, `core::span`, `heap::abandoned`,
-//! `heap::alloc`, `heap::free`, `heap::hook`, `heap::lifecycle`,
-//! `heap::medium`, `heap::tls`, `insight`, `os`, `os::errno`, `util::diag`.
+//! Uses: `api::foreign`, `api::process`, `core::canary`, `core::large`,
+//! `core::lookup`, `core::pagemap`, `core::size_class`, `core::span`,
+//! `heap::abandoned`, `heap::alloc`, `heap::free`, `heap::hook`,
+//! `heap::lifecycle`, `heap::medium`, `heap::tls`, `heap::types`,
+//! `insight`, `os`, `os::errno`, `util::diag`.
 
 use crate::api::foreign;
 use crate::api::process::ensure_init;
+use crate::core::canary::{self, RECORD};
 use crate::core::large;
-use crate::core::lookup::{span_of, Span};
+use crate::core::lookup::{is_medium, span_of, Span};
 use crate::core::pagemap::PAGEMAP;
-use crate::core::size_class::{block_size, class_of, DIRECT_MAX, MIN_ALIGN, SMALL_MAX};
+use crate::core::size_class::{
+    block_size, class_of, DIRECT_MAX, MIN_ALIGN, SHARED_FROM, SMALL_MAX,
+};
 use crate::heap::{alloc, free as heap_free, tls};
 use crate::os::errno;
 use crate::os::{align_up, PAGE};
@@ -57,10 +61,17 @@ pub(crate) unsafe fn malloc(size: usize) -> *mut u8 {
 /// sizes, an empty slab, a thread without a heap, instrumented mode.
 #[inline(never)]
 unsafe fn malloc_slow(size: usize) -> *mut u8 {
-    let p = if size <= SMALL_MAX {
+    let p = if size <= DIRECT_MAX {
         ensure_init();
         // SAFETY: the calling thread's heap; class_of < NUM_CLASSES.
         unsafe { alloc::alloc_class(tls::heap(), class_of(size)) }
+    } else if size <= SMALL_MAX - RECORD {
+        ensure_init();
+        // A medium block, with room for its record (`core::canary`).
+        // SAFETY: as above.
+        let p = unsafe { alloc::alloc_class(tls::heap(), class_of(size + RECORD)) };
+        seal_medium(p, size);
+        p
     } else {
         alloc_large(size, MIN_ALIGN).0
     };
@@ -68,6 +79,20 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         crate::insight::on_alloc(p, size);
     }
     p
+}
+
+/// Write the record of medium block `p` (null: nothing) for `size`
+/// requested bytes.
+fn seal_medium(p: *mut u8, size: usize) {
+    if let Some(Span::Slab(s)) = span_of(p as usize) {
+        // SAFETY: a medium block just handed out to us; its class has
+        // room for `size` and the record after `p`.
+        unsafe {
+            let (start, end) = Span::Slab(s).block_bounds(p as usize).unwrap_or((0, 0));
+            debug_assert!(end >= p as usize + size + RECORD);
+            canary::seal_medium((*s).check_key, p as usize, size, start, end);
+        }
+    }
 }
 
 fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
@@ -96,6 +121,15 @@ pub(crate) unsafe fn free(p: *mut u8) {
     if unsafe { heap_free::free_cached(heap, p) } {
         return;
     }
+    // SAFETY: as above.
+    unsafe { free_uncached(p, heap) }
+}
+
+/// `free` when the slab cache missed: the page map decides. Out of line,
+/// and `p` first, so the fast path above shares no register work with it
+/// and keeps `p` where it arrived (two instructions less there).
+#[inline(never)]
+unsafe fn free_uncached(p: *mut u8, heap: *mut crate::heap::types::Heap) {
     let head = PAGEMAP.lookup(p as usize);
     if !head.is_null() {
         // SAFETY: the page map says `p` lies in a span of ours.
@@ -199,15 +233,27 @@ unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
             }
         }
     }
-    let old = span.usable_from(p as usize);
-    if old == 0 {
+    let Some(old) = span.usable_from(p as usize) else {
         fatal(
             "realloc(): invalid pointer (freed, or not a block start)",
             p as usize,
         );
-    }
-    if size <= old && size >= old / 2 {
-        return p;
+    };
+    match span {
+        // SAFETY: a live slab header.
+        Span::Slab(s) if unsafe { is_medium(s) } => {
+            // In place while the block has room for the size and its
+            // record, resealed for the new size.
+            let (start, end) = span.block_bounds(p as usize).unwrap_or((0, 0));
+            let room = end - RECORD - p as usize;
+            if size <= room && size >= room / 2 {
+                // SAFETY: as in `seal_medium`.
+                unsafe { canary::seal_medium((*s).check_key, p as usize, size, start, end) };
+                return p;
+            }
+        }
+        _ if size <= old && size >= old / 2 => return p,
+        _ => {}
     }
     // SAFETY: as malloc.
     let q = unsafe { malloc(size) };
@@ -269,16 +315,33 @@ pub(crate) unsafe fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
 }
 
 unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
+    // Medium blocks keep room for their record (`core::canary`).
+    let sealed = |c: usize| c >= SHARED_FROM;
     if size <= SMALL_MAX {
         let h = tls::heap();
-        if let Some(c) = alloc::class_for_aligned(size, align) {
+        let fits = alloc::class_for_aligned(size, align).and_then(|c| {
+            if sealed(c) {
+                alloc::class_for_aligned(size + RECORD, align)
+            } else {
+                Some(c)
+            }
+        });
+        if let Some(c) = fits {
             // SAFETY: the calling thread's heap; c < NUM_CLASSES.
-            return unsafe { alloc::alloc_class(h, c) };
+            let p = unsafe { alloc::alloc_class(h, c) };
+            if sealed(c) {
+                seal_medium(p, size);
+            }
+            return p;
         }
-        if let Some(need) = size
-            .checked_add(align - MIN_ALIGN)
-            .filter(|&n| n <= SMALL_MAX)
-        {
+        let need = size.checked_add(align - MIN_ALIGN).map(|n| {
+            if sealed(class_of(n.min(SMALL_MAX))) {
+                n + RECORD
+            } else {
+                n
+            }
+        });
+        if let Some(need) = need.filter(|&n| n <= SMALL_MAX) {
             // SAFETY: as above.
             let b = unsafe { alloc::alloc_class(h, class_of(need)) };
             if b.is_null() {
@@ -290,6 +353,9 @@ unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
                 unsafe { alloc::mark_interior(b) };
             }
             debug_assert!(p as usize + size <= b as usize + block_size(class_of(need)));
+            if sealed(class_of(need)) {
+                seal_medium(p, size);
+            }
             return p;
         }
     }
@@ -377,7 +443,7 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
         return 0;
     }
     match span_of(p as usize) {
-        Some(span) => span.usable_from(p as usize),
+        Some(span) => span.usable_from(p as usize).unwrap_or(0),
         None => foreign::usable_size(p),
     }
 }

@@ -31,6 +31,26 @@ pub(crate) fn free_key() -> usize {
     FREE_KEY.load(Ordering::Relaxed)
 }
 
+static SLAB_SERIAL: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh secret for a new slab at `span`: the process key mixed with
+/// the span's address and a serial number, so no two slabs (not even two
+/// lives of one span) share it. Bit 63 is set (the word a block holds
+/// once handed out, 0, never looks like a free block's link) and the low
+/// four bits are set (a link decoded from a word the program wrote over
+/// a free block is misaligned unless that word ends in 0xf).
+pub(crate) fn slab_key(span: usize) -> usize {
+    let serial = SLAB_SERIAL.fetch_add(1, Ordering::Relaxed);
+    let mut x = (free_key() ^ span ^ serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u64;
+    // splitmix64's finaliser: every input bit reaches every output bit.
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (x as usize) | (1 << 63) | 0xf
+}
+
 /// Make the key from the kernel's random bytes and read the options.
 pub(crate) fn init() {
     let key = crate::os::process::random_word(&FREE_KEY as *const _ as usize) | 1;

@@ -20,8 +20,8 @@
 //! and every 64 slow paths of small allocations). `realloc` moves pages with `mremap` instead of
 //! copying.
 //!
-//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `os`,
-//! `os::clock`, `util::diag`, `util::lock`.
+//! Uses: `core::canary`, `core::config`, `core::pagemap`,
+//! `core::size_class`, `os`, `os::clock`, `util::diag`, `util::lock`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE};
 use crate::core::size_class::{GRANULE, GRANULE_SHIFT, MIN_ALIGN};
@@ -61,6 +61,9 @@ pub(crate) struct LargeBlock {
     /// Counted as an "mmapped" block in glibc's sense (requested at or
     /// above the mmap threshold), not as heap memory.
     pub(crate) mmapped: bool,
+    /// The size the program asked for (the block's canaries lie around
+    /// `[user, user + requested)`: see `core::canary`).
+    pub(crate) requested: usize,
 }
 
 const _: () = assert!(core::mem::size_of::<LargeBlock>() <= LARGE_HEADER);
@@ -132,6 +135,7 @@ fn mark_free_range(base: usize, size: usize) {
             map_size: size,
             user: 0,
             mmapped: false,
+            requested: 0,
         });
     }
     map_granules(base, size, h.cast());
@@ -289,6 +293,9 @@ pub(crate) static MMAP_BYTES: AtomicUsize = AtomicUsize::new(0);
 pub(crate) static PEAK_MMAP_BLOCKS: AtomicUsize = AtomicUsize::new(0);
 /// The most [`MMAP_BYTES`] has been.
 pub(crate) static PEAK_MMAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// Requested bytes of the live large blocks not counted as mmapped (heap
+/// memory in glibc's sense).
+pub(crate) static HEAP_REQUESTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Count `blocks` more (or fewer) live large blocks of kind `mmapped`
 /// and `bytes` more (or fewer) mapped bytes.
@@ -326,6 +333,49 @@ fn user_offset(align: usize) -> usize {
         LARGE_HEADER
     } else {
         align.min(GRANULE)
+    }
+}
+
+/// Write the canaries around a large block's requested bytes.
+fn seal(lb: *mut LargeBlock) {
+    // SAFETY: a live block's header; the canaries lie in its header room
+    // and slack (`user - 8 >= base + size_of::<LargeBlock>()`).
+    unsafe {
+        let end = lb as usize + (*lb).map_size;
+        crate::core::canary::seal_large(
+            crate::core::config::free_key(),
+            (*lb).user,
+            (*lb).requested,
+            end,
+        );
+    }
+}
+
+/// Stop the program when a large block's canaries were overwritten (an
+/// overflow past its requested size, or an underflow before it).
+///
+/// # Safety
+/// `lb` must be a live large block's header.
+pub(crate) fn check_canaries(lb: *mut LargeBlock) {
+    // SAFETY: contract, as in `seal`.
+    let ok = unsafe {
+        let end = lb as usize + (*lb).map_size;
+        crate::core::canary::large_intact(
+            crate::core::config::free_key(),
+            (*lb).user,
+            (*lb).requested,
+            end,
+        )
+    };
+    if !ok {
+        // SAFETY: as above. (`requested` may be what was overwritten: the
+        // size named is the mapping's room after the block's start.)
+        let (user, end) = unsafe { ((*lb).user, lb as usize + (*lb).map_size) };
+        crate::util::diag::fatal_block(
+            "heap overflow or underflow: a canary around this block was overwritten at",
+            user,
+            end - user,
+        );
     }
 }
 
@@ -378,7 +428,9 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
             map_size,
             user,
             mmapped: size >= crate::core::config::mmap_threshold().0,
+            requested: size,
         });
+        seal(lb);
     }
     if !map_granules(base, map_size, lb.cast()) {
         // Undo the entries that were set before the page map ran out.
@@ -388,7 +440,11 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         return (null_mut(), false);
     }
     // SAFETY: written above.
-    account(unsafe { (*lb).mmapped }, 1, map_size as isize);
+    let mmapped = unsafe { (*lb).mmapped };
+    account(mmapped, 1, map_size as isize);
+    if !mmapped {
+        HEAP_REQUESTED.fetch_add(size, Ordering::Relaxed);
+    }
     (user as *mut u8, zeroed)
 }
 
@@ -403,7 +459,12 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     if user != p as usize {
         crate::util::diag::fatal("free(): invalid pointer (inside a large block)", p as usize);
     }
+    check_canaries(lb);
     account(mmapped, -1, -(map_size as isize));
+    if !mmapped {
+        // SAFETY: the live header.
+        HEAP_REQUESTED.fetch_sub(unsafe { (*lb).requested }, Ordering::Relaxed);
+    }
     let base = lb as usize;
     let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
     RECENT[i].store(user, Ordering::Relaxed);
@@ -615,15 +676,40 @@ pub(crate) fn cached() -> (usize, usize) {
 /// the small limit.
 pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Option<*mut u8> {
     let lb = head.cast::<LargeBlock>();
-    let base = lb as usize;
     // SAFETY: contract.
-    let (user, old_map) = unsafe { ((*lb).user, (*lb).map_size) };
-    if user != p as usize {
+    if unsafe { (*lb).user } != p as usize {
         crate::util::diag::fatal(
             "realloc(): invalid pointer (inside a large block)",
             p as usize,
         );
     }
+    check_canaries(lb);
+    // SAFETY: forwarded contract.
+    let q = unsafe { resize(p, lb, new_size) }?;
+    // Only blocks with the header right before them are resized.
+    let nlb = (q as usize - LARGE_HEADER) as *mut LargeBlock;
+    // SAFETY: the (possibly moved) header of our live block.
+    unsafe {
+        if !(*nlb).mmapped {
+            HEAP_REQUESTED.fetch_add(new_size, Ordering::Relaxed);
+            HEAP_REQUESTED.fetch_sub((*nlb).requested, Ordering::Relaxed);
+        }
+        (*nlb).requested = new_size;
+    }
+    seal(nlb);
+    Some(q)
+}
+
+/// `realloc`'s work on the mapping: in place, into a cached range after
+/// it, or by moving its pages.
+///
+/// # Safety
+/// As [`realloc`]; `lb` is `p`'s header.
+unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mut u8> {
+    let base = lb as usize;
+    let head = lb.cast::<SpanHead>();
+    // SAFETY: contract.
+    let (user, old_map) = unsafe { ((*lb).user, (*lb).map_size) };
     if user - base != LARGE_HEADER {
         return None;
     }

@@ -6,11 +6,12 @@
 //! [`classify`] turns the tag into a [`Span`], and the questions are
 //! answered from that.
 //!
-//! Uses: `core::large`, `core::pagemap`, `core::size_class`, `core::slab`.
+//! Uses: `core::canary`, `core::large`, `core::pagemap`,
+//! `core::size_class`, `core::slab`, `util::diag`.
 
 use crate::core::large::LargeBlock;
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE, TAG_SLAB};
-use crate::core::size_class::GRANULE;
+use crate::core::size_class::{GRANULE, SHARED_FROM};
 use crate::core::slab::Slab;
 
 /// A span of ours, by what its header's tag says it is.
@@ -73,14 +74,31 @@ impl Span {
         }
     }
 
-    /// Bytes writable from `p` to the end of its block: 0 when `p` is no
-    /// live block's address (for a large block, only its start counts;
-    /// a slab block may be entered anywhere, for aligned blocks).
-    pub(crate) fn usable_from(self, p: usize) -> usize {
+    /// Bytes the program may use from `p`; `None` when `p` is no live
+    /// block's address (for a large block, only its start counts; a slab
+    /// block may be entered anywhere, for aligned blocks). For medium and large
+    /// blocks, the size the program asked for (their canaries lie just
+    /// past it: see `core::canary`); a block whose canaries were
+    /// overwritten stops the program.
+    pub(crate) fn usable_from(self, p: usize) -> Option<usize> {
         match self {
             // SAFETY: a live large header (`classify`).
-            Span::Large(lb) if unsafe { (*lb).user } != p => 0,
-            _ => self.block_bounds(p).map_or(0, |(_, end)| end - p),
+            Span::Large(lb) => unsafe {
+                if (*lb).user != p {
+                    return None;
+                }
+                crate::core::large::check_canaries(lb);
+                Some((*lb).requested)
+            },
+            Span::Slab(s) => match self.block_bounds(p) {
+                // SAFETY: a live slab header.
+                Some((start, end)) if unsafe { is_medium(s) } => {
+                    Some(medium_size(s, p, start, end))
+                }
+                Some((_, end)) => Some(end - p),
+                None => None,
+            },
+            Span::Freed | Span::Corrupt => None,
         }
     }
 
@@ -96,6 +114,40 @@ impl Span {
             }
         }
     }
+}
+
+/// Is `s` a slab of a medium class (whose blocks carry a size record)?
+///
+/// # Safety
+/// `s` is a live slab header.
+#[inline]
+pub(crate) unsafe fn is_medium(s: *const Slab) -> bool {
+    // SAFETY: contract.
+    unsafe { (*s).class as usize >= SHARED_FROM }
+}
+
+/// The requested size of the medium block `[start, end)` of slab `s`
+/// handed out at `p`; stops the program when the block's record or
+/// pattern was overwritten.
+pub(crate) fn medium_size(s: *mut Slab, p: usize, start: usize, end: usize) -> usize {
+    // SAFETY: callers pass a live medium block.
+    match unsafe { crate::core::canary::medium_size((*s).check_key, p, start, end) } {
+        Some(n) => n,
+        None => overwritten(p, s),
+    }
+}
+
+/// A block's canaries were overwritten.
+#[cold]
+#[inline(never)]
+pub(crate) fn overwritten(p: usize, s: *mut Slab) -> ! {
+    // SAFETY: a live slab header.
+    let bs = unsafe { (*s).block_size } as usize;
+    crate::util::diag::fatal_block(
+        "heap overflow or underflow: the canary past the end of this block was overwritten at",
+        p,
+        bs,
+    )
 }
 
 /// The block of the pool that contains `p`, as `(start, end)`.

@@ -8,10 +8,13 @@
 //! - [`slab`] - a span carved into blocks of one class, its free lists;
 //! - [`large`] - blocks above the small limit, one mapping each, and the
 //!   cache of resident ranges they come back to;
+//! - [`canary`] - the records and patterns around medium and large blocks
+//!   that catch overflows and underflows;
 //! - [`lookup`] - the one reader of span tags (owns, block bounds,
 //!   usable size);
 //! - [`hooks`] - how the core tells the tools above it what happens.
 
+pub(crate) mod canary;
 pub(crate) mod config;
 pub(crate) mod hooks;
 pub(crate) mod large;

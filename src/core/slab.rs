@@ -5,68 +5,57 @@
 //! `local_free`; the two are swapped only when `free` runs dry, so the
 //! slow path runs regularly. (Blocks freed by other threads travel through
 //! the owning heap's `remote` queue, see `heap`.) Blocks carry no header:
-//! a free block holds the next-pointer in its first word and the
-//! double-free key in its second.
+//! a free block holds its encoded link in its first word.
 //!
 //! Never-used blocks are carved lazily from `bump`, the blocks that end in
 //! the page in use at a time (at least one), so a slab's resident memory
 //! follows its use.
 //!
-//! Invariant, for a slab owned by a live heap that is not its class's
+//! Hardening, paid for on the fast paths in a few instructions:
+//! - **encoded links** (glibc's safe-linking, with a secret of the slab's
+//!   own): a free block's first word is `next ^ link_key`, the lists end at
+//!   the slab's own address, and `pop` stops the program when a link
+//!   decodes to a misaligned address (a write after free, a forged link);
+//! - **free-looking blocks**: a block that looks free (its first word
+//!   decodes to an address inside the slab) is a double free, or user data
+//!   that equals the secret's encoding of such an address (1 in 2^48); a
+//!   block handed out holds 0 there, which never looks free;
+//! - **block starts**: `is_block_start` tells a carved block start from
+//!   anything else in the slab with one multiply and one compare: for an
+//!   offset `t < 2^32`, `t * magic mod 2^64 < limit` exactly when `t` is a
+//!   multiple of the block size below the carved part (`magic =
+//!   floor(2^64 / bs) + 1`, `step = bs * magic mod 2^64`, `limit = carved *
+//!   step`; for `t = j * bs` the product is `j * step`, otherwise it is at
+//!   least `magic`).
+//!
+//! Invariants, for a slab owned by a live heap that is not its class's
 //! current slab: `used + |free| + |local_free| + (end - bump) / block_size
-//! == capacity`. The current slab's `used` carries a large bias and is not
-//! kept by `malloc` (one instruction less on the fast path): `free` counts
-//! down, and the exact count is recomputed ([`Slab::exact_used`]) when the
-//! slab stops being current.
+//! == capacity`; `limit == (bump - first) / block_size * step`; every
+//! block on `free` or `local_free` is a carved block start holding
+//! `encode(next)`. The current slab's `used` carries [`CURRENT_BIAS`] and
+//! is not kept by `malloc` (one instruction less on the fast path): `free`
+//! counts down, and the exact count is recomputed ([`Slab::exact_used`])
+//! when the slab stops being current.
 //!
 //! Uses: `core::config`, `core::pagemap`, `core::size_class`, `os`,
-//! `os::pages`, `util::list`.
+//! `os::pages`, `util::diag`, `util::list`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
-use crate::core::size_class::{block_size, capacity_for, SLAB_HEADER};
+use crate::core::size_class::{block_size, capacity_for, GRANULE, SLAB_HEADER};
 use crate::os::PAGE;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-/// A free block: the link, then the double-free mark.
+/// A block as the allocator sees it while it is free.
 #[repr(C)]
 pub(crate) struct Block {
-    /// Next free block.
-    pub(crate) next: *mut Block,
-    /// While the block is free: [`crate::core::config::free_key`] mixed with
-    /// the block's own address (see [`mark_freed`]); 0 once handed out;
-    /// then anything the program writes.
-    pub(crate) key: usize,
-}
-
-/// The word a free block `b` holds in `key`: the process key mixed with
-/// the block's address, so that a copy of it anywhere else (the program
-/// moving uninitialised bytes of a recycled span, whose old blocks' marks
-/// are still in memory) never looks like a free block's mark.
-#[inline(always)]
-pub(crate) fn freed_word(b: *const Block, key: usize) -> usize {
-    key ^ b as usize
-}
-
-/// Mark `b` free.
-///
-/// # Safety
-/// `b` points to a block of at least 16 bytes that is being freed.
-#[inline(always)]
-pub(crate) unsafe fn mark_freed(b: *mut Block, key: usize) {
-    // SAFETY: contract.
-    unsafe { (*b).key = freed_word(b, key) }
-}
-
-/// Does `b` carry the mark of a free block (a free block, or a live one
-/// whose program wrote exactly that word: never by chance)?
-///
-/// # Safety
-/// `b` points to a readable block of at least 16 bytes.
-#[inline(always)]
-pub(crate) unsafe fn marked_freed(b: *const Block, key: usize) -> bool {
-    // SAFETY: contract.
-    unsafe { (*b).key == freed_word(b, key) }
+    /// On a slab's lists: `next ^ link_key` (see [`Slab::encode`]); while
+    /// the block waits in a remote queue or a medium cache: a link to
+    /// itself (it looks free); once handed out: 0, then whatever the
+    /// program writes.
+    pub(crate) link: usize,
+    /// The next block of a remote queue or a medium cache.
+    pub(crate) chain: *mut Block,
 }
 
 /// The header at the head of a slab span.
@@ -74,13 +63,22 @@ pub(crate) unsafe fn marked_freed(b: *const Block, key: usize) -> bool {
 pub(crate) struct Slab {
     /// Tag `SLAB`, length, owner (heap address | flags).
     pub(crate) head: SpanHead,
-    /// Blocks `malloc` pops.
+    /// Blocks `malloc` pops; ends at the slab's own address.
     pub(crate) free: *mut Block,
-    /// Blocks the owning thread freed since the last collection.
+    /// Blocks the owning thread freed since the last collection; ends at
+    /// the slab's own address.
     pub(crate) local_free: *mut Block,
-    /// The process's double-free key, copied here so the free fast path
-    /// reads it next to the fields it already touches.
-    pub(crate) key: usize,
+    /// The slab's secret for links: `next ^ link_key` is stored.
+    pub(crate) link_key: usize,
+    /// `link_key ^ slab address`: a word `w` of a free block has
+    /// `w ^ check_key < span size` (see [`Slab::looks_free_fast`]).
+    pub(crate) check_key: usize,
+    /// Block-start test: `floor(2^64 / block_size) + 1`.
+    pub(crate) magic: u64,
+    /// Block-start test: carved blocks times `step`.
+    pub(crate) limit: u64,
+    /// Block-start test: `block_size * magic mod 2^64`.
+    pub(crate) step: u64,
     /// Blocks handed out and not yet back on this slab's lists (see the
     /// module invariant for the current slab).
     pub(crate) used: u32,
@@ -131,14 +129,29 @@ pub(crate) const OWNER_INSTR: usize = 4;
 /// Owner flag bits (heap structs are 64-byte aligned).
 pub(crate) const OWNER_FLAGS: usize = 7;
 
+/// The block-start test's multiplier for block size `bs`.
+pub(crate) const fn start_magic(bs: usize) -> u64 {
+    ((1u128 << 64) / bs as u128 + 1) as u64
+}
+
+/// A free list's link decoded to a misaligned address: the block was
+/// written after it was freed (or its link forged).
+#[cold]
+#[inline(never)]
+fn corrupted(b: *mut Block, bs: u32) -> ! {
+    crate::util::diag::fatal_block(
+        "malloc(): corrupted free list (a write after free?) at",
+        b as usize,
+        bs as usize,
+    )
+}
+
 impl Slab {
-    /// Write a fresh header for class `class` at `span` (of the class's
-    /// slab size), owned by `owner`.
+    /// Write a fresh header for class `class` at `span`, owned by `owner`.
     ///
     /// # Safety
     /// `span` must be a span of `granules` granules (enough for one block
-    /// of the class at least) that
-    /// nobody else uses.
+    /// of the class at least) that nobody else uses.
     pub(crate) unsafe fn init(
         span: *mut u8,
         granules: usize,
@@ -150,6 +163,8 @@ impl Slab {
         let cap = capacity_for(bs, granules);
         debug_assert!(cap >= 1);
         let first = span as usize + SLAB_HEADER;
+        let key = crate::core::config::slab_key(span as usize);
+        let magic = start_magic(bs);
         // SAFETY: the span is ours (contract) and large enough.
         unsafe {
             s.write(Slab {
@@ -158,9 +173,13 @@ impl Slab {
                     granules: granules as u32,
                     owner: AtomicUsize::new(owner),
                 },
-                free: null_mut(),
-                local_free: null_mut(),
-                key: crate::core::config::free_key(),
+                free: s.cast(),
+                local_free: s.cast(),
+                link_key: key ^ span as usize,
+                check_key: key,
+                magic,
+                limit: 0,
+                step: (bs as u64).wrapping_mul(magic),
                 used: 0,
                 capacity: cap as u32,
                 block_size: bs as u32,
@@ -175,6 +194,24 @@ impl Slab {
         s
     }
 
+    /// The end of the slab's lists: its own address.
+    #[inline(always)]
+    pub(crate) fn terminator(&self) -> *mut Block {
+        self as *const Slab as *mut Block
+    }
+
+    /// The word a free block holds to link to `next`.
+    #[inline(always)]
+    pub(crate) fn encode(&self, next: *mut Block) -> usize {
+        next as usize ^ self.link_key
+    }
+
+    /// The block a free block's word links to.
+    #[inline(always)]
+    pub(crate) fn decode(&self, word: usize) -> *mut Block {
+        (word ^ self.link_key) as *mut Block
+    }
+
     /// The first block never carved.
     #[inline]
     pub(crate) fn bump(&self) -> usize {
@@ -187,21 +224,106 @@ impl Slab {
         self as *const Slab as usize + SLAB_HEADER
     }
 
-    /// Pop a block from `free`, or null.
+    /// Is `p` the start of a carved block? Exact for any `p` within 4 GiB
+    /// after the first block (callers pass addresses inside the slab's
+    /// span, or known to share its granule's low bits).
+    #[inline(always)]
+    pub(crate) fn is_block_start(&self, p: usize) -> bool {
+        let t = (p as u32).wrapping_sub(self.first_block() as u32) as u64;
+        t.wrapping_mul(self.magic) < self.limit
+    }
+
+    /// Pop a block from `free`, or null; stops the program when the next
+    /// link decodes to a misaligned address.
     ///
     /// # Safety
     /// Only the owning thread may call this; `free` must be a valid list.
     #[inline(always)]
     pub(crate) unsafe fn pop(&mut self) -> *mut Block {
         let b = self.free;
-        if !b.is_null() {
-            // SAFETY: `b` is a free block of this slab (list invariant).
-            unsafe {
-                self.free = (*b).next;
-                (*b).key = 0;
+        if b == self.terminator() {
+            return null_mut();
+        }
+        // SAFETY: `b` is a free block of this slab (list invariant).
+        unsafe {
+            let next = self.decode((*b).link);
+            if next as usize % 16 != 0 {
+                corrupted(b, self.block_size);
             }
+            self.free = next;
+            (*b).link = 0;
         }
         b
+    }
+
+    /// Does `b`, a block of this one-granule slab, look free (see the
+    /// module documentation)? Four instructions.
+    ///
+    /// # Safety
+    /// `b` is a readable block of this slab, which is one granule long.
+    #[inline(always)]
+    pub(crate) unsafe fn looks_free_fast(&self, b: *const Block) -> bool {
+        // SAFETY: contract.
+        unsafe { (*b).link ^ self.check_key < GRANULE }
+    }
+
+    /// Does `b`, a block of this slab, look free: does its first word
+    /// decode to an address inside the slab?
+    ///
+    /// # Safety
+    /// `b` is a readable block of this slab.
+    #[inline]
+    pub(crate) unsafe fn looks_free(&self, b: *const Block) -> bool {
+        let span = self.head.granules as usize * GRANULE;
+        // SAFETY: contract.
+        let d = self.decode(unsafe { (*b).link }) as usize;
+        d.wrapping_sub(self as *const Slab as usize) < span
+    }
+
+    /// Make `b` look free while it waits in a remote queue or a medium
+    /// cache (its first word links to itself).
+    ///
+    /// # Safety
+    /// `b` is a block of this slab being freed.
+    #[inline]
+    pub(crate) unsafe fn mark_waiting(&self, b: *mut Block) {
+        // SAFETY: contract.
+        unsafe { (*b).link = self.encode(b) }
+    }
+
+    /// Hand out `b`, which waited in a medium cache: it no longer looks
+    /// free.
+    ///
+    /// # Safety
+    /// `b` is a block of a slab, taken off the cache by its owner.
+    #[inline]
+    pub(crate) unsafe fn hand_out(b: *mut Block) {
+        // SAFETY: contract.
+        unsafe { (*b).link = 0 }
+    }
+
+    /// Walk a list of this slab from `head`, calling `f` on each block;
+    /// stops at the end, or at a link that does not name a carved block
+    /// (then returns false), after `capacity` blocks at most.
+    ///
+    /// # Safety
+    /// Owner thread only (or any thread for a racy count: every read
+    /// stays inside the slab's span, which is never unmapped).
+    unsafe fn walk(&self, head: *mut Block, mut f: impl FnMut(*mut Block) -> bool) -> bool {
+        let mut b = head;
+        let mut n = 0;
+        while b != self.terminator() {
+            if !self.is_block_start(b as usize) || n >= self.capacity {
+                return false;
+            }
+            if !f(b) {
+                return true;
+            }
+            n += 1;
+            // SAFETY: `b` is a carved block of this slab (checked).
+            b = self.decode(unsafe { core::ptr::read_volatile(&raw const (*b).link) });
+        }
+        true
     }
 
     /// Blocks handed out and not back on this slab's lists, counted (walks
@@ -211,11 +333,16 @@ impl Slab {
     /// Owner thread only.
     pub(crate) unsafe fn exact_used(&self) -> u32 {
         let mut n = 0u32;
-        for mut cur in [self.free, self.local_free] {
-            while !cur.is_null() {
-                n += 1;
-                // SAFETY: list invariant.
-                cur = unsafe { (*cur).next };
+        for head in [self.free, self.local_free] {
+            // SAFETY: forwarded contract.
+            let whole = unsafe {
+                self.walk(head, |_| {
+                    n += 1;
+                    true
+                })
+            };
+            if !whole {
+                corrupted(head, self.block_size);
             }
         }
         let uncarved = ((self.end - self.bump()) / self.block_size as usize) as u32;
@@ -228,12 +355,9 @@ impl Slab {
     /// # Safety
     /// Owner thread only; `b` must be a block of this slab that is in use.
     #[inline(always)]
-    pub(crate) unsafe fn push_local(&mut self, b: *mut Block, key: usize) -> bool {
+    pub(crate) unsafe fn push_local(&mut self, b: *mut Block) -> bool {
         // SAFETY: the block is ours and at least 16 bytes (contract).
-        unsafe {
-            (*b).next = self.local_free;
-            mark_freed(b, key);
-        }
+        unsafe { (*b).link = self.encode(self.local_free) };
         self.local_free = b;
         self.used -= 1;
         self.used == 0
@@ -244,24 +368,24 @@ impl Slab {
     ///
     /// # Safety
     /// Owner thread only.
-    pub(crate) unsafe fn refill(&mut self, key: usize) -> bool {
-        if !self.free.is_null() {
+    pub(crate) unsafe fn refill(&mut self) -> bool {
+        if self.free != self.terminator() {
             return true;
         }
-        if !self.local_free.is_null() {
+        if self.local_free != self.terminator() {
             self.free = self.local_free;
-            self.local_free = null_mut();
+            self.local_free = self.terminator();
             return true;
         }
         // SAFETY: forwarded contract.
-        unsafe { self.carve(key) }
+        unsafe { self.carve() }
     }
 
     /// Carve the never-used blocks that end in the page where the bump
     /// pointer is (at least one) onto `free`: a carve touches no page
     /// beyond the one it must (blocks start 128 bytes into the span, so a
     /// page's worth of blocks would spill into the next page).
-    unsafe fn carve(&mut self, key: usize) -> bool {
+    unsafe fn carve(&mut self) -> bool {
         let bs = self.block_size as usize;
         let start = self.bump();
         if start + bs > self.end {
@@ -272,14 +396,12 @@ impl Slab {
             .max(1)
             .min((self.end - start) / bs);
         self.bump.store(start + n * bs, Ordering::Relaxed);
+        self.limit = ((start + n * bs - self.first_block()) / bs) as u64 * self.step;
         let mut next = self.free;
         for i in (0..n).rev() {
             let b = (start + i * bs) as *mut Block;
             // SAFETY: the block lies in the never-used part of our span.
-            unsafe {
-                (*b).next = next;
-                mark_freed(b, key);
-            }
+            unsafe { (*b).link = self.encode(next) };
             next = b;
         }
         self.free = next;
@@ -318,8 +440,8 @@ impl Slab {
             // Its heap's current slab: malloc does not count; count the
             // free lists instead.
             let bs = core::ptr::read_volatile(&raw const (*s).block_size) as usize;
-            let first = s as usize + SLAB_HEADER;
-            let bump = (*s).bump.load(Ordering::Relaxed);
+            let first = (*s).first_block();
+            let bump = (*s).bump();
             if bs == 0 || bump < first || bump > first + cap * bs {
                 return 0;
             }
@@ -329,13 +451,12 @@ impl Slab {
                 core::ptr::read_volatile(&raw const (*s).free),
                 core::ptr::read_volatile(&raw const (*s).local_free),
             ] {
-                let mut b = head as usize;
-                while b >= first && b < bump && (b - first) % bs == 0 && free < carved {
+                (*s).walk(head, |_| {
                     free += 1;
-                    b = core::ptr::read_volatile(b as *const usize);
-                }
+                    free < carved
+                });
             }
-            carved - free
+            carved - free.min(carved)
         }
     }
 
@@ -344,16 +465,17 @@ impl Slab {
     /// # Safety
     /// Owner thread only, or under the abandoned-slabs lock.
     pub(crate) unsafe fn is_on_free_lists(&self, b: usize) -> bool {
-        for mut cur in [self.free, self.local_free] {
-            while !cur.is_null() {
-                if cur as usize == b {
-                    return true;
-                }
-                // SAFETY: list invariant.
-                cur = unsafe { (*cur).next };
-            }
+        let mut found = false;
+        for head in [self.free, self.local_free] {
+            // SAFETY: forwarded contract.
+            unsafe {
+                self.walk(head, |x| {
+                    found |= x as usize == b;
+                    !found
+                })
+            };
         }
-        false
+        found
     }
 }
 
@@ -364,8 +486,6 @@ mod tests {
     use crate::os::pages::testing::HeapSource;
     use crate::os::PageSource;
     use std::collections::BTreeSet;
-
-    const KEY: usize = 0x1234_5678_9abc_def0;
 
     fn with_slab(class: usize, f: impl FnOnce(&mut Slab)) {
         let src = HeapSource::default();
@@ -386,7 +506,7 @@ mod tests {
             with_slab(class, |s| {
                 let mut seen = BTreeSet::new();
                 // SAFETY: single-threaded owner.
-                while unsafe { s.refill(KEY) } {
+                while unsafe { s.refill() } {
                     // SAFETY: single-threaded owner; refill succeeded.
                     let b = unsafe { s.pop() } as usize;
                     assert_eq!(b % 16, 0);
@@ -397,7 +517,7 @@ mod tests {
                 // SAFETY: owner.
                 assert_eq!(unsafe { s.exact_used() }, s.capacity);
                 // SAFETY: owner.
-                assert!(!unsafe { s.refill(KEY) }, "nothing left to hand out");
+                assert!(!unsafe { s.refill() }, "nothing left to hand out");
             });
         }
     }
@@ -407,24 +527,31 @@ mod tests {
         with_slab(class_of(48), |s| {
             // SAFETY: single-threaded owner; blocks come from pop.
             unsafe {
-                assert!(s.refill(KEY));
+                assert!(s.refill());
                 let a = s.pop();
                 let b = s.pop();
                 // pop does not count; the heap keeps `used` for non-current
                 // slabs (here: set it as the heap would on un-biasing).
                 s.used = s.exact_used();
                 assert_eq!(s.used, 2);
-                assert!(!s.push_local(a, KEY));
+                assert!(!s.push_local(a));
                 assert!(s.is_on_free_lists(a as usize));
                 assert!(!s.is_on_free_lists(b as usize));
-                assert!(s.push_local(b, KEY), "last block back: empty");
-                assert!(marked_freed(b, KEY));
+                assert!(s.push_local(b), "last block back: empty");
+                assert!(
+                    s.looks_free(b) && s.looks_free_fast(b),
+                    "a free block looks free"
+                );
                 // Drain `free`, then local_free is swapped in.
                 while !s.pop().is_null() {}
-                assert!(s.refill(KEY));
+                assert!(s.refill());
                 let c = s.pop();
                 assert!(c == a || c == b);
-                assert_eq!((*c).key, 0, "pop clears the key");
+                assert_eq!((*c).link, 0, "pop clears the link");
+                assert!(
+                    !s.looks_free(c) && !s.looks_free_fast(c),
+                    "a live block does not"
+                );
             }
         });
     }
@@ -433,13 +560,51 @@ mod tests {
     fn interior_pointers_map_to_their_block() {
         with_slab(class_of(100), |s| {
             // SAFETY: owner.
-            unsafe { s.refill(KEY) };
+            unsafe { s.refill() };
             let first = s.first_block();
             let bs = s.block_size as usize;
             assert_eq!(s.block_containing(first), Some(first));
             assert_eq!(s.block_containing(first + bs + 5), Some(first + bs));
             assert_eq!(s.block_containing(first - 1), None);
             assert_eq!(s.block_containing(s.bump()), None, "never carved");
+        });
+    }
+
+    #[test]
+    fn only_carved_block_starts_are_block_starts() {
+        for class in 0..NUM_CLASSES {
+            with_slab(class, |s| {
+                // SAFETY: owner.
+                unsafe { s.refill() };
+                let first = s.first_block();
+                let bs = s.block_size as usize;
+                let bump = s.bump();
+                let slab = s as *const Slab as usize;
+                for p in (slab..slab + s.head.granules as usize * GRANULE).step_by(8) {
+                    let want = p >= first && p < bump && (p - first) % bs == 0;
+                    assert_eq!(s.is_block_start(p), want, "class {class} p {:#x}", p - slab);
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn a_corrupted_link_is_caught_when_its_block_is_popped() {
+        with_slab(class_of(32), |s| {
+            // SAFETY: owner; the test overwrites a free block's link as a
+            // write after free would.
+            unsafe {
+                s.refill();
+                let head = s.free;
+                assert_eq!(s.decode((*head).link) as usize % 16, 0);
+                (*head).link = 0x4242_4242_4242_4242;
+                assert!(
+                    s.decode((*head).link) as usize % 16 != 0,
+                    "garbage decodes misaligned"
+                );
+                (*head).link = 0;
+                assert!(s.decode((*head).link) as usize % 16 != 0, "zeros too");
+            }
         });
     }
 }

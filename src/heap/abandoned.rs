@@ -15,12 +15,11 @@
 //! the old lists keep owner 0 and are freed into without list
 //! operations. Lock order: this lock, then the span cache's.
 //!
-//! Uses: `core::config`, `core::size_class`, `core::slab`, `heap::slabs`,
-//! `heap::types`, `util::diag`, `util::lock`.
+//! Uses: `core::size_class`, `core::slab`, `heap::slabs`, `heap::types`,
+//! `util::lock`.
 
-use crate::core::config::free_key;
 use crate::core::size_class::NUM_CLASSES;
-use crate::core::slab::{marked_freed, Block, Slab, OWNER_INTERIOR};
+use crate::core::slab::{Block, Slab, OWNER_INTERIOR};
 use crate::heap::slabs::release_slab;
 use crate::heap::types::{Heap, HeapLocal, SlabList, EMPTY_LIST};
 use crate::util::lock::Lock;
@@ -114,7 +113,6 @@ pub(crate) unsafe fn abandon_slabs(h: &mut HeapLocal) {
 /// # Safety
 /// `b` is a block of `slab`, a live slab.
 pub(crate) unsafe fn free_abandoned(slab: *mut Slab, b: *mut Block, user: usize) -> bool {
-    let key = free_key();
     let mut lists = ABANDONED.lock();
     // SAFETY: the slab is live while `b` is; abandoned slabs are only
     // touched under this lock.
@@ -122,11 +120,11 @@ pub(crate) unsafe fn free_abandoned(slab: *mut Slab, b: *mut Block, user: usize)
         if (*slab).head.owner.load(Ordering::Acquire) & !crate::core::slab::OWNER_FLAGS != 0 {
             return false;
         }
-        if user != 0 && marked_freed(b, key) && (*slab).is_on_free_lists(b as usize) {
+        if user != 0 && (*slab).looks_free(b) && (*slab).is_on_free_lists(b as usize) {
             drop(lists);
-            crate::util::diag::fatal("free(): double free", user);
+            crate::heap::slabs::double_free(user, slab);
         }
-        if (*slab).push_local(b, key) {
+        if (*slab).push_local(b) {
             // (A slab of an older generation is on no list: see above.)
             if (*slab).abandoned_in == lists.listed() {
                 lists.lists[(*slab).class as usize].remove(slab);

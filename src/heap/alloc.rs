@@ -73,7 +73,7 @@ pub(crate) unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
         // Blocks freed here since the last refill: take them without the
         // slow path, but count it as a slow call, so upkeep and remote
         // frees are not put off.
-        if !(*slab).local_free.is_null() {
+        if (*slab).local_free != (*slab).terminator() {
             if count_slow_call(heap) {
                 lifecycle::upkeep();
                 free::drain_remote(heap);
@@ -154,7 +154,7 @@ pub(crate) unsafe fn mark_interior(p: *mut u8) {
 /// of `align` (block addresses are `span + 128 + i * size`, so
 /// `align <= 128` suffices).
 pub(crate) fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
-    if align > crate::core::size_class::SLAB_HEADER {
+    if align > crate::core::size_class::SLAB_HEADER || size > crate::core::size_class::SMALL_MAX {
         return None;
     }
     (class_of(size.max(1))..NUM_CLASSES).find(|&c| block_size(c) % align == 0)

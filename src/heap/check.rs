@@ -3,13 +3,12 @@
 //! `heap::slabs` state the invariants). For tests, after every operation;
 //! it stops the program with a message naming the first violation.
 //!
-//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `core::slab`,
-//! `heap::medium`, `heap::tls`, `heap::types`, `util::diag`.
+//! Uses: `core::pagemap`, `core::size_class`, `core::slab`, `heap::medium`,
+//! `heap::tls`, `heap::types`, `util::diag`.
 
-use crate::core::config::free_key;
 use crate::core::pagemap::{PAGEMAP, TAG_SLAB};
 use crate::core::size_class::{CLASS_SIZE, NUM_CLASSES, SHARED_FROM};
-use crate::core::slab::{marked_freed, Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR};
+use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR};
 use crate::heap::types::{
     empty_slab_ptr, is_thread_heap, slab_cache_index, CURRENT_BIAS, MCACHE_BYTES, MCACHE_CLASSES,
     MCACHE_MAX, SLAB_CACHE_EMPTY,
@@ -59,24 +58,31 @@ pub(crate) fn check_thread_heap() -> usize {
                     fail("check: broken back link", s);
                 }
                 let bs = sl.block_size as usize;
+                if sl.limit != ((sl.bump() - sl.first_block()) / bs) as u64 * sl.step {
+                    fail(
+                        "check: block-start limit out of step with the carved part",
+                        s,
+                    );
+                }
                 let count = |mut b: *mut Block| {
                     let mut k = 0usize;
-                    while !b.is_null() {
+                    while b != sl.terminator() {
                         let a = b as usize;
                         if a < sl.first_block()
                             || a >= sl.bump()
                             || (a - sl.first_block()) % bs != 0
+                            || !sl.is_block_start(a)
                         {
                             fail("check: free list holds a foreign block", s);
                         }
-                        if !marked_freed(b, free_key()) {
-                            fail("check: free block without the key (use after free?)", s);
+                        if !sl.looks_free(b) || (sl.head.granules == 1 && !sl.looks_free_fast(b)) {
+                            fail("check: free block that does not look free", s);
                         }
                         k += 1;
                         if k > sl.capacity as usize {
                             fail("check: free list cycle", s);
                         }
-                        b = (*b).next;
+                        b = sl.decode((*b).link);
                     }
                     k
                 };
@@ -123,8 +129,8 @@ pub(crate) fn check_thread_heap() -> usize {
             if e == SLAB_CACHE_EMPTY {
                 continue;
             }
-            let s = e as *mut Slab;
-            if slab_cache_index(e) != i {
+            let s = e.wrapping_sub(crate::core::size_class::SLAB_HEADER) as *mut Slab;
+            if slab_cache_index(s as usize) != i {
                 fail("check: slab cache entry in the wrong place", s);
             }
             let listed = h.avail.iter().any(|l| {
@@ -139,6 +145,9 @@ pub(crate) fn check_thread_heap() -> usize {
             }
             if (*s).head.owner.load(Ordering::Relaxed) != heap as usize {
                 fail("check: slab cache names a flagged slab", s);
+            }
+            if (*s).head.granules != 1 {
+                fail("check: slab cache names a slab of several granules", s);
             }
         }
         let mut bytes = 0u32;
@@ -159,15 +168,18 @@ pub(crate) fn check_thread_heap() -> usize {
                         b.cast(),
                     );
                 }
-                if !marked_freed(b, free_key()) {
-                    fail("check: medium cache block without the key", b.cast());
+                if !(*s).looks_free(b) || (*s).decode((*b).link) != b {
+                    fail(
+                        "check: medium cache block that does not link to itself",
+                        b.cast(),
+                    );
                 }
                 k += 1;
                 if k > MCACHE_MAX {
                     fail("check: medium cache over its per-class bound", b.cast());
                 }
                 bytes += CLASS_SIZE[SHARED_FROM + i];
-                b = (*b).next;
+                b = (*b).chain;
             }
             if k != h.mcache_n[i] {
                 fail("check: medium cache count is wrong", h.mcache[i].cast());

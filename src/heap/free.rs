@@ -4,65 +4,66 @@
 //! another thread's block to that heap's remote queue, an abandoned
 //! slab's block under the abandoned lock — or stops the program.
 //!
-//! Double frees: every free block carries its mark (the key mixed with
-//! its address, see `core::slab`), which malloc clears; a block being
-//! freed that carries it is checked against the free lists (a program may
-//! in principle write that word itself), and a block freed by a thread
-//! that does not own its slab, which cannot see those lists, is a double
-//! free whenever it carries the mark.
+//! Double frees: a free block looks free (its first word decodes to an
+//! address inside its slab, see `core::slab`), and malloc clears that
+//! word; a block being freed that looks free is checked against the free
+//! lists by its owner (the program may in principle have written such a
+//! word), and is a double free for any other thread, which cannot see
+//! those lists. Invalid frees: a pointer the page map does not know goes
+//! to `api::foreign`; one inside a slab that is not a block start stops
+//! the program (the fast path's block-start test, `core::slab`).
 //!
-//! Uses: `core::config`, `core::hooks`, `core::large`, `core::lookup`,
-//! `core::pagemap`, `core::size_class`, `core::slab`, `heap::abandoned`,
-//! `heap::medium`, `heap::remote`, `heap::slabs`, `heap::types`,
-//! `util::diag`.
+//! Uses: `core::hooks`, `core::large`, `core::lookup`, `core::pagemap`,
+//! `core::size_class`, `core::slab`, `heap::abandoned`, `heap::medium`,
+//! `heap::remote`, `heap::slabs`, `heap::types`, `util::diag`.
 
-use crate::core::config::free_key;
 use crate::core::lookup::{classify, Span};
 use crate::core::pagemap::{SpanHead, PAGEMAP};
-use crate::core::size_class::GRANULE;
-use crate::core::slab::{mark_freed, marked_freed, Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
+use crate::core::size_class::SLAB_HEADER;
+use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
 use crate::heap::types::{slab_cache_index, Heap};
 use crate::heap::{abandoned, medium, remote, slabs};
 use crate::util::diag::fatal;
 use core::sync::atomic::Ordering;
 
-/// The free fast path: `p` lies in the first granule of a slab in the
-/// heap's slab cache. Then it is a block of our own slab, with no flag:
-/// check the mark, push on `local_free`. False when the cache has no such
-/// slab (the caller then looks `p` up in the page map).
+/// The free fast path: `p` lies in a slab in the heap's slab cache (a
+/// one-granule slab of ours with no flag) and is one of its carved block
+/// starts. Then: stop a block that looks free (maybe a double free: the
+/// slow path looks), else push it on `local_free`. False when the cache
+/// has no such slab or `p` is not a block start there (the caller then
+/// looks `p` up in the page map, which decides).
 ///
-/// About a dozen instructions instead of the page map's two dependent
-/// loads and their bound and null tests plus the owner compare.
+/// The block-start test uses the low 32 bits of `p` minus the cached
+/// first-block address, so it also tells the cached slab from any other
+/// memory but memory exactly a multiple of 4 GiB away (which a program
+/// passes to `free` only on purpose).
 ///
 /// # Safety
 /// `heap` must be the calling thread's heap (`tls::heap()`); `p` any
 /// value passed to `free`.
 #[inline(always)]
 pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
-    let base = p as usize & !(GRANULE - 1);
     // SAFETY: the heap is ours; the index is masked below the length.
-    let hit = unsafe {
+    let first = unsafe {
         *(*heap)
             .local
             .slab_cache
-            .get_unchecked(slab_cache_index(base))
-            == base
+            .get_unchecked(slab_cache_index(p as usize))
     };
-    if !hit {
-        return false;
-    }
-    let slab = base as *mut Slab;
-    let b = p.cast::<Block>();
+    let slab = first.wrapping_sub(SLAB_HEADER) as *mut Slab;
     // SAFETY: by the cache invariant `slab` is a live, unflagged slab of
-    // our heap and `p` lies in it, so it is one of its blocks (unless the
-    // caller passes garbage, which the mark check and the slow paths
-    // catch where they can).
+    // our heap (or the empty slab, whose test fails for every address);
+    // the test makes `p` one of its carved block starts.
     unsafe {
-        let key = (*slab).key;
-        if marked_freed(b, key) {
-            free_suspect(heap, slab, b);
-        } else if (*slab).push_local(b, key) {
-            slabs::slab_emptied(heap, slab);
+        let t = (p as u32).wrapping_sub(first as u32) as u64;
+        if t.wrapping_mul((*slab).magic) >= (*slab).limit {
+            return false;
+        }
+        let b = p.cast::<Block>();
+        if (*slab).looks_free_fast(b) {
+            free_suspect(b, slab, heap);
+        } else if (*slab).push_local(b) {
+            slabs::slab_emptied(slab, heap);
         }
     }
     true
@@ -70,7 +71,8 @@ pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
 
 /// Free `p`, whose span header `head` the page map returned (the slab
 /// cache missed). A block of a slab of the calling thread's heap: compare
-/// the owner, check the mark, push on `local_free`, and cache the slab.
+/// the owner, check that `p` is a block start and does not look free,
+/// push on `local_free`, and cache the slab.
 ///
 /// # Safety
 /// `heap` must be `tls::heap()`; `head` must be `PAGEMAP.lookup(p)`,
@@ -78,19 +80,20 @@ pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
 #[inline(always)]
 pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
     // SAFETY: `head` is a live span header (page map invariant). When the
-    // owner is our heap the span is a slab of ours with no flags set (so
-    // on an avail list, as the cache requires), and `p` is one of its
-    // blocks (unless the caller passes garbage).
+    // owner is our heap the span is a one-granule slab of ours with no
+    // flags set (so on an avail list, as the cache requires).
     unsafe {
         if (*head).owner.load(Ordering::Relaxed) == heap as usize {
             let slab = head.cast::<Slab>();
-            let b = p.cast::<Block>();
-            let key = (*slab).key;
-            if marked_freed(b, key) {
-                return free_suspect(heap, slab, b);
+            if !(*slab).is_block_start(p as usize) {
+                not_a_block_start(p, slab);
             }
-            if (*slab).push_local(b, key) {
-                slabs::slab_emptied(heap, slab);
+            let b = p.cast::<Block>();
+            if (*slab).looks_free_fast(b) {
+                return free_suspect(b, slab, heap);
+            }
+            if (*slab).push_local(b) {
+                slabs::slab_emptied(slab, heap);
             } else {
                 (*heap).local.cache_slab(slab);
             }
@@ -98,6 +101,18 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
             free_slow(heap, p, head);
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn not_a_block_start(p: *mut u8, slab: *mut Slab) -> ! {
+    // SAFETY: a live slab header.
+    let bs = unsafe { (*slab).block_size } as usize;
+    crate::util::diag::fatal_block(
+        "free(): invalid pointer (not the start of a block)",
+        p as usize,
+        bs,
+    )
 }
 
 /// Every free the fast path does not finish: large blocks, interior
@@ -125,7 +140,7 @@ unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
         match (*slab).block_containing(p as usize) {
             Some(b) if b == p as usize => b,
             Some(b) if owner & OWNER_INTERIOR != 0 => b,
-            _ => fatal("free(): invalid pointer (not a block start)", p as usize),
+            _ => not_a_block_start(p, slab),
         }
     };
     // SAFETY: `b` is a block of `slab`.
@@ -143,9 +158,8 @@ unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
 /// `heap` is the calling thread's heap (or one it gives up); `b` is a
 /// block of `slab`, a live slab.
 pub(crate) unsafe fn dispatch(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
-    let key = free_key();
-    // Set once this call marked `b` free itself (a retry after a closed
-    // queue then finds its own mark, not a double free).
+    // Set once this call made `b` look free itself (a retry after a
+    // closed queue then finds its own mark, not a double free).
     let mut marked_here = false;
     loop {
         // SAFETY: the slab is live while `b` is live.
@@ -163,17 +177,19 @@ pub(crate) unsafe fn dispatch(heap: *mut Heap, slab: *mut Slab, b: *mut Block, u
             // Another thread's heap: one CAS onto its remote queue. Heap
             // structs are never unmapped, so a stale owner is still safe to
             // push to; its next user collects the block.
-            // A block carrying its mark was freed before and not handed
-            // out since (malloc clears it): a double free, the second from
-            // another thread. (Not for blocks from remote queues.)
+            // A block that looks free was freed before and not handed out
+            // since (malloc clears its first word): a double free, the
+            // second from another thread, which cannot look at the owner's
+            // lists (user data looks free with a chance of 1 in 2^45 at
+            // most). (Not for blocks from remote queues.)
             // SAFETY: `b` is a block of a live slab (contract).
-            if user != 0 && !marked_here && unsafe { marked_freed(b, key) } {
-                fatal("free(): double free", user);
+            if user != 0 && !marked_here && unsafe { (*slab).looks_free(b) } {
+                slabs::double_free(user, slab);
             }
             marked_here = true;
             // SAFETY: `h` is (or was) a heap; `b` is a block we hand over.
             let pushed = unsafe {
-                mark_freed(b, key);
+                (*slab).mark_waiting(b);
                 remote::push(&(*(h as *mut Heap)).remote, b, b)
             };
             if pushed {
@@ -200,7 +216,7 @@ pub(crate) unsafe fn free_chain(heap: *mut Heap, mut b: *mut Block) {
         // SAFETY: queued blocks are live blocks of our slabs (or of slabs
         // that were ours while the heap was being given up).
         unsafe {
-            let next = (*b).next;
+            let next = (*b).chain;
             let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
             dispatch(heap, slab, b, 0);
             b = next;
@@ -218,31 +234,35 @@ pub(crate) unsafe fn drain_remote(heap: *mut Heap) {
     unsafe { free_chain(heap, remote::take(&(*heap).remote)) }
 }
 
-/// The fast path found the mark in a block being freed: a double free,
-/// or user data that happens to equal it.
+/// The fast path found a block that looks free: a double free (it is
+/// on the slab's lists, or waits in our remote queue), or user data that
+/// happens to look like a free block's link.
 #[cold]
 #[inline(never)]
-unsafe fn free_suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) {
-    // A block another thread freed waits in our remote queue with its mark
-    // set: look there too. Take the queue, walk it, put it back.
-    // SAFETY: our own heap; the taken chain is ours until put back.
+unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
+    // SAFETY: our own heap and slab; the taken queue is ours until put
+    // back.
     unsafe {
+        if (*slab).is_on_free_lists(b as usize) {
+            slabs::double_free(b as usize, slab);
+        }
         let chain = remote::take(&(*heap).remote);
         if !chain.is_null() {
             let mut tail = chain;
             loop {
                 if tail == b {
-                    fatal("free(): double free", b as usize);
+                    slabs::double_free(b as usize, slab);
                 }
-                if (*tail).next.is_null() {
+                if (*tail).chain.is_null() {
                     break;
                 }
-                tail = (*tail).next;
+                tail = (*tail).chain;
             }
             let back = remote::push(&(*heap).remote, chain, tail);
             debug_assert!(back, "our own queue is open");
         }
-        // Our own slab (the fast path checked the owner).
-        slabs::free_in(heap, slab, b, b as usize)
+        // Not free after all: user data. Our own slab (the caller checked
+        // the owner).
+        slabs::free_in(heap, slab, b, 0)
     }
 }

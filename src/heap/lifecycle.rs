@@ -20,11 +20,12 @@
 //! at most one of `free` and `parked`; `LIVE_HEAPS` counts heaps that a
 //! live thread's TLS word names. Lock order: late heaps, then the pool.
 //!
-//! Uses: `core::config`, `core::large`, `core::lookup`, `core::span`,
-//! `heap::abandoned`, `heap::free`, `heap::medium`, `heap::remote`,
-//! `heap::slabs`, `heap::tls`, `heap::types`, `os`, `os::clock`,
-//! `os::process`, `util::diag`, `util::lock`, `util::mapped`.
+//! Uses: `core::config`, `core::large`, `core::lookup`, `core::slab`,
+//! `core::span`, `heap::abandoned`, `heap::free`, `heap::medium`,
+//! `heap::remote`, `heap::slabs`, `heap::tls`, `heap::types`, `os`,
+//! `os::clock`, `os::process`, `util::diag`, `util::lock`, `util::mapped`.
 
+use crate::core::slab::Block;
 use crate::core::span::SPANS;
 use crate::heap::types::{
     exited_heap, init_heap, is_thread_heap, unpark, Heap, SLAB_CACHE_EMPTY, SLAB_CACHE_LEN,
@@ -424,7 +425,9 @@ pub(crate) fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
 }
 
 /// Bytes the program freed that are still counted in their slab's
-/// `used`: blocks in medium caches and in remote queues (statistics).
+/// `used`: blocks in remote queues (statistics; medium blocks are counted
+/// by their records, which a free unseals, so medium caches need no
+/// correction).
 /// Other threads' heaps change meanwhile: their counters are read as
 /// they are, and a queue walk follows only links that name a block of
 /// one of our slabs.
@@ -435,7 +438,6 @@ pub(crate) fn freed_not_collected() -> usize {
         // SAFETY: heap structs stay mapped; word-sized fields read as
         // they are (volatile: their owners write them).
         unsafe {
-            bytes += core::ptr::read_volatile(&raw const (*h).local.mcache_bytes) as usize;
             let mut b = (*h).remote.load(Ordering::Acquire) as usize;
             while b > crate::heap::remote::CLOSED as usize && steps < 1 << 20 {
                 steps += 1;
@@ -447,7 +449,7 @@ pub(crate) fn freed_not_collected() -> usize {
                     break;
                 }
                 bytes += core::ptr::read_volatile(&raw const (*s).block_size) as usize;
-                b = core::ptr::read_volatile(b as *const usize);
+                b = core::ptr::read_volatile(&raw const (*(b as *const Block)).chain) as usize;
             }
         }
     });

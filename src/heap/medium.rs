@@ -21,14 +21,13 @@
 //!   that the thread freed (it carries the free mark); the cache's
 //!   counters are those of `heap::types`.
 //!
-//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `core::slab`,
-//! `heap::slabs`, `heap::tls`, `heap::types`, `os::errno`, `os::process`,
-//! `util::diag`, `util::lock`.
+//! Uses: `core::canary`, `core::lookup`, `core::pagemap`,
+//! `core::size_class`, `core::slab`, `heap::slabs`, `heap::tls`,
+//! `heap::types`, `os::errno`, `os::process`, `util::lock`.
 
-use crate::core::config::free_key;
 use crate::core::pagemap::PAGEMAP;
 use crate::core::size_class::{CLASS_SIZE, SHARED_FROM};
-use crate::core::slab::{mark_freed, marked_freed, Block, Slab, OWNER_FLAGS};
+use crate::core::slab::{Block, Slab, OWNER_FLAGS};
 use crate::heap::slabs;
 use crate::heap::types::{is_thread_heap, Heap, MCACHE_BYTES, MCACHE_CLASSES, MCACHE_MAX};
 use crate::util::lock::Lock;
@@ -234,14 +233,19 @@ pub(crate) unsafe fn free(
     // SAFETY: contract.
     unsafe {
         if user != 0 {
-            let key = free_key();
             // Every handout of a medium block (from a slab or a thread's
-            // medium cache) clears the mark: a block holding it was freed
-            // and not handed out since.
-            if marked_freed(b, key) {
-                crate::util::diag::fatal("free(): double free", user);
+            // medium cache) clears its first word: a block that looks free
+            // was freed and not handed out since (user data looks free
+            // with a chance of 1 in 2^45 at most).
+            if (*slab).looks_free(b) {
+                crate::heap::slabs::double_free(user, slab);
             }
-            if is_thread_heap(heap) && cache_push(heap, slab, b, key) {
+            // Its record and pattern (`core::canary`) must be intact; the
+            // record then stops counting it as in use.
+            let end = b as usize + (*slab).block_size as usize;
+            crate::core::lookup::medium_size(slab, user, b as usize, end);
+            crate::core::canary::unseal_medium(end);
+            if is_thread_heap(heap) && cache_push(heap, slab, b) {
                 return;
             }
         }
@@ -262,10 +266,10 @@ pub(crate) unsafe fn cache_pop(heap: *mut Heap, class: usize) -> *mut u8 {
         let i = class - SHARED_FROM;
         let b = h.mcache[i];
         if !b.is_null() {
-            h.mcache[i] = (*b).next;
+            h.mcache[i] = (*b).chain;
             h.mcache_n[i] -= 1;
             h.mcache_bytes -= CLASS_SIZE[class];
-            (*b).key = 0;
+            Slab::hand_out(b);
         }
         b.cast()
     }
@@ -273,7 +277,7 @@ pub(crate) unsafe fn cache_pop(heap: *mut Heap, class: usize) -> *mut u8 {
 
 /// Keep `b`, a medium block the calling thread frees, in its medium cache
 /// if there is room.
-unsafe fn cache_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block, key: usize) -> bool {
+unsafe fn cache_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
     // SAFETY: our own heap; `b` is a medium block being freed.
     unsafe {
         let h = &mut (*heap).local;
@@ -283,8 +287,8 @@ unsafe fn cache_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block, key: usize
         if h.mcache_n[i] >= MCACHE_MAX || h.mcache_bytes + size > MCACHE_BYTES {
             return false;
         }
-        (*b).next = h.mcache[i];
-        mark_freed(b, key);
+        (*b).chain = h.mcache[i];
+        (*slab).mark_waiting(b);
         h.mcache[i] = b;
         h.mcache_n[i] += 1;
         h.mcache_bytes += size;
@@ -306,7 +310,7 @@ pub(crate) unsafe fn flush_cache(heap: *mut Heap) {
         for i in 0..MCACHE_CLASSES {
             let mut b = core::mem::replace(&mut h.mcache[i], null_mut());
             while !b.is_null() {
-                let next = (*b).next;
+                let next = (*b).chain;
                 let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
                 let owner = (*slab).head.owner.load(Ordering::Acquire) & !OWNER_FLAGS;
                 free_locked(owner, slab, b, 0);

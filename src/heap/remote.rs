@@ -2,13 +2,14 @@
 //! that owns its slab.
 //!
 //! Each heap has one queue, a lock-free stack linked through the blocks'
-//! first word: a freeing thread pushes with one CAS, the owner takes the
+//! second word (`chain`; the first makes the block look free): a freeing
+//! thread pushes with one CAS, the owner takes the
 //! whole stack with one swap in its slow path and frees the blocks into
 //! its slabs. A heap given up closes its queue ([`CLOSED`]): a push then
 //! fails, and the freeing thread looks the slab's (new) owner up again.
 //!
 //! Invariant: a queue holds null, [`CLOSED`], or a chain of blocks each
-//! carrying its free mark, all of slabs whose owner is (or was, while the
+//! looking free (linked to itself), all of slabs whose owner is (or was, while the
 //! heap was being given up) this heap.
 //!
 //! Uses: `core::slab`.
@@ -24,7 +25,7 @@ pub(crate) const CLOSED: *mut Block = 1 as *mut Block;
 /// False when the queue is closed (nothing was pushed).
 ///
 /// # Safety
-/// The chain's blocks are the caller's to hand over; `last.next` is
+/// The chain's blocks are the caller's to hand over; `last.chain` is
 /// overwritten.
 #[inline]
 pub(crate) unsafe fn push(queue: &AtomicPtr<Block>, first: *mut Block, last: *mut Block) -> bool {
@@ -34,7 +35,7 @@ pub(crate) unsafe fn push(queue: &AtomicPtr<Block>, first: *mut Block, last: *mu
             return false;
         }
         // SAFETY: contract: the chain is ours until the CAS publishes it.
-        unsafe { (*last).next = old };
+        unsafe { (*last).chain = old };
         match queue.compare_exchange_weak(old, first, Ordering::Release, Ordering::Acquire) {
             Ok(_) => return true,
             Err(cur) => old = cur,

@@ -9,10 +9,9 @@
 //! The biased slab's `used` carries [`CURRENT_BIAS`] and is not counted
 //! by malloc; it is recounted when the slab stops being current.
 //!
-//! Uses: `core::config`, `core::size_class`, `core::slab`, `core::span`,
-//! `heap::types`, `os::errno`, `util::diag`.
+//! Uses: `core::size_class`, `core::slab`, `core::span`, `heap::types`,
+//! `os::errno`, `util::diag`.
 
-use crate::core::config::free_key;
 use crate::core::size_class::{GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
@@ -36,11 +35,11 @@ pub(crate) static SLAB_BYTES: [AtomicUsize; NUM_CLASSES] =
 pub(crate) unsafe fn pop_local_free(slab: *mut Slab) -> *mut u8 {
     // SAFETY: contract: owner-only fields.
     unsafe {
-        if (*slab).local_free.is_null() {
+        if (*slab).local_free == (*slab).terminator() {
             return null_mut();
         }
         (*slab).free = (*slab).local_free;
-        (*slab).local_free = null_mut();
+        (*slab).local_free = (*slab).terminator();
         (*slab).pop().cast()
     }
 }
@@ -51,7 +50,6 @@ pub(crate) unsafe fn pop_local_free(slab: *mut Slab) -> *mut u8 {
 /// # Safety
 /// The caller owns the heap of `h`.
 pub(crate) unsafe fn pop_from_avail(h: &mut HeapLocal, class: usize) -> Option<*mut u8> {
-    let key = free_key();
     loop {
         let s = h.avail[class].first;
         if s.is_null() {
@@ -60,7 +58,7 @@ pub(crate) unsafe fn pop_from_avail(h: &mut HeapLocal, class: usize) -> Option<*
         }
         // SAFETY: `s` is a slab of this heap (list invariant).
         unsafe {
-            if (*s).refill(key) {
+            if (*s).refill() {
                 h.set_current(class);
                 return Some((*s).pop().cast());
             }
@@ -102,7 +100,7 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
         SLAB_BYTES[class].fetch_add(granules * GRANULE, Ordering::Relaxed);
         h.avail[class].push_front(s);
         h.set_current(class);
-        (*s).refill(free_key());
+        (*s).refill();
         (*s).pop().cast()
     }
 }
@@ -129,14 +127,10 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
 /// # Safety
 /// The caller owns `heap`, which owns `slab`; `b` is a block of `slab`.
 pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
-    let key = free_key();
     // SAFETY: contract: our heap and slab; owner-only fields.
     unsafe {
-        if user != 0
-            && crate::core::slab::marked_freed(b, key)
-            && (*slab).is_on_free_lists(b as usize)
-        {
-            crate::util::diag::fatal("free(): double free", user);
+        if user != 0 && (*slab).looks_free(b) && (*slab).is_on_free_lists(b as usize) {
+            double_free(user, slab);
         }
         let h = &mut (*heap).local;
         if (*slab).head.owner.load(Ordering::Relaxed) & OWNER_FULL != 0 {
@@ -148,8 +142,8 @@ pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, us
                 h.set_current(class);
             }
         }
-        if (*slab).push_local(b, key) {
-            slab_emptied(heap, slab);
+        if (*slab).push_local(b) {
+            slab_emptied(slab, heap);
         }
     }
 }
@@ -162,7 +156,7 @@ pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, us
 /// The caller owns `heap`, which owns `slab`, on an `avail` list.
 #[cold]
 #[inline(never)]
-pub(crate) unsafe fn slab_emptied(heap: *mut Heap, slab: *mut Slab) {
+pub(crate) unsafe fn slab_emptied(slab: *mut Slab, heap: *mut Heap) {
     // SAFETY: contract (emptied slabs are never on the full list: the
     // full flag is cleared before the push).
     unsafe {
@@ -202,4 +196,13 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
             h.set_current(c);
         }
     }
+}
+
+/// A double free of `user`, a block of `slab`.
+#[cold]
+#[inline(never)]
+pub(crate) fn double_free(user: usize, slab: *mut Slab) -> ! {
+    // SAFETY: a live slab header.
+    let bs = unsafe { (*slab).block_size } as usize;
+    crate::util::diag::fatal_block("free(): double free", user, bs)
 }

@@ -46,10 +46,12 @@ mod imp {
         // SAFETY: reads this thread's copy of `mmpool_tls_heap` through its
         // initial-exec GOT slot; no memory is written, the stack is unused.
         unsafe {
+            // (In rax: the argument registers stay free, so the fast
+            // paths keep their argument where it arrived.)
             core::arch::asm!(
-                "mov {h}, qword ptr [rip + mmpool_tls_heap@GOTTPOFF]",
-                "mov {h}, qword ptr fs:[{h}]",
-                h = out(reg) h,
+                "mov rax, qword ptr [rip + mmpool_tls_heap@GOTTPOFF]",
+                "mov rax, qword ptr fs:[rax]",
+                out("rax") h,
                 options(nostack, readonly, preserves_flags, pure),
             );
         }

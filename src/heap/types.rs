@@ -15,8 +15,9 @@
 //!   is the only slab of the class whose `used` carries [`CURRENT_BIAS`];
 //! - every slab on `avail[c]` or `full` has `owner & !OWNER_FLAGS == h`,
 //!   and `OWNER_FULL` exactly when it is on `full`;
-//! - every slab cache entry is [`SLAB_CACHE_EMPTY`] or the header of a
-//!   slab on some `avail[c]` whose owner word is exactly `h`;
+//! - every slab cache entry is [`SLAB_CACHE_EMPTY`] or the first-block
+//!   address of a one-granule slab on some `avail[c]` whose owner word is
+//!   exactly `h`;
 //! - `mcache_bytes == sum over medium classes of mcache_n[i] * size`,
 //!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`.
 //!
@@ -49,8 +50,16 @@ pub(crate) const MCACHE_BYTES: u32 = 32 << 10;
 
 /// Entries of a heap's slab cache (a power of two).
 pub(crate) const SLAB_CACHE_LEN: usize = 64;
-/// A slab cache entry naming no slab (no granule starts at address 1).
-pub(crate) const SLAB_CACHE_EMPTY: usize = 1;
+/// A slab cache entry naming no slab: the first-block address of the
+/// empty slab, whose block-start test fails for every address.
+pub(crate) const SLAB_CACHE_EMPTY: *const u8 = slab_cache_entry(empty_slab_ptr());
+
+/// What the slab cache holds for slab `s`: the address of its first
+/// block (the free fast path measures offsets from it).
+#[inline(always)]
+pub(crate) const fn slab_cache_entry(s: *const Slab) -> *const u8 {
+    (s as *const u8).wrapping_add(crate::core::size_class::SLAB_HEADER)
+}
 
 pub(crate) use crate::core::slab::CURRENT_BIAS;
 
@@ -70,10 +79,10 @@ pub(crate) struct HeapLocal {
     /// `(size + 15) / 16` -> current slab of that size's class, for
     /// requests up to 1 KiB: the malloc fast path is one load from here.
     pub(crate) direct: [*mut Slab; DIRECT_LEN],
-    /// The slab cache of the free fast path: header addresses of slabs of
-    /// this heap that a free may push to without a page-map lookup,
-    /// indexed by granule number modulo [`SLAB_CACHE_LEN`].
-    pub(crate) slab_cache: [usize; SLAB_CACHE_LEN],
+    /// The slab cache of the free fast path: the first-block addresses of
+    /// slabs of this heap that a free may push to without a page-map
+    /// lookup, indexed by granule number modulo [`SLAB_CACHE_LEN`].
+    pub(crate) slab_cache: [*const u8; SLAB_CACHE_LEN],
     /// Current slab of each class.
     pub(crate) current: [*mut Slab; NUM_CLASSES],
     /// Slabs of each class with (or maybe with) free blocks.
@@ -144,31 +153,46 @@ pub(crate) struct StaticCell<T>(pub(crate) T);
 // no slab is ever owned by an empty heap).
 unsafe impl<T> Sync for StaticCell<T> {}
 
-/// The slab of the empty heap: no free block, owned by nobody, never
-/// written.
-pub(crate) static EMPTY_SLAB: StaticCell<Slab> = StaticCell(Slab {
-    head: SpanHead {
-        tag: TAG_SLAB,
-        granules: 0,
-        owner: AtomicUsize::new(0),
+/// The slab of the empty heap: no free block (its lists end at once),
+/// owned by nobody, no block start in it, never written. Padded to a
+/// slab header's size: the slab cache's empty entry points just past it.
+#[repr(C)]
+pub(crate) struct EmptySlab {
+    slab: Slab,
+    pad: [u8; crate::core::size_class::SLAB_HEADER - core::mem::size_of::<Slab>()],
+}
+
+/// The empty slab.
+pub(crate) static EMPTY_SLAB: StaticCell<EmptySlab> = StaticCell(EmptySlab {
+    slab: Slab {
+        head: SpanHead {
+            tag: TAG_SLAB,
+            granules: 0,
+            owner: AtomicUsize::new(0),
+        },
+        free: empty_slab_ptr().cast(),
+        local_free: empty_slab_ptr().cast(),
+        link_key: 0,
+        check_key: 0,
+        magic: 0,
+        limit: 0,
+        step: 0,
+        used: 0,
+        capacity: 0,
+        block_size: 0,
+        class: 0,
+        bump: AtomicUsize::new(0),
+        end: 0,
+        next: null_mut(),
+        prev: null_mut(),
+        abandoned_in: 0,
     },
-    free: null_mut(),
-    local_free: null_mut(),
-    key: 0,
-    used: 0,
-    capacity: 0,
-    block_size: 0,
-    class: 0,
-    bump: AtomicUsize::new(0),
-    end: 0,
-    next: null_mut(),
-    prev: null_mut(),
-    abandoned_in: 0,
+    pad: [0; crate::core::size_class::SLAB_HEADER - core::mem::size_of::<Slab>()],
 });
 
 /// Address of the empty slab.
 pub(crate) const fn empty_slab_ptr() -> *mut Slab {
-    &EMPTY_SLAB.0 as *const Slab as *mut Slab
+    &EMPTY_SLAB.0.slab as *const Slab as *mut Slab
 }
 
 /// The heap every thread starts with: all its slabs are the empty slab,
@@ -200,7 +224,9 @@ pub(crate) fn is_thread_heap(h: *mut Heap) -> bool {
 
 #[inline(always)]
 pub(crate) fn slab_cache_index(addr: usize) -> usize {
-    (addr >> crate::core::size_class::GRANULE_SHIFT) & (SLAB_CACHE_LEN - 1)
+    // On the low 32 bits: one 32-bit shift and mask, no copy of the
+    // 64-bit address the page-map lookup also shifts.
+    ((addr as u32 >> crate::core::size_class::GRANULE_SHIFT) as usize) & (SLAB_CACHE_LEN - 1)
 }
 
 impl HeapLocal {
@@ -208,7 +234,7 @@ impl HeapLocal {
     /// this heap on `avail`, with no owner flag.
     #[inline(always)]
     pub(crate) fn cache_slab(&mut self, s: *mut Slab) {
-        self.slab_cache[slab_cache_index(s as usize)] = s as usize;
+        self.slab_cache[slab_cache_index(s as usize)] = slab_cache_entry(s);
     }
 
     /// Forget `s` in the slab cache (it is about to become full, flagged,
@@ -216,7 +242,7 @@ impl HeapLocal {
     #[inline]
     pub(crate) fn uncache_slab(&mut self, s: *mut Slab) {
         let e = &mut self.slab_cache[slab_cache_index(s as usize)];
-        if *e == s as usize {
+        if *e == slab_cache_entry(s) {
             *e = SLAB_CACHE_EMPTY;
         }
     }

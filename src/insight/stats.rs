@@ -8,7 +8,7 @@
 //! instrumented mode (the hooks feed them); slab, span, large-block and
 //! thread counts are kept always, in slow paths.
 //!
-//! Uses: `core::large`, `core::lookup`, `core::pagemap`,
+//! Uses: `core::canary`, `core::large`, `core::lookup`, `core::pagemap`,
 //! `core::size_class`, `core::slab`, `core::span`, `heap::lifecycle`,
 //! `heap::medium`, `heap::slabs`, `insight::mode`, `os::env`, `os::file`,
 //! `os::process`, `util::diag`.
@@ -345,6 +345,29 @@ pub(crate) struct Usage {
     pub(crate) free_blocks: [(usize, usize); NUM_CLASSES],
 }
 
+/// The requested bytes of a medium slab's blocks in use, from their
+/// records (`core::canary`).
+///
+/// # Safety
+/// `s` is a slab span's header tagged SLAB.
+unsafe fn medium_in_use(s: *mut crate::core::slab::Slab) -> usize {
+    // SAFETY: contract; every read stays inside the slab's carved part.
+    unsafe {
+        let bs = core::ptr::read_volatile(&raw const (*s).block_size) as usize;
+        let key = core::ptr::read_volatile(&raw const (*s).check_key);
+        let first = (*s).first_block();
+        let bump = (*s).bump();
+        let end = s as usize + (*s).head.granules as usize * crate::core::size_class::GRANULE;
+        if bs == 0 || bump > end {
+            return 0;
+        }
+        (first..bump)
+            .step_by(bs)
+            .filter_map(|b| crate::core::canary::medium_in_use(key, b, b + bs))
+            .sum()
+    }
+}
+
 /// Walk every span: see [`Usage`].
 pub(crate) fn usage() -> Usage {
     let mut u = Usage {
@@ -368,7 +391,11 @@ pub(crate) fn usage() -> Usage {
                     let cap = core::ptr::read_volatile(&raw const (*s).capacity) as usize;
                     let class = core::ptr::read_volatile(&raw const (*s).class) as usize;
                     let used = crate::core::slab::Slab::used_now(s);
-                    u.in_use += used * bs;
+                    u.in_use += if crate::core::lookup::is_medium(s) {
+                        medium_in_use(s)
+                    } else {
+                        used * bs
+                    };
                     u.slabs += bytes;
                     if class < NUM_CLASSES {
                         let f = &mut u.free_blocks[class];

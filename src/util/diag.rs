@@ -126,6 +126,24 @@ pub(crate) fn fatal(what: &str, addr: usize) -> ! {
     unsafe { libc::abort() }
 }
 
+/// Print `mmpool: <what> <addr> (<size>-byte block)` and abort: a heap
+/// bug found in (or around) a block of `size` bytes.
+#[cold]
+#[inline(never)]
+pub(crate) fn fatal_block(what: &str, addr: usize, size: usize) -> ! {
+    let mut l = Line::new();
+    l.str("mmpool: ")
+        .str(what)
+        .str(" ")
+        .hex(addr as u64)
+        .str(" (")
+        .dec(size as u64)
+        .str("-byte block)\n");
+    l.write_to(2);
+    // SAFETY: abort never returns and is async-signal-safe.
+    unsafe { libc::abort() }
+}
+
 /// Print a warning `mmpool: <what>` without stopping.
 #[cold]
 pub(crate) fn warn(what: &str) {

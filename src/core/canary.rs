@@ -1,0 +1,227 @@
+//! Canaries: what catches a write past the end (or before the start) of a
+//! medium or large block in the default build, as glibc's chunk headers
+//! do, without a header per small block.
+//!
+//! A medium block (1.25-32 KiB) ends with a record: the size the program
+//! asked for and a check word (a keyed hash of the block's address and
+//! that size); the bytes from the requested size to the record (up to
+//! [`TAIL`] of them) hold a keyed pattern. A large block keeps its
+//! requested size in its header, a check word right before the block, and
+//! the same pattern after it. `free` and `realloc` verify them: a linear
+//! overflow of a byte or more hits the pattern or the record, an underflow
+//! hits the previous medium block's record or the large block's check
+//! word, and either stops the program with the block's address and size.
+//! Medium and large allocations are slow paths already: a record costs a
+//! few stores and loads there, and the small-block fast paths pay
+//! nothing.
+//!
+//! The size the program can use (`malloc_usable_size`) is the requested
+//! size: writing up to it is safe, one byte past it is an overflow.
+//!
+//! Uses: `core::size_class`.
+
+/// Bytes of pattern after a block's requested size (fewer when the slack
+/// is smaller).
+pub(crate) const TAIL: usize = 16;
+/// Bytes a medium block's record takes at its end.
+pub(crate) const RECORD: usize = 8;
+
+/// A keyed hash of a block's user pointer and requested size.
+#[inline]
+pub(crate) fn check_word(key: usize, p: usize, size: usize) -> u64 {
+    let mut x = (key ^ p ^ size.rotate_left(32)) as u64;
+    x ^= x >> 31;
+    x = x.wrapping_mul(0x7fb5_d329_728e_a185);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x81da_de3c_a6f3_5b4b);
+    x ^ (x >> 33)
+}
+
+/// The pattern byte of a block with check word `check` (never 0, the
+/// value of untouched memory).
+#[inline]
+fn pattern(check: u64) -> u8 {
+    (check >> 56) as u8 | 1
+}
+
+/// Fill `[from, to)` with the pattern of `check`.
+///
+/// # Safety
+/// The range is writable memory of the block's slack.
+unsafe fn fill(from: usize, to: usize, check: u64) {
+    if from < to {
+        // SAFETY: contract.
+        unsafe { core::ptr::write_bytes(from as *mut u8, pattern(check), to - from) };
+    }
+}
+
+/// Does `[from, to)` still hold the pattern of `check`?
+///
+/// # Safety
+/// The range is readable memory of the block's slack.
+unsafe fn intact(from: usize, to: usize, check: u64) -> bool {
+    let want = pattern(check);
+    // SAFETY: contract.
+    (from..to).all(|a| unsafe { *(a as *const u8) } == want)
+}
+
+/// A medium block's record, in its last [`RECORD`] bytes: the requested
+/// size, where the program's pointer is in the block (aligned blocks),
+/// and the low half of the check word (0 once the block is freed).
+#[repr(C)]
+struct Record {
+    size: u16,
+    offset: u16,
+    check: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Record>() == RECORD);
+const _: () = assert!(crate::core::size_class::SMALL_MAX <= u16::MAX as usize + 1);
+
+/// Write the record and pattern of a medium block `[start, end)` handed
+/// out at `p` for a request of `size` bytes.
+///
+/// # Safety
+/// `start <= p`, `p + size + RECORD <= end`, `end - start <= 32 KiB`;
+/// the block is the caller's.
+pub(crate) unsafe fn seal_medium(key: usize, p: usize, size: usize, start: usize, end: usize) {
+    debug_assert!(start <= p && p + size + RECORD <= end);
+    let check = check_word(key, p, size);
+    let rec = (end - RECORD) as *mut Record;
+    // SAFETY: contract: the record and the pattern lie in the slack.
+    unsafe {
+        rec.write_unaligned(Record {
+            size: size as u16,
+            offset: (p - start) as u16,
+            check: check as u32,
+        });
+        fill(p + size, (p + size + TAIL).min(rec as usize), check);
+    }
+}
+
+/// The requested size of the medium block `[start, end)` handed out at
+/// `p`, if its record and pattern are intact.
+///
+/// # Safety
+/// `p` is the pointer the block was handed out at, or any address inside
+/// a live medium block `[start, end)`.
+pub(crate) unsafe fn medium_size(key: usize, p: usize, start: usize, end: usize) -> Option<usize> {
+    // SAFETY: contract: the record lies at the block's end.
+    let r = unsafe { ((end - RECORD) as *const Record).read_unaligned() };
+    let size = r.size as usize;
+    if start + r.offset as usize != p || p + size > end - RECORD {
+        return None;
+    }
+    let check = check_word(key, p, size);
+    // SAFETY: as above: the pattern lies between the size and the record.
+    let intact = unsafe { intact(p + size, (p + size + TAIL).min(end - RECORD), check) };
+    (r.check == check as u32 && intact).then_some(size)
+}
+
+/// The requested size of the medium block `[start, end)` if it is in
+/// use (its record is sealed): for statistics, read while other threads
+/// may change the block (every read stays inside it).
+///
+/// # Safety
+/// `[start, end)` is a carved block of a medium slab.
+pub(crate) unsafe fn medium_in_use(key: usize, start: usize, end: usize) -> Option<usize> {
+    // SAFETY: contract.
+    let r = unsafe { core::ptr::read_volatile((end - RECORD) as *const Record) };
+    let p = start + r.offset as usize;
+    (r.check != 0 && r.check == check_word(key, p, r.size as usize) as u32)
+        .then_some(r.size as usize)
+}
+
+/// Mark the medium block ending at `end` free: its record no longer
+/// counts it as in use.
+///
+/// # Safety
+/// The block is being freed, its record verified.
+pub(crate) unsafe fn unseal_medium(end: usize) {
+    // SAFETY: contract.
+    unsafe { (*((end - RECORD) as *mut Record)).check = 0 };
+}
+
+/// Write the check word before a large block at `user` and the pattern
+/// after its `size` requested bytes (up to `end`, its mapping's end).
+///
+/// # Safety
+/// `[user - 8, user)` is the block's header room; `[user + size, end)`
+/// its slack; the block is the caller's.
+pub(crate) unsafe fn seal_large(key: usize, user: usize, size: usize, end: usize) {
+    let check = check_word(key, user, size);
+    // SAFETY: contract.
+    unsafe {
+        ((user - 8) as *mut u64).write(check);
+        fill(user + size, (user + size + TAIL).min(end), check);
+    }
+}
+
+/// Are the check word and pattern of a large block intact?
+///
+/// # Safety
+/// As [`seal_large`], for a live block.
+pub(crate) unsafe fn large_intact(key: usize, user: usize, size: usize, end: usize) -> bool {
+    let check = check_word(key, user, size);
+    // SAFETY: contract.
+    unsafe {
+        ((user - 8) as *const u64).read() == check
+            && intact(user + size, (user + size + TAIL).min(end), check)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_byte_past_the_end_or_before_the_record_is_caught() {
+        let mut block = [0u8; 256];
+        let start = block.as_mut_ptr() as usize;
+        let end = start + block.len();
+        // SAFETY: the test's own buffer.
+        unsafe {
+            seal_medium(7, start, 200, start, end);
+            assert_eq!(medium_size(7, start, start, end), Some(200));
+            assert_eq!(medium_in_use(7, start, end), Some(200));
+            assert_eq!(medium_size(8, start, start, end), None, "another key");
+            *(start as *mut u8).add(200) ^= 1;
+            assert_eq!(
+                medium_size(7, start, start, end),
+                None,
+                "overflow by one byte"
+            );
+            *(start as *mut u8).add(200) ^= 1;
+            *(start as *mut u8).add(250) ^= 1;
+            assert_eq!(medium_size(7, start, start, end), None, "the record hit");
+            *(start as *mut u8).add(250) ^= 1;
+            assert_eq!(medium_size(7, start, start, end), Some(200));
+            unseal_medium(end);
+            assert_eq!(medium_in_use(7, start, end), None, "freed");
+            seal_medium(7, start + 32, 100, start, end);
+            assert_eq!(
+                medium_size(7, start + 32, start, end),
+                Some(100),
+                "aligned inside"
+            );
+            assert_eq!(
+                medium_size(7, start, start, end),
+                None,
+                "not where it was handed out"
+            );
+        }
+        let mut large = [0u64; 64];
+        let user = large.as_mut_ptr() as usize + 64;
+        let end = large.as_mut_ptr() as usize + 512;
+        // SAFETY: as above.
+        unsafe {
+            seal_large(3, user, 100, end);
+            assert!(large_intact(3, user, 100, end));
+            *((user - 1) as *mut u8) ^= 0x80;
+            assert!(!large_intact(3, user, 100, end), "underflow by one byte");
+            *((user - 1) as *mut u8) ^= 0x80;
+            *((user + 100) as *mut u8) = 0;
+            assert!(!large_intact(3, user, 100, end), "overflow by one byte");
+        }
+    }
+}
