@@ -11,7 +11,11 @@
 //! kept mapped, adjacent ones merge, a request takes the best-fitting
 //! range (splitting off the rest) or grows the largest with `mremap`, so a
 //! program that cycles through large blocks of varying sizes reuses pages
-//! it already touched instead of faulting fresh ones in every time. The
+//! it already touched instead of faulting fresh ones in every time. A
+//! cached range is inaccessible (`PROT_NONE`: its pages stay resident), so
+//! a write or read after free faults as it does after glibc's `munmap`,
+//! and its page map entries point at one static `FREE` header, so a
+//! double free is reported without touching it. The
 //! cache holds at most the peak bytes of live large blocks, clamped to
 //! [`CACHE_MIN_BYTES`]..[`CACHE_MAX_BYTES`] (of which the tails cut off
 //! by shrinking reallocs at most a quarter, at least [`TAIL_MIN_BYTES`]), no block above
@@ -20,13 +24,13 @@
 //! and every 64 slow paths of small allocations). `realloc` moves pages with `mremap` instead of
 //! copying.
 //!
-//! Uses: `core::canary`, `core::config`, `core::pagemap`,
+//! Uses: `core::canary`, `core::config`, `core::lookup`, `core::pagemap`,
 //! `core::size_class`, `os`, `os::clock`, `util::diag`, `util::lock`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE};
 use crate::core::size_class::{GRANULE, GRANULE_SHIFT, MIN_ALIGN};
 use crate::os::clock::now_ms;
-use crate::os::{align_up, PageSource, OS};
+use crate::os::{align_up, PageSource, OS, PAGE};
 use crate::util::lock::Lock;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -69,9 +73,9 @@ pub(crate) struct LargeBlock {
 const _: () = assert!(core::mem::size_of::<LargeBlock>() <= LARGE_HEADER);
 const _: () = assert!(LARGE_HEADER % MIN_ALIGN == 0);
 
-/// A range of mapped, resident memory kept for reuse. Its first bytes
-/// hold a `LargeBlock` header tagged `FREE`, and every granule's page map
-/// entry points there, so a stale pointer into it is caught.
+/// A range of mapped, resident memory kept for reuse: inaccessible while
+/// cached, every granule's page map entry pointing at [`CACHED_RANGE`], so
+/// a stale pointer into it is caught.
 #[derive(Clone, Copy)]
 struct Range {
     base: usize,
@@ -79,6 +83,8 @@ struct Range {
     freed_ms: u64,
     /// Cut off a shrinking block by `realloc` (not a whole freed block).
     tail: bool,
+    /// Its head is inaccessible (the whole range, in the secure build).
+    closed: bool,
 }
 
 struct Cache {
@@ -120,25 +126,101 @@ impl Evicted {
     }
 }
 
-/// Write a `FREE` header for range `[base, base + size)` and point its
-/// granules at it.
-fn mark_free_range(base: usize, size: usize) {
-    let h = base as *mut LargeBlock;
-    // SAFETY: the range is mapped and ours; its first bytes are unused.
-    unsafe {
-        h.write(LargeBlock {
-            head: SpanHead {
-                tag: TAG_FREE,
-                granules: (size >> GRANULE_SHIFT) as u32,
-                owner: AtomicUsize::new(0),
-            },
-            map_size: size,
-            user: 0,
-            mmapped: false,
-            requested: 0,
-        });
+/// The header every granule of a cached range points at (the range's own
+/// first page is inaccessible): `TAG_FREE`, so a stale pointer into the
+/// range is reported without touching it. Never written.
+static CACHED_RANGE: SpanHead = SpanHead {
+    tag: TAG_FREE,
+    granules: 0,
+    owner: AtomicUsize::new(0),
+};
+
+fn cached_head() -> *mut SpanHead {
+    (&raw const CACHED_RANGE).cast_mut()
+}
+
+/// Bytes at the head of a cached range kept inaccessible: the first page
+/// (where a use after free usually lands: the start of the block, its
+/// header fields and links), or, in the secure build, all of it. A whole
+/// range would cost a page-table walk over every page at each free and
+/// reuse (5x the time on the large-block benchmark).
+const CLOSED: usize = if cfg!(feature = "secure") {
+    usize::MAX
+} else {
+    PAGE
+};
+/// Only the head of a closed range is inaccessible (the default build).
+const HEAD_ONLY: bool = CLOSED != usize::MAX;
+
+/// Freed blocks closed per second at most (the default build): closing
+/// and reopening a head costs two `mprotect` calls (about 5 us each, with
+/// the TLB shootdown), so a program cycling through large blocks faster
+/// pays for at most this many (about 1% of a core), like a sampling
+/// detector; a program that frees a few large blocks has every one closed.
+const CLOSES_PER_SECOND: usize = 1000;
+static CLOSE_LIMIT: RateLimit = RateLimit::new(CLOSES_PER_SECOND);
+
+/// At most `per_second` grants per wall-clock second (approximately: a
+/// thread that sees a new second starts its count over).
+struct RateLimit {
+    per_second: usize,
+    second: AtomicUsize,
+    count: AtomicUsize,
+}
+
+impl RateLimit {
+    const fn new(per_second: usize) -> Self {
+        RateLimit {
+            per_second,
+            second: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
+        }
     }
-    map_granules(base, size, h.cast());
+
+    fn allow(&self, now_ms: u64) -> bool {
+        let second = (now_ms / 1000) as usize;
+        if self.second.load(Ordering::Relaxed) != second {
+            self.second.store(second, Ordering::Relaxed);
+            self.count.store(0, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed) < self.per_second
+    }
+}
+
+/// Whether a block freed at `now` (ms) may be closed (always in the secure
+/// build).
+fn may_close(now: u64) -> bool {
+    !HEAD_ONLY || CLOSE_LIMIT.allow(now)
+}
+
+/// Make the head of `[base, base + size)` (see [`CLOSED`]) inaccessible,
+/// or accessible again. False: the kernel refused (out of mappings).
+fn protect_head(base: usize, size: usize, access: bool) -> bool {
+    // SAFETY: callers pass cached ranges of ours (or ones just taken out
+    // of the cache), which nobody else uses.
+    unsafe { OS.protect(base, size.min(CLOSED), access) }
+}
+
+/// A dead range enters the cache: its granules point at [`CACHED_RANGE`]
+/// and, when `close`, its head becomes inaccessible, so a write or read
+/// after free there faults instead of landing in memory that is about to
+/// be handed out again. Returns whether it is closed (the kernel may
+/// refuse, out of mappings: the range then stays accessible).
+fn retire_range(base: usize, size: usize, close: bool) -> bool {
+    map_granules(base, size, cached_head());
+    close && protect_head(base, size, false)
+}
+
+/// Memory taken out of the cache becomes accessible again (`closed`: it
+/// holds a closed head, or in the secure build is closed whole). False:
+/// the kernel refused; the memory is given back to the OS instead.
+fn reopen(base: usize, size: usize, closed: bool) -> bool {
+    if !closed || protect_head(base, size, true) {
+        return true;
+    }
+    RELEASED_BYTES.fetch_add(size, Ordering::Relaxed);
+    unmap_block(base, size);
+    false
 }
 
 impl Cache {
@@ -148,6 +230,7 @@ impl Cache {
             size: 0,
             freed_ms: 0,
             tail: false,
+            closed: false,
         }; CACHE_RANGES],
         len: 0,
         bytes: 0,
@@ -165,18 +248,39 @@ impl Cache {
         r
     }
 
-    /// Take the first `size` bytes of range `i` (shorter than it); the
-    /// rest stays cached.
-    fn take_front(&mut self, i: usize, size: usize) {
-        let r = &mut self.ranges[i];
-        r.base += size;
-        r.size -= size;
-        let (base, rest, tail) = (r.base, r.size, r.tail);
+    fn shrink(&mut self, i: usize, size: usize) {
         self.bytes -= size;
-        if tail {
+        if self.ranges[i].tail {
             self.tail_bytes -= size;
         }
-        mark_free_range(base, rest);
+        self.ranges[i].size -= size;
+    }
+
+    /// Take `size` bytes (at most its size) of range `i`: all of it, or
+    /// its back (the closed head stays with the rest, nothing to
+    /// protect). Returns the memory's start and whether it must be
+    /// reopened ([`reopen`]).
+    fn take(&mut self, i: usize, size: usize) -> (usize, bool) {
+        let r = self.ranges[i];
+        if r.size == size {
+            self.remove(i);
+            return (r.base, r.closed);
+        }
+        self.shrink(i, size);
+        (r.base + r.size - size, r.closed && !HEAD_ONLY)
+    }
+
+    /// Take the first `size` bytes of range `i` (shorter than it); the
+    /// rest stays cached (open, in the default build: its head was the
+    /// middle of the range). Returns whether the front must be reopened.
+    fn take_front(&mut self, i: usize, size: usize) -> bool {
+        let closed = self.ranges[i].closed;
+        self.shrink(i, size);
+        self.ranges[i].base += size;
+        if HEAD_ONLY {
+            self.ranges[i].closed = false;
+        }
+        closed
     }
 
     /// Remove the oldest range (the oldest tail if `tails_only`) into `ev`.
@@ -218,41 +322,66 @@ impl Cache {
     }
 
     /// Take `size` bytes of cached memory starting exactly at `addr` (the
-    /// rest of that range stays cached). False if no range starts there or
-    /// it is too short.
-    fn take_at(&mut self, addr: usize, size: usize) -> bool {
+    /// rest of that range stays cached). `None` if no range starts there
+    /// or it is too short; else whether the memory must be reopened.
+    fn take_at(&mut self, addr: usize, size: usize) -> Option<bool> {
         for i in 0..self.len {
             let r = self.ranges[i];
             if r.base == addr && r.size >= size {
                 if r.size > size {
-                    self.take_front(i, size);
-                } else {
-                    self.remove(i);
+                    return Some(self.take_front(i, size));
                 }
-                return true;
+                return Some(self.remove(i).closed);
             }
         }
-        false
+        None
     }
 
-    /// Add a freed block's range, merging with adjacent ranges.
-    fn put(&mut self, base: usize, size: usize, tail: bool, now: u64, ev: &mut Evicted) {
-        let (mut base, mut size, mut tail) = (base, size, tail);
+    /// Add a dead range (`retire_range` first), merging with adjacent
+    /// ranges.
+    fn put(
+        &mut self,
+        base: usize,
+        size: usize,
+        tail: bool,
+        closed: bool,
+        now: u64,
+        ev: &mut Evicted,
+    ) {
+        let (mut base, mut size, mut tail, mut closed) = (base, size, tail, closed);
         // Merge with a range ending where this one starts, and with one
         // starting where it ends.
         let mut i = 0;
         while i < self.len {
             let r = self.ranges[i];
             if r.base + r.size == base || base + size == r.base {
+                let (first_closed, (second, second_size, second_closed)) = if r.base < base {
+                    (r.closed, (base, size, closed))
+                } else {
+                    (closed, (r.base, r.size, r.closed))
+                };
+                if HEAD_ONLY {
+                    // A range has one head: the second one's is now the
+                    // middle of the merged range, where blocks are carved.
+                    if second_closed && !protect_head(second, second_size, true) {
+                        i += 1;
+                        continue;
+                    }
+                    closed = first_closed;
+                } else {
+                    // Whole ranges are closed; reopening a part that was
+                    // not costs nothing wrong.
+                    closed |= r.closed;
+                }
                 self.remove(i);
                 size += r.size;
                 base = base.min(r.base);
                 tail &= r.tail;
+                i = 0;
                 continue;
             }
             i += 1;
         }
-        mark_free_range(base, size);
         if self.len == CACHE_RANGES {
             // Full: the smallest range is the least useful one.
             let mut smallest = 0;
@@ -269,6 +398,7 @@ impl Cache {
             size,
             freed_ms: now,
             tail,
+            closed,
         };
         self.len += 1;
         self.bytes += size;
@@ -483,9 +613,10 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let now = now_ms();
     let budget = budget();
     let mut ev = Evicted::new();
+    let closed = retire_range(base, map_size, may_close(now));
     {
         let mut c = CACHE.lock();
-        c.put(base, map_size, false, now, &mut ev);
+        c.put(base, map_size, false, closed, now, &mut ev);
         c.expire(now, budget, &mut ev);
     }
     ev.unmap_all();
@@ -571,20 +702,16 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
         }
     }
     if let Some(i) = best {
-        let r = c.ranges[i];
-        if r.size > map_size {
-            // Split: the front is the block, the rest stays cached.
-            c.take_front(i, map_size);
-        } else {
-            c.remove(i);
-        }
-        return Some(r.base);
+        // All of it, or its back (the rest stays cached).
+        let (base, closed) = c.take(i, map_size);
+        drop(c);
+        return reopen(base, map_size, closed).then_some(base);
     }
     // Nothing fits: assemble the block from cached ranges, largest first,
     // moving their pages side by side into a fresh reservation (mremap:
     // page tables move, nothing is copied or faulted in). What the ranges
     // do not cover is fresh memory.
-    let mut pieces = [(0usize, 0usize); 8];
+    let mut pieces = [(0usize, 0usize, false); 8];
     let mut n = 0;
     let mut got = 0;
     while got < map_size && n < pieces.len() && c.len > 0 {
@@ -594,31 +721,31 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
                 largest = i;
             }
         }
-        let r = c.ranges[largest];
-        let want = map_size - got;
-        if r.size > want {
-            // Take the front, keep the rest cached.
-            c.take_front(largest, want);
-            pieces[n] = (r.base, want);
-        } else {
-            c.remove(largest);
-            pieces[n] = (r.base, r.size);
-        }
-        got += pieces[n].1;
+        let size = c.ranges[largest].size.min(map_size - got);
+        let (base, closed) = c.take(largest, size);
+        pieces[n] = (base, size, closed);
+        got += size;
         n += 1;
     }
     drop(c);
     FRESH_BYTES.fetch_add(map_size - got.min(map_size), Ordering::Relaxed);
     let target = OS.map(map_size, GRANULE).map(|p| p.as_ptr() as usize);
     let mut off = 0;
-    for &(base, size) in &pieces[..n] {
-        map_granules(base, size, null_mut());
-        // SAFETY: the piece is a cached range of ours nobody uses; the
-        // destination lies inside the fresh reservation.
-        let moved = target.is_some_and(|t| unsafe { OS.move_pages(base, size, t + off) });
-        if !moved {
-            // SAFETY: as above; its pages are given up.
-            unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), size) };
+    for &(base, size, closed) in &pieces[..n] {
+        // Reopened where it lies (one mapping again, which mremap needs),
+        // or given up.
+        if target.is_some() && reopen(base, size, closed) {
+            map_granules(base, size, null_mut());
+            // SAFETY: the piece is a cached range of ours nobody uses; the
+            // destination lies inside the fresh reservation.
+            let moved = target.is_some_and(|t| unsafe { OS.move_pages(base, size, t + off) });
+            if !moved {
+                // SAFETY: as above; its pages are given up.
+                unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), size) };
+            }
+        } else if target.is_none() {
+            RELEASED_BYTES.fetch_add(size, Ordering::Relaxed);
+            unmap_block(base, size);
         }
         off += size;
     }
@@ -735,16 +862,20 @@ unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mu
         // SAFETY: our live block's header.
         account(unsafe { (*lbm).mmapped }, 0, -(tail as isize));
         let mut ev = Evicted::new();
+        // A tail is not closed in the default build: it is no block's
+        // start (the secure build closes it whole).
+        let closed = retire_range(base + need, tail, !HEAD_ONLY);
         {
             let mut c = CACHE.lock();
-            c.put(base + need, tail, true, now_ms(), &mut ev);
+            c.put(base + need, tail, true, closed, now_ms(), &mut ev);
             c.expire(now_ms(), budget(), &mut ev);
         }
         ev.unmap_all();
         return Some(p);
     }
     // Grow in place when the range right after the block is cached.
-    if CACHE.lock().take_at(base + old_map, need - old_map) {
+    let taken = CACHE.lock().take_at(base + old_map, need - old_map);
+    if taken.is_some_and(|closed| reopen(base + old_map, need - old_map, closed)) {
         map_granules(base + old_map, need - old_map, head);
         // SAFETY: our live block's header.
         unsafe {
@@ -806,5 +937,91 @@ pub(crate) fn after_fork_child() {
     if CACHE.held_by_other_thread() {
         // SAFETY: the child's only thread; no guard exists.
         unsafe { CACHE.reset_in_child(|_| Cache::EMPTY) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lookup::{span_of, Span};
+
+    /// Whether the kernel may read `p`'s byte: `write` from it into a pipe
+    /// fails with EFAULT, instead of faulting, when the page is closed.
+    fn readable(p: usize) -> bool {
+        let mut fds = [0; 2];
+        // SAFETY: a fresh pipe; `write` reads one byte at `p` or fails.
+        unsafe {
+            assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+            let n = libc::write(fds[1], p as *const libc::c_void, 1);
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+            n == 1
+        }
+    }
+
+    #[test]
+    fn a_freed_block_is_closed_and_its_reuse_open() {
+        let size = 4 * GRANULE - LARGE_HEADER;
+        let (p, _) = alloc(size, MIN_ALIGN);
+        assert!(!p.is_null());
+        let base = p as usize - LARGE_HEADER;
+        // SAFETY: our fresh block.
+        unsafe { p.write_bytes(0xa5, size) };
+        assert!(readable(p as usize));
+        // SAFETY: the live block and its header.
+        unsafe { free(p, PAGEMAP.lookup(p as usize)) };
+        assert!(matches!(span_of(p as usize), Some(Span::Freed)));
+        assert!(
+            !readable(p as usize),
+            "the head of a cached block is closed"
+        );
+        assert_eq!(
+            readable(base + PAGE),
+            HEAD_ONLY,
+            "the head page only, or all"
+        );
+        // A smaller block comes from the back of the range: the head
+        // stays closed.
+        let (q, _) = alloc(GRANULE - LARGE_HEADER, MIN_ALIGN);
+        assert_eq!(q as usize - LARGE_HEADER, base + 3 * GRANULE, "the back");
+        // SAFETY: our block.
+        unsafe { q.write_bytes(0x5a, GRANULE - LARGE_HEADER) };
+        assert!(!readable(p as usize));
+        // The rest fits exactly: the same head, open again.
+        let (r, _) = alloc(3 * GRANULE - LARGE_HEADER, MIN_ALIGN);
+        assert_eq!(r, p);
+        assert!(readable(p as usize));
+        // SAFETY: our block.
+        unsafe { r.write_bytes(0x11, 3 * GRANULE - LARGE_HEADER) };
+        // SAFETY: live blocks and their headers.
+        unsafe {
+            free(q, PAGEMAP.lookup(q as usize));
+            free(r, PAGEMAP.lookup(r as usize));
+        }
+        // Merged again into one range with one closed head: a block of the
+        // whole range is the same memory, all of it open.
+        let (s, _) = alloc(size, MIN_ALIGN);
+        assert_eq!(s, p);
+        assert!(
+            readable(base + 3 * GRANULE),
+            "the old head of the back part is open"
+        );
+        // SAFETY: our block.
+        unsafe {
+            s.write_bytes(0x22, size);
+            free(s, PAGEMAP.lookup(s as usize));
+        }
+    }
+
+    #[test]
+    fn closing_is_rate_limited() {
+        let limit = RateLimit::new(CLOSES_PER_SECOND);
+        let now = 7_000_123;
+        let granted = (0..2 * CLOSES_PER_SECOND)
+            .filter(|_| limit.allow(now))
+            .count();
+        assert_eq!(granted, CLOSES_PER_SECOND);
+        assert!(!limit.allow(now + 876), "the same second");
+        assert!(limit.allow(now + 1000), "a new second, a new budget");
     }
 }

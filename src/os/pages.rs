@@ -226,6 +226,26 @@ unsafe impl PageSource for Os {
 }
 
 impl Os {
+    /// Make `[p, p + size)` inaccessible (`access` false: any load or
+    /// store faults) or readable and writable again. The pages stay
+    /// resident either way. False: the kernel refused (out of mappings,
+    /// `vm.max_map_count`); nothing changed.
+    ///
+    /// # Safety
+    /// The range must be page-aligned, mapped by us, and (to make it
+    /// inaccessible) unused by anybody.
+    pub(crate) unsafe fn protect(&self, p: usize, size: usize, access: bool) -> bool {
+        let _errno = ErrnoGuard::save();
+        let prot = if access {
+            libc::PROT_READ | libc::PROT_WRITE
+        } else {
+            libc::PROT_NONE
+        };
+        // SAFETY: contract: our own pages, nobody relies on their access
+        // while they change.
+        unsafe { libc::mprotect(p as *mut libc::c_void, size, prot) == 0 }
+    }
+
     /// Move the pages of `[src, src + size)` (no copy: page tables move)
     /// onto `[dst, dst + size)`, which must be mapped by us and unused;
     /// `src` is unmapped. False: nothing happened.
