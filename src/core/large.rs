@@ -24,7 +24,7 @@
 //! and every 64 slow paths of small allocations). `realloc` moves pages with `mremap` instead of
 //! copying.
 //!
-//! Uses: `core::canary`, `core::config`, `core::lookup`, `core::pagemap`,
+//! Uses: `core::canary`, `core::config`, `core::pagemap`,
 //! `core::size_class`, `os`, `os::clock`, `util::diag`, `util::lock`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE};
@@ -943,7 +943,6 @@ pub(crate) fn after_fork_child() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::lookup::{span_of, Span};
 
     /// Whether the kernel may read `p`'s byte: `write` from it into a pipe
     /// fails with EFAULT, instead of faulting, when the page is closed.
@@ -970,7 +969,7 @@ mod tests {
         assert!(readable(p as usize));
         // SAFETY: the live block and its header.
         unsafe { free(p, PAGEMAP.lookup(p as usize)) };
-        assert!(matches!(span_of(p as usize), Some(Span::Freed)));
+        assert_eq!(PAGEMAP.lookup(p as usize), cached_head(), "a FREE header");
         assert!(
             !readable(p as usize),
             "the head of a cached block is closed"
