@@ -3,8 +3,10 @@
 //! `libmmpool.so` serves the whole malloc API from size-class slabs and
 //! direct mappings, so unmodified C and C++ programs run on it with
 //! `LD_PRELOAD=libmmpool.so ./prog`; C code can also link it through
-//! `include/mmpool.h`. From Rust, [`arena::Arena`] is a safe
-//! per-connection arena, and [`ffi`] the C API.
+//! `include/mmpool.h`. From Rust, [`MmPool`] is a global allocator
+//! (`#[global_allocator] static GLOBAL: mmpool::MmPool = mmpool::MmPool;`,
+//! with [`owns`] and [`stats`]), [`arena::Arena`] a safe per-connection
+//! arena, and [`ffi`] the C API.
 //!
 //! ## Crate map: the layers, lowest first
 //!
@@ -24,7 +26,8 @@
 //!           heaps, thread exit, upkeep, trim), alloc, invariant checker
 //! insight/  stack capture, symbols, statistics, leak table and report, trace
 //! api/      C and glibc semantics (errno, overflow, realloc(p, 0), foreign
-//!           pointers), process (init, constructor, fork), arenas
+//!           pointers), process (init, constructor, fork), arenas, the
+//!           Rust global allocator (MmPool, owns, stats)
 //! ffi/      the C exports: one-line wrappers; standard names behind `override`
 //! ```
 //!
@@ -85,6 +88,9 @@ mod heap;
 mod insight;
 mod os;
 mod util;
+
+pub use api::global::{owns, stats, MmPool};
+pub use insight::stats::{ClassStats, Stats};
 
 /// Arenas: one pool per connection (the safe Rust face; C uses
 /// `mmpool_arena_*`).
