@@ -37,7 +37,7 @@ INSTALL      ?= install
 # on Debian); LDCONFIG= to skip.
 LDCONFIG     ?= ldconfig
 
-.PHONY: all lib run test test-rust test-c test-programs test-install lint header bench bench-quick \
+.PHONY: all lib run test test-shipped test-rust test-c test-programs test-install lint header bench bench-quick \
 	clean install uninstall
 
 all: lib
@@ -64,8 +64,16 @@ $(BUILD)/demo: c-tests/demo.c include/mmpool.h | $(BUILD)
 run: lib $(BUILD)/demo
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(BUILD)/demo
 
-test: lib lint test-rust test-c test-programs test-install
+test: lib test-shipped lint test-rust test-c test-programs test-install
 	@echo "make test: all suites passed"
+
+# The shipped library links no Rust std (--cfg mmpool_shipped): std's
+# panic machinery would bring libgcc_s and some 250 KiB of text.
+test-shipped: lib
+	@if readelf -d $(LIB) | grep -q 'NEEDED.*libgcc_s' || nm $(LIB) | grep -q '3std9panicking'; then \
+		echo "test-shipped: $(LIB) links Rust std (built without $(SHIPPED)?)" >&2; exit 1; \
+	fi
+	@echo "test-shipped: $(LIB) links no Rust std"
 
 lint:
 	$(CARGO) fmt --check
