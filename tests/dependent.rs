@@ -71,7 +71,12 @@ fn a_separate_project_depends_on_mmpool_by_path_without_features() {
         run.status,
         String::from_utf8_lossy(&run.stderr)
     );
-    for line in ["Box<u64>:", "Box<Page>", "Vec<String> buffer:", "Vec<u64> of"] {
+    for line in [
+        "Box<u64>:",
+        "Box<Page>",
+        "Vec<String> buffer:",
+        "Vec<u64> of",
+    ] {
         let l = stdout
             .lines()
             .find(|l| l.starts_with(line))
