@@ -37,7 +37,7 @@ INSTALL      ?= install
 # on Debian); LDCONFIG= to skip.
 LDCONFIG     ?= ldconfig
 
-.PHONY: all lib run test test-rust test-c test-programs test-install lint header bench bench-quick \
+.PHONY: all lib run test test-shipped test-rust test-c test-programs test-install lint header bench bench-quick \
 	clean install uninstall
 
 all: lib
@@ -45,10 +45,14 @@ all: lib
 # The shipped library alone (no rlib from the same compilation): then the
 # crate's statics are local to it and its code reaches them without the
 # GOT, and the slow paths are direct calls (text 102 -> 93 KB).
+# --cfg mmpool_shipped makes it link no Rust std (src/lib.rs): only this
+# build has it; the rlib that Rust programs depend on is a std crate.
 # The SONAME link lets programs linked in the build tree (-Ltarget/release
 # -lmmpool, which records libmmpool.so.MAJOR) find the library at run time.
+SHIPPED := --cfg mmpool_shipped
+
 lib:
-	$(CARGO) rustc --release --locked --features override --lib --crate-type cdylib
+	$(CARGO) rustc --release --locked --features override --lib --crate-type cdylib -- $(SHIPPED)
 	ln -sf libmmpool.so target/release/$(SONAME)
 
 $(BUILD):
@@ -60,14 +64,22 @@ $(BUILD)/demo: c-tests/demo.c include/mmpool.h | $(BUILD)
 run: lib $(BUILD)/demo
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(BUILD)/demo
 
-test: lib lint test-rust test-c test-programs test-install
+test: lib test-shipped lint test-rust test-c test-programs test-install
 	@echo "make test: all suites passed"
+
+# The shipped library links no Rust std (--cfg mmpool_shipped): std's
+# panic machinery would bring libgcc_s and some 250 KiB of text.
+test-shipped: lib
+	@if readelf -d $(LIB) | grep -q 'NEEDED.*libgcc_s' || nm $(LIB) | grep -q '3std9panicking'; then \
+		echo "test-shipped: $(LIB) links Rust std (built without $(SHIPPED)?)" >&2; exit 1; \
+	fi
+	@echo "test-shipped: $(LIB) links no Rust std"
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets --features override -- -D warnings
-	$(CARGO) clippy --locked --lib --features override -- -D warnings
+	$(CARGO) clippy --locked --lib --features override -- -D warnings $(SHIPPED)
 
 test-rust:
 	$(CARGO) test --locked

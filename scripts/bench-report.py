@@ -219,6 +219,15 @@ class Report:
             out.append("- Debian's `redis-server` links libjemalloc; its glibc column preloads "
                        "`%s` so glibc's malloc is found first. The time is redis-benchmark's "
                        "wall time; the RSS is the server's peak." % m["redis_glibc_preload"])
+        if "rust" in order:
+            r = m.get("rust") or {}
+            crates = ", ".join("%s %s" % kv for kv in sorted((r.get("crates") or {}).items()))
+            out.append("- rust: one program built per allocator (%s; %s), no `LD_PRELOAD`: "
+                       "glibc is `std::alloc::System`, jemalloc and mimalloc the crates (they "
+                       "build their own copies, not the Debian libraries above), mmpool "
+                       "`mmpool::MmPool` (the crate as a dependency); tcmalloc, which has no "
+                       "crate, is the System build with libtcmalloc preloaded."
+                       % (r.get("rustc") or "rustc", crates or "crate versions unknown"))
         out.append("- Environment variables that tune allocators (`MALLOC_*`, `MIMALLOC_*`, "
                    "`TCMALLOC_*`, `MMPOOL_*`, `GLIBC_TUNABLES`, ...) are removed for every run.")
         if self.notes:

@@ -60,6 +60,19 @@ C_WORKLOADS = [
 ]
 SCALING_WORKLOADS = ["fastpath", "mixed", "prodcons", "server", "churn", "realloc"]
 SCALING_THREADS = [1, 2, 4, 8, 16]
+# One Rust program built once per global allocator (scripts/bench.sh builds
+# c-tests/bench/rust-workload): the binary for each column, and whether the
+# column preloads its library (tcmalloc has no crate: the System build on
+# libtcmalloc).
+RUST_WORKLOADS = [
+    ("rust", 4, "one Rust program (c-tests/bench/rust-workload) built per global allocator: "
+                "collections, channels with cross-thread drops, large Vec growth, 4096-aligned "
+                "boxes; glibc = std::alloc::System, jemalloc = tikv-jemallocator, mimalloc = the "
+                "mimalloc crate, mmpool = mmpool::MmPool (no preload), tcmalloc = the System "
+                "build with libtcmalloc preloaded"),
+]
+RUST_BINS = {"glibc": "system", "jemalloc": "jemalloc", "mimalloc": "mimalloc",
+             "tcmalloc": "system", "mmpool": "mmpool"}
 REAL_WORKLOADS = [
     ("python", 1, "/usr/bin/python3 pyworkload.py (dicts, str, objects, json; pymalloc on)"),
     ("python-malloc", 1, "the same with PYTHONMALLOC=malloc (every object from malloc)"),
@@ -212,6 +225,7 @@ class Context:
         self.libs["mmpool"] = os.path.abspath(args.mmpool)
         self.avail = {}       # allocator -> None (usable) or reason
         self.libc_path = None  # for the redis glibc column
+        self.rust_bin = os.path.abspath(args.rust_bin)
         Proc.measure = os.path.join(self.bin, "measure")
 
     def env(self, extra=None):
@@ -262,6 +276,10 @@ class Workload:
 
     def prepare(self, ctx, scale):
         pass
+
+    def unavailable(self, ctx, alloc):
+        """Why `alloc` cannot run this workload, or None."""
+        return ctx.avail.get(alloc)
 
     def run(self, ctx, alloc, threads, scale, timeout):
         raise NotImplementedError
@@ -319,6 +337,27 @@ class SqliteWorkload(Workload):
         except FileNotFoundError:
             pass
         return r
+
+
+class RustWorkload(Workload):
+    """The Rust program, one binary per allocator: no LD_PRELOAD, except
+    for tcmalloc (the System build on the preloaded library)."""
+
+    def exe(self, ctx, alloc):
+        return os.path.join(ctx.rust_bin, "rust-workload-" + RUST_BINS[alloc])
+
+    def unavailable(self, ctx, alloc):
+        if ctx.args.rust_note:
+            return ctx.args.rust_note
+        if not os.path.exists(self.exe(ctx, alloc)):
+            return "%s not built" % self.exe(ctx, alloc)
+        # tcmalloc's column preloads its library; the others link theirs.
+        return ctx.avail.get(alloc) if alloc == "tcmalloc" else None
+
+    def run(self, ctx, alloc, threads, scale, timeout):
+        preload = ctx.libs[alloc] if alloc == "tcmalloc" else None
+        return run_once([self.exe(ctx, alloc), str(threads), "%g" % scale], ctx.env(), timeout,
+                        preload)
 
 
 def resp(*args):
@@ -457,6 +496,7 @@ def all_workloads():
         cls = {"python": PythonWorkload, "python-malloc": PythonWorkload,
                "sqlite": SqliteWorkload, "redis": RedisWorkload}[n]
         ws.append(cls(n, t, d, "program"))
+    ws += [RustWorkload(n, t, d, "rust") for n, t, d in RUST_WORKLOADS]
     return ws
 
 
@@ -481,8 +521,9 @@ def run_matrix(ctx, workloads, allocators, runs, scale, phase, thread_counts=Non
             recs = []
             failed = set()
             for a in allocators:
-                if ctx.avail.get(a):
-                    rec = unavailable(ctx.avail[a])
+                why = wl.unavailable(ctx, a)
+                if why:
+                    rec = unavailable(why)
                     rec.update(workload=wl.name, allocator=a, run=0, threads=threads,
                                scale=scale, phase=phase, output=rec.pop("stdout"))
                     recs.append(rec)
@@ -619,7 +660,21 @@ def machine_info(ctx):
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "kernel": platform.release(),
             "memory": mem, "os": sh(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
-            "versions": versions, "programs": progs}
+            "versions": versions, "programs": progs, "rust": rust_info(ctx)}
+
+
+def rust_info(ctx):
+    """rustc's version and the allocator crates the Rust workload's Cargo.lock pins."""
+    crates = {}
+    try:
+        with open(os.path.join(ctx.src, "rust-workload", "Cargo.lock")) as f:
+            lock = f.read()
+        for name, version in re.findall(r'name = "([^"]+)"\nversion = "([^"]+)"', lock):
+            if name in ("mimalloc", "libmimalloc-sys", "tikv-jemallocator", "tikv-jemalloc-sys"):
+                crates[name] = version
+    except OSError:
+        pass
+    return {"rustc": sh(["rustc", "--version"]), "crates": crates}
 
 
 # --------------------------------------------------------------------- main
@@ -633,6 +688,9 @@ def main():
     ap.add_argument("--libdir", default="/usr/lib/x86_64-linux-gnu")
     ap.add_argument("--mmpool", default="target/release/libmmpool.so")
     ap.add_argument("--mmpool-note", default="", help="why mmpool is unavailable, if it is")
+    ap.add_argument("--rust-bin", default="target/bench/rust/release",
+                    help="the Rust workload's binaries (rust-workload-ALLOC)")
+    ap.add_argument("--rust-note", default="", help="why the Rust workload is unavailable")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--quick", action="store_true")

@@ -9,7 +9,7 @@
 #   --scale X           work multiplier for every workload (default 1, quick 0.2)
 #   --threads           add a thread-scaling run (1, 2, 4, 8, 16 threads)
 #   --threads-only      only the thread-scaling run
-#   --workloads LIST    comma-separated subset, e.g. fastpath,redis
+#   --workloads LIST    comma-separated subset, e.g. fastpath,redis,rust
 #   --allocators LIST   comma-separated subset of glibc,jemalloc,mimalloc,tcmalloc,mmpool
 #                       (glibc is always needed: it is the reference)
 #   --no-callgrind      skip the callgrind instructions-per-pair measurement
@@ -22,7 +22,10 @@
 # Installs what is missing (libjemalloc2, libmimalloc2.0, libtcmalloc-minimal4,
 # valgrind, redis-server, redis-tools, sqlite3) with apt-get, compiles the
 # workloads in c-tests/bench/ into target/bench/bin/, builds mmpool with
-# `make lib` if it is missing, and writes target/bench/results.{md,csv,json,svg}.
+# `make lib` if it is missing, builds the Rust workload (c-tests/bench/rust-workload,
+# once per global allocator; cargo fetches the mimalloc and tikv-jemallocator
+# crates and compiles their C code the first time: a few minutes) into
+# target/bench/rust/, and writes target/bench/results.{md,csv,json,svg}.
 # Anything that cannot be installed or built shows up as FAIL cells.
 set -euo pipefail
 
@@ -136,9 +139,24 @@ if [[ -z $ALLOCATORS || ,$ALLOCATORS, == *,mmpool,* ]]; then
     [[ -n $MMPOOL_NOTE || -e $MMPOOL_LIB ]] || MMPOOL_NOTE="$MMPOOL_LIB not built"
 fi
 
+# -------------------------------------------------------------------- rust
+RUST_DIR=$SRC/rust-workload
+RUST_NOTE=""
+if [[ -z $WORKLOADS || ,$WORKLOADS, == *,rust,* ]]; then
+    echo "bench: building $RUST_DIR (cargo, log in $OUT/rust-build.log)"
+    if ! command -v "${CARGO:-cargo}" >/dev/null; then
+        RUST_NOTE="cargo not found"
+    elif ! "${CARGO:-cargo}" build --release --locked --manifest-path "$RUST_DIR/Cargo.toml" \
+            --target-dir "$OUT/rust" >"$OUT/rust-build.log" 2>&1; then
+        RUST_NOTE="cargo build of $RUST_DIR failed (see $OUT/rust-build.log)"
+    fi
+    [[ -z $RUST_NOTE ]] || echo "bench: $RUST_NOTE; the rust row will show FAIL" >&2
+fi
+
 # --------------------------------------------------------------------- run
 args=(--repo "$ROOT" --bin "$BIN" --src "$SRC" --out "$OUT" --libdir "$LIBDIR"
-      --mmpool "$MMPOOL_LIB" --mmpool-note "$MMPOOL_NOTE" --runs "$RUNS" --scale "$SCALE"
+      --mmpool "$MMPOOL_LIB" --mmpool-note "$MMPOOL_NOTE" --rust-bin "$OUT/rust/release"
+      --rust-note "$RUST_NOTE" --runs "$RUNS" --scale "$SCALE"
       --callgrind-iters "$CG_ITERS" --timeout "$TIMEOUT" --command "$COMMAND")
 [[ $QUICK == 1 ]] && args+=(--quick)
 [[ $THREADS == 1 ]] && args+=(--threads)

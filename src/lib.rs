@@ -3,8 +3,10 @@
 //! `libmmpool.so` serves the whole malloc API from size-class slabs and
 //! direct mappings, so unmodified C and C++ programs run on it with
 //! `LD_PRELOAD=libmmpool.so ./prog`; C code can also link it through
-//! `include/mmpool.h`. From Rust, [`arena::Arena`] is a safe
-//! per-connection arena, and [`ffi`] the C API.
+//! `include/mmpool.h`. From Rust, [`MmPool`] is a global allocator
+//! (`#[global_allocator] static GLOBAL: mmpool::MmPool = mmpool::MmPool;`,
+//! with [`owns`] and [`stats`]), [`arena::Arena`] a safe per-connection
+//! arena, and [`ffi`] the C API.
 //!
 //! ## Crate map: the layers, lowest first
 //!
@@ -24,7 +26,8 @@
 //!           heaps, thread exit, upkeep, trim), alloc, invariant checker
 //! insight/  stack capture, symbols, statistics, leak table and report, trace
 //! api/      C and glibc semantics (errno, overflow, realloc(p, 0), foreign
-//!           pointers), process (init, constructor, fork), arenas
+//!           pointers), process (init, constructor, fork), arenas, the
+//!           Rust global allocator (MmPool, owns, stats)
 //! ffi/      the C exports: one-line wrappers; standard names behind `override`
 //! ```
 //!
@@ -65,11 +68,13 @@
 #![warn(missing_docs)]
 // The shipped library links no Rust std: std's panic machinery alone
 // (backtrace symbolisation, demangling, inflate) was 200 KiB of text and
-// pulled in libgcc_s, resident pages in every program on the pool. Unit
-// tests and integration tests (the `std` feature, switched on through the
-// dev-dependency on this crate) and targets without the `global_asm!` TLS
-// word use std.
-#![cfg_attr(not(any(test, feature = "std", not(target_arch = "x86_64"))), no_std)]
+// pulled in libgcc_s, resident pages in every program on the pool. The
+// Makefile builds it with `--cfg mmpool_shipped` (`make lib`); every other
+// build (the rlib a Rust program depends on, tests, and targets without
+// the `global_asm!` TLS word) is an ordinary std crate with no panic
+// handler or personality routine of its own, so it links into any std
+// program.
+#![cfg_attr(all(mmpool_shipped, target_arch = "x86_64", not(test)), no_std)]
 
 /// The layers, lowest first: each folder of `src/` may use only the
 /// folders before it in this list (`tests/layers.rs` checks the sources
@@ -83,6 +88,9 @@ mod heap;
 mod insight;
 mod os;
 mod util;
+
+pub use api::global::{owns, stats, MmPool};
+pub use insight::stats::{ClassStats, Stats};
 
 /// Arenas: one pool per connection (the safe Rust face; C uses
 /// `mmpool_arena_*`).
@@ -102,7 +110,7 @@ pub fn check_heap() -> usize {
 
 /// A panic cannot unwind out of `malloc`; it ends the process with an
 /// `mmpool:` line (the profiles set `panic = "abort"` as well).
-#[cfg(not(any(test, feature = "std", not(target_arch = "x86_64"))))]
+#[cfg(all(mmpool_shipped, target_arch = "x86_64", not(test)))]
 #[panic_handler]
 fn on_panic(_: &::core::panic::PanicInfo<'_>) -> ! {
     util::diag::fatal("internal error: panic inside the allocator", 0)
@@ -114,7 +122,7 @@ fn on_panic(_: &::core::panic::PanicInfo<'_>) -> ! {
 // reach our frames: the routine answers _URC_FATAL_PHASE1_ERROR (3), so
 // the throw ends in std::terminate instead of skipping our unlock paths.
 // Hidden, so it never interposes on another Rust library's routine.
-#[cfg(not(any(test, feature = "std", not(target_arch = "x86_64"))))]
+#[cfg(all(mmpool_shipped, target_arch = "x86_64", not(test)))]
 ::core::arch::global_asm!(
     ".globl rust_eh_personality",
     ".hidden rust_eh_personality",

@@ -362,6 +362,39 @@ unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
     alloc_large(size, align).0
 }
 
+/// A zeroed aligned block (`align` a power of two): [`alloc_aligned`]
+/// with [`calloc`]'s zeroing, which skips a large block fresh from the
+/// OS (its pages are zero already, and writing them would make them
+/// resident). Rust's `GlobalAlloc::alloc_zeroed` for alignments above 16.
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn alloc_aligned_zeroed(align: usize, size: usize) -> *mut u8 {
+    debug_assert!(align.is_power_of_two());
+    if align <= MIN_ALIGN {
+        // SAFETY: as malloc.
+        return unsafe { calloc(1, size) };
+    }
+    if size <= SMALL_MAX {
+        // SAFETY: as malloc.
+        let p = unsafe { alloc_aligned(align, size) };
+        if !p.is_null() {
+            // SAFETY: `p` holds at least `size` bytes.
+            unsafe { core::ptr::write_bytes(p, 0, size) };
+        }
+        return p;
+    }
+    let (p, zeroed) = alloc_large(size, align);
+    if !p.is_null() && !zeroed {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_bytes(p, 0, size) };
+    }
+    if crate::insight::active() {
+        crate::insight::on_alloc(p, size);
+    }
+    p
+}
+
 /// `posix_memalign`: 0, `EINVAL` or `ENOMEM`; `*out` written only on
 /// success. As glibc: errno is `ENOMEM` after an `ENOMEM` failure, and
 /// left as it was otherwise.

@@ -7,10 +7,13 @@
 //! - [`libc`] - the malloc family: errno, overflow, alignment rules;
 //! - `glibc`: glibc's introspection (`mallinfo`, `malloc_stats`, ...),
 //!   exported under glibc's names only (feature `override`);
-//! - [`arena`] - per-connection arenas, and their safe Rust face.
+//! - [`arena`] - per-connection arenas, and their safe Rust face;
+//! - [`global`] - `MmPool`, the pool as Rust's `#[global_allocator]`,
+//!   with `owns` and `stats` for Rust callers.
 
 pub(crate) mod arena;
 pub(crate) mod foreign;
 pub(crate) mod glibc;
+pub(crate) mod global;
 pub(crate) mod libc;
 pub(crate) mod process;

@@ -959,57 +959,57 @@ mod tests {
     }
 
     #[test]
-    fn a_freed_block_is_closed_and_its_reuse_open() {
-        let size = 4 * GRANULE - LARGE_HEADER;
-        let (p, _) = alloc(size, MIN_ALIGN);
-        assert!(!p.is_null());
-        let base = p as usize - LARGE_HEADER;
-        // SAFETY: our fresh block.
-        unsafe { p.write_bytes(0xa5, size) };
-        assert!(readable(p as usize));
-        // SAFETY: the live block and its header.
-        unsafe { free(p, PAGEMAP.lookup(p as usize)) };
-        assert_eq!(PAGEMAP.lookup(p as usize), cached_head(), "a FREE header");
-        assert!(
-            !readable(p as usize),
-            "the head of a cached block is closed"
-        );
-        assert_eq!(
-            readable(base + PAGE),
-            HEAD_ONLY,
-            "the head page only, or all"
-        );
-        // A smaller block comes from the back of the range: the head
-        // stays closed.
-        let (q, _) = alloc(GRANULE - LARGE_HEADER, MIN_ALIGN);
-        assert_eq!(q as usize - LARGE_HEADER, base + 3 * GRANULE, "the back");
-        // SAFETY: our block.
-        unsafe { q.write_bytes(0x5a, GRANULE - LARGE_HEADER) };
-        assert!(!readable(p as usize));
+    fn a_cached_range_is_closed_and_what_is_taken_open() {
+        // A cache of our own (other tests use the global one).
+        let mut c = Cache::EMPTY;
+        let mut ev = Evicted::new();
+        let size = 4 * GRANULE;
+        let base = OS.map(size, GRANULE).expect("memory").as_ptr() as usize;
+        let fill = |p: usize, n: usize| {
+            // SAFETY: memory of this test that is open.
+            unsafe { (p as *mut u8).write_bytes(0xa5, n) }
+        };
+        fill(base, size);
+        let closed = retire_range(base, size, true);
+        assert!(closed);
+        assert_eq!(PAGEMAP.lookup(base + 5), cached_head(), "a FREE header");
+        assert!(!readable(base), "the head of a cached range is closed");
+        assert_eq!(readable(base + PAGE), HEAD_ONLY, "only the head, or all");
+        c.put(base, size, false, closed, 0, &mut ev);
+
+        // A smaller block comes from the back: the head stays closed.
+        let (q, q_closed) = c.take(0, GRANULE);
+        assert_eq!(q, base + 3 * GRANULE, "the back");
+        assert!(reopen(q, GRANULE, q_closed));
+        fill(q, GRANULE);
+        assert!(!readable(base));
         // The rest fits exactly: the same head, open again.
-        let (r, _) = alloc(3 * GRANULE - LARGE_HEADER, MIN_ALIGN);
-        assert_eq!(r, p);
-        assert!(readable(p as usize));
-        // SAFETY: our block.
-        unsafe { r.write_bytes(0x11, 3 * GRANULE - LARGE_HEADER) };
-        // SAFETY: live blocks and their headers.
-        unsafe {
-            free(q, PAGEMAP.lookup(q as usize));
-            free(r, PAGEMAP.lookup(r as usize));
-        }
-        // Merged again into one range with one closed head: a block of the
-        // whole range is the same memory, all of it open.
-        let (s, _) = alloc(size, MIN_ALIGN);
-        assert_eq!(s, p);
-        assert!(
-            readable(base + 3 * GRANULE),
-            "the old head of the back part is open"
-        );
-        // SAFETY: our block.
-        unsafe {
-            s.write_bytes(0x22, size);
-            free(s, PAGEMAP.lookup(s as usize));
-        }
+        let (r, r_closed) = c.take(0, 3 * GRANULE);
+        assert_eq!((r, r_closed, c.len), (base, true, 0));
+        assert!(reopen(r, 3 * GRANULE, r_closed));
+        fill(r, 3 * GRANULE);
+
+        // Both back, merged into one range with one closed head.
+        let closed = retire_range(q, GRANULE, true);
+        c.put(q, GRANULE, false, closed, 0, &mut ev);
+        let closed = retire_range(r, 3 * GRANULE, true);
+        c.put(r, 3 * GRANULE, false, closed, 0, &mut ev);
+        assert_eq!((c.len, c.ranges[0].base, c.ranges[0].size), (1, base, size));
+        assert!(c.ranges[0].closed && !readable(base));
+        assert_eq!(readable(q), HEAD_ONLY, "the middle head is open again");
+
+        // realloc's growth takes a range's front: the rest is open in the
+        // default build (its head was the middle), closed in the secure one.
+        assert_eq!(c.take_at(base, GRANULE), Some(true));
+        assert!(reopen(base, GRANULE, true));
+        fill(base, GRANULE);
+        assert_eq!(c.ranges[0].closed, !HEAD_ONLY);
+        let (rest, rest_closed) = c.take(0, 3 * GRANULE);
+        assert_eq!(rest, base + GRANULE);
+        assert!(reopen(rest, 3 * GRANULE, rest_closed));
+        fill(base, size);
+        assert!(ev.n == 0);
+        unmap_block(base, size);
     }
 
     #[test]
