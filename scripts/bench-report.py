@@ -305,8 +305,9 @@ class Report:
             return []
         m = self.meta
         out = ["## Thread scaling (median seconds; fixed total work split over the threads)", "",
-               "%d runs per cell, scale %g. This machine has **%d CPU(s)**%s. prodcons runs "
-               "THREADS/2 pairs (1 pair at 1 thread); churn keeps THREADS threads alive."
+               "%d runs per cell, scale %g. This machine has **%d CPU(s)**%s. prodcons and "
+               "prodcons-pairs run THREADS/2 pairs (1 pair at 1 thread); churn keeps THREADS "
+               "threads alive; xserver runs THREADS chains of short-lived threads."
                % (m.get("scaling_runs", 0), m.get("scaling_scale", 0), m["nproc"],
                   ": beyond %d threads the runs are oversubscribed" % m["nproc"]
                   if m["nproc"] < max(m.get("scaling_threads", [1])) else ""), ""]

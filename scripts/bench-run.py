@@ -57,8 +57,22 @@ C_WORKLOADS = [
     ("arena-malloc", 2, "per-request objects (16-512 B, strings, 8-64 KiB buffers), each freed with free()"),
     ("arena-pool", 2, "the same requests from a per-thread arena reset after each request "
                       "(mmpool's arena under mmpool, a built-in bump arena under the others)"),
+    ("xserver", 4, "larson-style server: THREADS chains of short-lived threads, each freeing "
+                   "its predecessor's 8-1000 B blocks and refilling the array"),
+    ("prodcons-pairs", 4, "THREADS/2 producer/consumer pairs passing single blocks, "
+                          "freed in random order"),
+    ("remote-mix", 4, "16 B-16 KiB random replacement, a quarter of the blocks freed "
+                      "by another thread"),
+    ("random-mix", 1, "malloc/free/realloc random mix, realistic sizes to 256 KiB, ~10 MiB live"),
+    ("random-mix-2t", 2, "the same on 2 threads, each with half the slots"),
+    ("batch", 2, "batches of 100-2,000 blocks of one size (8 B-1 KiB) allocated, then all freed"),
 ]
-SCALING_WORKLOADS = ["fastpath", "mixed", "prodcons", "server", "churn", "realloc"]
+# workloads whose program is not named after them
+C_BINARIES = {"arena-malloc": "arena_bench", "arena-pool": "arena_bench",
+              "prodcons-pairs": "prodcons_pairs", "remote-mix": "remote_mix",
+              "random-mix": "random_mix", "random-mix-2t": "random_mix"}
+SCALING_WORKLOADS = ["fastpath", "mixed", "prodcons", "server", "churn", "realloc",
+                     "xserver", "prodcons-pairs", "remote-mix"]
 SCALING_THREADS = [1, 2, 4, 8, 16]
 # One Rust program built once per global allocator (scripts/bench.sh builds
 # c-tests/bench/rust-workload): the binary for each column, and whether the
@@ -76,6 +90,8 @@ RUST_BINS = {"glibc": "system", "jemalloc": "jemalloc", "mimalloc": "mimalloc",
 REAL_WORKLOADS = [
     ("python", 1, "/usr/bin/python3 pyworkload.py (dicts, str, objects, json; pymalloc on)"),
     ("python-malloc", 1, "the same with PYTHONMALLOC=malloc (every object from malloc)"),
+    ("python-threads", 4, "/usr/bin/python3 pythreads.py: tasks on a ThreadPoolExecutor, "
+                          "results freed on the main thread; PYTHONMALLOC=malloc"),
     ("sqlite", 1, "sqlite3 CLI on a temp db: inserts, indexes, sorts, group_concat, updates"),
     ("redis", 1, "redis-server on 127.0.0.1 loaded by redis-benchmark (time = benchmark, RSS = server)"),
 ]
@@ -287,11 +303,10 @@ class Workload:
 
 class CWorkload(Workload):
     def run(self, ctx, alloc, threads, scale, timeout):
+        prog = os.path.join(ctx.bin, C_BINARIES.get(self.name, self.name))
+        cmd = [prog, str(threads), "%g" % scale]
         if self.name.startswith("arena-"):
-            mode = "malloc" if self.name == "arena-malloc" else "arena"
-            cmd = [os.path.join(ctx.bin, "arena_bench"), str(threads), "%g" % scale, mode]
-        else:
-            cmd = [os.path.join(ctx.bin, self.name), str(threads), "%g" % scale]
+            cmd.append("malloc" if self.name == "arena-malloc" else "arena")
         r = ctx.run(alloc, cmd, timeout)
         if self.name == "frag":
             m = re.search(r"\brss_kib=(\d+)", r["stdout"])
@@ -309,6 +324,14 @@ class PythonWorkload(Workload):
         if self.name == "python-malloc":
             extra["PYTHONMALLOC"] = "malloc"
         cmd = ["/usr/bin/python3", os.path.join(ctx.src, "pyworkload.py"), "%g" % scale]
+        return ctx.run(alloc, cmd, timeout, extra)
+
+
+class PythonThreadsWorkload(Workload):
+    def run(self, ctx, alloc, threads, scale, timeout):
+        extra = {"PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}
+        cmd = ["/usr/bin/python3", os.path.join(ctx.src, "pythreads.py"), str(threads),
+               "%g" % scale]
         return ctx.run(alloc, cmd, timeout, extra)
 
 
@@ -494,7 +517,7 @@ def all_workloads():
     ws = [CWorkload(n, t, d, "c") for n, t, d in C_WORKLOADS]
     for n, t, d in REAL_WORKLOADS:
         cls = {"python": PythonWorkload, "python-malloc": PythonWorkload,
-               "sqlite": SqliteWorkload, "redis": RedisWorkload}[n]
+               "python-threads": PythonThreadsWorkload, "sqlite": SqliteWorkload, "redis": RedisWorkload}[n]
         ws.append(cls(n, t, d, "program"))
     ws += [RustWorkload(n, t, d, "rust") for n, t, d in RUST_WORKLOADS]
     return ws
@@ -544,8 +567,8 @@ def run_matrix(ctx, workloads, allocators, runs, scale, phase, thread_counts=Non
                                scale=scale, phase=phase)
                     rec["output"] = normalize(rec.pop("stdout"))
                     recs.append(rec)
-                    log("  %-13s t=%-2d %-9s run %d/%d %s" % (wl.name, threads, a, r + 1, runs,
-                                                           fmt_run(rec)))
+                    log("  %-14s t=%-2d %-9s run %d/%d %s" % (wl.name, threads, a, r + 1, runs,
+                                                            fmt_run(rec)))
                     if rec["status"] != "ok":
                         failed.add(a)
             check_outputs(recs)
@@ -565,8 +588,8 @@ def check_outputs(recs):
         if r["status"] == "ok" and r["output"] != ref:
             r["status"] = "wrong-output"
             r["detail"] = "printed %r, expected %r" % (r["output"][:100], ref[:100])
-            log("  %-13s %-9s run %d WRONG OUTPUT: %s" % (r["workload"], r["allocator"],
-                                                        r["run"], r["detail"]))
+            log("  %-14s %-9s run %d WRONG OUTPUT: %s" % (r["workload"], r["allocator"],
+                                                         r["run"], r["detail"]))
 
 
 def callgrind(ctx, allocators, iters):

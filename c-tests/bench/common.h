@@ -247,6 +247,71 @@ pat_verify(const char *what, const void *block, size_t n, uint64_t key, size_t s
             (unsigned long long)key, bad - 1);
 }
 
+/*
+ * A lighter pattern, for the workloads modelled on allocator stress tests
+ * (xserver, prodcons-pairs, remote-mix, batch), where pat_fill's 32 words
+ * of the first and last 128 bytes would cost several times what malloc and
+ * free do. A block of n bytes with key k holds pat_word(k, o) at the 8-byte
+ * words at offsets 0 and 8 (where allocators keep free-list links and
+ * headers), at every multiple of `stride` (a multiple of 8; 64 touches
+ * every cache line), and at the last whole word; its trailing n % 8 bytes
+ * are the low bytes of pat_word(k, n & ~7). Blocks under 24 bytes are
+ * covered completely. An offset named twice gets the same value twice.
+ */
+static inline void
+pat_fill_sparse(void *block, size_t n, uint64_t key, size_t stride)
+{
+    unsigned char *p = block;
+    size_t words_end = n & ~(size_t)7;
+    if (words_end >= 8)
+        put64(p, pat_word(key, 0));
+    if (words_end >= 16)
+        put64(p + 8, pat_word(key, 8));
+    for (size_t o = stride; o + 8 <= words_end; o += stride)
+        put64(p + o, pat_word(key, o));
+    if (words_end >= 24)
+        put64(p + words_end - 8, pat_word(key, words_end - 8));
+    if (n & 7) {
+        uint64_t w = pat_word(key, words_end);
+        for (size_t o = words_end; o < n; o++)
+            p[o] = (unsigned char)(w >> (8 * (o - words_end)));
+    }
+}
+
+/* 0 when the sparse pattern of an n-byte block is intact, else the first
+ * bad offset + 1. */
+static inline size_t
+pat_check_sparse(const void *block, size_t n, uint64_t key, size_t stride)
+{
+    const unsigned char *p = block;
+    size_t words_end = n & ~(size_t)7;
+    if (words_end >= 8 && get64(p) != pat_word(key, 0))
+        return 1;
+    if (words_end >= 16 && get64(p + 8) != pat_word(key, 8))
+        return 9;
+    for (size_t o = stride; o + 8 <= words_end; o += stride)
+        if (get64(p + o) != pat_word(key, o))
+            return o + 1;
+    if (words_end >= 24 && get64(p + words_end - 8) != pat_word(key, words_end - 8))
+        return words_end - 7;
+    if (n & 7) {
+        uint64_t w = pat_word(key, words_end);
+        for (size_t o = words_end; o < n; o++)
+            if (p[o] != (unsigned char)(w >> (8 * (o - words_end))))
+                return o + 1;
+    }
+    return 0;
+}
+
+static inline void
+pat_verify_sparse(const char *what, const void *block, size_t n, uint64_t key, size_t stride)
+{
+    size_t bad = pat_check_sparse(block, n, key, stride);
+    if (bad)
+        die("%s: block %p size %zu key %#llx: pattern broken at offset %zu", what, block, n,
+            (unsigned long long)key, bad - 1);
+}
+
 /* A fresh block must be non-NULL and 16-byte aligned (8 below 16 bytes). */
 static inline void *
 check_new(const char *what, void *p, size_t n)
