@@ -1,5 +1,6 @@
 // c-tests/cxx.cpp -- C++ on the pool: new/delete (plain, array, sized,
-// aligned, nothrow), std::bad_alloc, containers churning across threads,
+// aligned, nothrow; the pool's own operators), the new-handler loop,
+// std::bad_alloc, sized delete checks, containers churning across threads,
 // exceptions, iostreams, thread_local destructors.
 //
 // Built with g++ -O2 -g -Wall -Wextra -Werror -pthread -Iinclude and run
@@ -118,6 +119,152 @@ static void test_bad_alloc()
     // and the heap still works
     std::vector<int> v(1000, 7);
     CHECK(v[999] == 7, "vector after bad_alloc");
+}
+
+// Every form of operator new and delete is the pool's own (not
+// libstdc++'s wrappers around malloc).
+static void test_operators_are_the_pools()
+{
+    if (!pool)
+        SKIP("malloc is not libmmpool's");
+    static const char *const forms[] = {
+        "_Znwm", "_Znam", "_ZnwmRKSt9nothrow_t", "_ZnamRKSt9nothrow_t",
+        "_ZnwmSt11align_val_t", "_ZnamSt11align_val_t",
+        "_ZnwmSt11align_val_tRKSt9nothrow_t", "_ZnamSt11align_val_tRKSt9nothrow_t",
+        "_ZdlPv", "_ZdaPv", "_ZdlPvm", "_ZdaPvm", "_ZdlPvRKSt9nothrow_t",
+        "_ZdaPvRKSt9nothrow_t", "_ZdlPvSt11align_val_t", "_ZdaPvSt11align_val_t",
+        "_ZdlPvmSt11align_val_t", "_ZdaPvmSt11align_val_t",
+        "_ZdlPvSt11align_val_tRKSt9nothrow_t", "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+    };
+    for (const char *f : forms)
+        CHECK(strstr(tu_symbol_owner(f), "libmmpool") != nullptr, "%s is served by '%s'", f,
+              tu_symbol_owner(f));
+    void *p = ::operator new(100, std::nothrow);
+    expect_owned(p, "nothrow new");
+    ::operator delete(p, std::nothrow);
+    p = ::operator new[](5000, std::align_val_t(256), std::nothrow);
+    expect_owned(p, "aligned nothrow new[]");
+    CHECK(tu_aligned(p, 256), "aligned nothrow new[] misaligned");
+    ::operator delete[](p, std::align_val_t(256), std::nothrow);
+}
+
+// Out of memory: operator new calls the new-handler and tries again until
+// it succeeds or there is no handler (then std::bad_alloc).
+static int handler_calls;
+static void *handler_reserve;
+static void *volatile sink;   // keeps new-expressions from being folded away
+
+static void counting_handler()
+{
+    if (++handler_calls == 3)
+        std::set_new_handler(nullptr);
+}
+
+struct HandlerGaveUp {
+    int calls;
+};
+
+static void throwing_handler()
+{
+    throw HandlerGaveUp{++handler_calls};
+}
+
+static void releasing_handler()
+{
+    handler_calls++;
+    free(handler_reserve);
+    handler_reserve = nullptr;
+    std::set_new_handler(nullptr);
+}
+
+static void test_new_handler()
+{
+    volatile size_t huge = SIZE_MAX / 4;
+    handler_calls = 0;
+    std::set_new_handler(counting_handler);
+    bool thrown = false;
+    try {
+        void *p = ::operator new(huge);
+        ::operator delete(p);
+    } catch (const std::bad_alloc &) {
+        thrown = true;
+    }
+    CHECK(thrown && handler_calls == 3, "bad_alloc thrown: %d, after %d handler calls (want 3)",
+          thrown, handler_calls);
+
+    // nothrow new runs the handler too, then returns NULL.
+    handler_calls = 0;
+    std::set_new_handler(counting_handler);
+    void *p = ::operator new[](huge, std::align_val_t(64), std::nothrow);
+    CHECK(p == nullptr && handler_calls == 3, "nothrow new: %p after %d handler calls", p,
+          handler_calls);
+
+    // Any exception the handler throws reaches the caller through new.
+    handler_calls = 0;
+    std::set_new_handler(throwing_handler);
+    int caught = 0;
+    try {
+        char *a = new char[huge];   // a new-expression: the handler's throw passes it
+        sink = a;
+        delete[] a;
+    } catch (const HandlerGaveUp &e) {
+        caught = e.calls;
+    }
+    std::set_new_handler(nullptr);
+    CHECK(caught == 1, "the handler's exception: caught after %d calls", caught);
+
+    // Memory that comes back in time: RLIMIT_AS in a child, the handler
+    // frees a reserve, the retry succeeds.
+    tu_case_in_child([] {
+        handler_reserve = malloc(64 << 20);
+        memset(handler_reserve, 1, 64 << 20);
+        struct rlimit rl;
+        getrlimit(RLIMIT_AS, &rl);
+        rlim_t now = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        unsigned long pages = 0;
+        if (f && fscanf(f, "%lu", &pages) == 1)
+            now = static_cast<rlim_t>(pages) * 4096;
+        if (f)
+            fclose(f);
+        rl.rlim_cur = now + (16 << 20);
+        REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit");
+        handler_calls = 0;
+        std::set_new_handler(releasing_handler);
+        // More than the limit leaves, less than the reserve frees.
+        char *big = new char[40 << 20];
+        big[0] = 1;
+        sink = big;
+        CHECK(handler_calls == 1 && handler_reserve == nullptr,
+              "the retry after the handler freed memory: %d calls", handler_calls);
+        delete[] big;
+    }, 20);
+}
+
+// A sized delete with a size the block was not allocated for stops the
+// program with a message naming the size and the block.
+static void sized_mismatch_child(void *)
+{
+    void *p = ::operator new(24);
+    fprintf(stderr, "block %p\n", p);
+    fflush(stderr);
+    ::operator delete(p, 96);
+    _exit(0);
+}
+
+static void test_sized_delete_mismatch()
+{
+    if (!pool)
+        SKIP("malloc is not libmmpool's");
+    tu_child_result r;
+    REQUIRE(tu_run_child(sized_mismatch_child, nullptr, 20, &r), "fork");
+    char addr[64] = "", want[160];
+    sscanf(r.err, "block %63s", addr);
+    snprintf(want, sizeof want, "mmpool: operator delete: size 96 does not match the block at %s",
+             addr);
+    CHECK(r.signaled && r.sig == SIGABRT && addr[0] && strstr(r.err, want),
+          "operator delete(new(24), 96): status %d, want \"%s\" in \"%.300s\"",
+          r.signaled ? r.sig : r.exit_code, want, r.err);
 }
 
 static void test_exceptions()
@@ -286,6 +433,9 @@ int main(int argc, char **argv)
     RUN(aligned_new);
     RUN(sized_delete);
     RUN(bad_alloc);
+    RUN(operators_are_the_pools);
+    RUN(new_handler);
+    RUN(sized_delete_mismatch);
     RUN(exceptions);
     RUN(iostreams);
     RUN(containers_across_threads);

@@ -438,6 +438,82 @@ static void test_foreign_free_other_thread(void)
     foreign_case(foreign_thread_child, "free(glibc block) in another thread");
 }
 
+/* ------------------------------------------------------------------ */
+/* free_sized (C23) with a size the block was not allocated for        */
+
+typedef void (*free_sized_fn)(void *, size_t);
+
+static free_sized_fn free_sized_ptr(void)
+{
+    free_sized_fn fs;
+    *(void **)&fs = dlsym(RTLD_DEFAULT, "free_sized");
+    return fs;
+}
+
+/* allocated, then passed to free_sized: small, medium, large */
+static const size_t sized_cases[][2] = {{24, 96}, {3000, 12000}, {200000, 800000}};
+
+static void sized_mismatch_child(void *arg)
+{
+    const size_t *c = sized_cases[(uintptr_t)arg];
+    void *p = malloc(c[0]);
+    if (!p)
+        _exit(77);
+    fprintf(stderr, "block %p\n", p);
+    fflush(stderr);
+    free_sized_ptr()(p, c[1]);
+    _exit(0);
+}
+
+static void test_free_sized_mismatch_aborts(void)
+{
+    REQUIRE(free_sized_ptr() != NULL, "free_sized is not exported");
+    for (uintptr_t i = 0; i < sizeof sized_cases / sizeof sized_cases[0]; i++) {
+        tu_child_result r;
+        REQUIRE(tu_run_child(sized_mismatch_child, (void *)i, 20, &r), "fork");
+        CHECK(r.signaled && r.sig == SIGABRT, "free_sized(malloc(%zu), %zu): not stopped "
+              "(status %d); stderr: \"%.300s\"", sized_cases[i][0], sized_cases[i][1],
+              r.signaled ? r.sig : r.exit_code, r.err);
+        char addr[64] = "", want[160];
+        sscanf(r.err, "block %63s", addr);
+        snprintf(want, sizeof want, "mmpool: free_sized(): size %zu does not match the block at %s",
+                 sized_cases[i][1], addr);
+        CHECK(addr[0] && strstr(r.err, want), "free_sized(malloc(%zu), %zu): want \"%s\" in "
+              "\"%.300s\"", sized_cases[i][0], sized_cases[i][1], want, r.err);
+    }
+}
+
+/* The sizes a correct program passes never stop it: the size malloc got,
+ * or the size of a realloc that kept the block in place. */
+static void sized_right_child(void *arg)
+{
+    (void)arg;
+    free_sized_fn fs = free_sized_ptr();
+    for (size_t n = 1; n < 300000; n += n / 3 + 1) {
+        char *p = malloc(n);
+        if (!p)
+            _exit(77);
+        memset(p, 1, n);
+        fs(p, n);
+        p = malloc(n);
+        size_t half = n / 2 + 1;
+        char *q = realloc(p, half);
+        if (!q)
+            _exit(77);
+        fs(q, half);
+    }
+    _exit(0);
+}
+
+static void test_free_sized_right_sizes_pass(void)
+{
+    REQUIRE(free_sized_ptr() != NULL, "free_sized is not exported");
+    tu_child_result r;
+    REQUIRE(tu_run_child(sized_right_child, NULL, 30, &r), "fork");
+    CHECK(r.exited && r.exit_code == 0, "free_sized with the right sizes: status %d; "
+          "stderr: \"%.300s\"", r.signaled ? r.sig : r.exit_code, r.err);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -449,6 +525,8 @@ int main(int argc, char **argv)
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);
     RUN(double_free_message_names_block);
+    RUN(free_sized_mismatch_aborts);
+    RUN(free_sized_right_sizes_pass);
     RUN(parent_still_fine);
     RUN(foreign_free);
     RUN(foreign_realloc);

@@ -258,6 +258,28 @@ void *mmpool_realloc(void *ptr, size_t size);
 void mmpool_free(void *ptr);
 
 /**
+ * Free a block allocated for `size` bytes (C23's `free_sized`): `size`
+ * must be the size passed to `mmpool_malloc`/`mmpool_calloc` (the
+ * product)/`mmpool_realloc`. A size the block was not allocated for (one
+ * of another size class) stops the program with an `mmpool:` message
+ * naming the size and the block; otherwise as `mmpool_free`.
+ *
+ * # Safety
+ * As `mmpool_free`.
+ */
+void mmpool_free_sized(void *ptr, size_t size);
+
+/**
+ * Free a block from `mmpool_aligned_alloc(alignment, size)` (C23's
+ * `free_aligned_sized`), with the size checked as `mmpool_free_sized`
+ * does.
+ *
+ * # Safety
+ * As `mmpool_free`.
+ */
+void mmpool_free_aligned_sized(void *ptr, size_t alignment, size_t size);
+
+/**
  * Allocate `size` bytes aligned to `alignment`, a power of two (any, up
  * to 1 GiB and beyond). NULL with `errno = EINVAL` for an alignment that
  * is not a power of two, `ENOMEM` when out of memory. Same as

@@ -226,7 +226,12 @@ unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
         return realloc_foreign(p, size);
     };
     if let Span::Large(lb) = span {
-        if size > SMALL_MAX && size <= MAX_REQUEST {
+        // Large sizes, and a shrink to at least half (kept in place, its
+        // requested size and canaries moved), stay in the mapping.
+        let half = span
+            .usable_from(p as usize)
+            .is_some_and(|old| size <= old && size >= old / 2);
+        if (size > SMALL_MAX || half) && size <= MAX_REQUEST {
             // SAFETY: a large header of p's block.
             if let Some(q) = unsafe { large::realloc(p, lb.cast(), size) } {
                 return q;

@@ -5,6 +5,8 @@
 //! - [`process`] - lazy initialisation, constructor and destructor, fork;
 //! - [`foreign`] - pointers the pool did not hand out;
 //! - [`libc`] - the malloc family: errno, overflow, alignment rules;
+//! - [`cxx`] - C++'s `operator new`/`delete`, and the size check of
+//!   sized frees;
 //! - `glibc`: glibc's introspection (`mallinfo`, `malloc_stats`, ...),
 //!   exported under glibc's names only (feature `override`);
 //! - [`arena`] - per-connection arenas, and their safe Rust face;
@@ -12,6 +14,7 @@
 //!   with `owns` and `stats` for Rust callers.
 
 pub(crate) mod arena;
+pub(crate) mod cxx;
 pub(crate) mod foreign;
 pub(crate) mod glibc;
 pub(crate) mod global;

@@ -799,8 +799,9 @@ pub(crate) fn cached() -> (usize, usize) {
 /// caller must allocate, copy and free (aligned blocks, or no memory).
 ///
 /// # Safety
-/// `head` must be the live LARGE header of `p`, and `new_size` larger than
-/// the small limit.
+/// `head` must be the live LARGE header of `p`; `new_size` is at least 1
+/// (a small size keeps a mapping of one granule or more: callers pass one
+/// only when the block shrinks to at least half).
 pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -> Option<*mut u8> {
     let lb = head.cast::<LargeBlock>();
     // SAFETY: contract.

@@ -1,7 +1,7 @@
 //! The malloc family: `mmpool_*` for explicit linking, and behind the
 //! `override` feature the standard names for `LD_PRELOAD`.
 //!
-//! Uses: `api::glibc`, `api::libc`, `core::lookup`.
+//! Uses: `api::cxx`, `api::glibc`, `api::libc`, `core::lookup`.
 
 use crate::api::libc as api;
 use core::ffi::{c_char, c_int, c_void};
@@ -52,6 +52,36 @@ pub unsafe extern "C" fn mmpool_realloc(ptr: *mut c_void, size: usize) -> *mut c
 pub unsafe extern "C" fn mmpool_free(ptr: *mut c_void) {
     // SAFETY: the C contract of free.
     unsafe { api::free(ptr.cast()) }
+}
+
+/// Free a block allocated for `size` bytes (C23's `free_sized`): `size`
+/// must be the size passed to `mmpool_malloc`/`mmpool_calloc` (the
+/// product)/`mmpool_realloc`. A size the block was not allocated for (one
+/// of another size class) stops the program with an `mmpool:` message
+/// naming the size and the block; otherwise as `mmpool_free`.
+///
+/// # Safety
+/// As `mmpool_free`.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_free_sized(ptr: *mut c_void, size: usize) {
+    // SAFETY: the C contract of free_sized.
+    unsafe { crate::api::cxx::free_sized(ptr.cast(), size, 0, "free_sized()") }
+}
+
+/// Free a block from `mmpool_aligned_alloc(alignment, size)` (C23's
+/// `free_aligned_sized`), with the size checked as `mmpool_free_sized`
+/// does.
+///
+/// # Safety
+/// As `mmpool_free`.
+#[no_mangle]
+pub unsafe extern "C" fn mmpool_free_aligned_sized(
+    ptr: *mut c_void,
+    alignment: usize,
+    size: usize,
+) {
+    // SAFETY: the C contract of free_aligned_sized.
+    unsafe { crate::api::cxx::free_sized(ptr.cast(), size, alignment, "free_aligned_sized()") }
 }
 
 /// Allocate `size` bytes aligned to `alignment`, a power of two (any, up
@@ -231,8 +261,10 @@ mod overrides {
         valloc(size: usize) -> *mut c_void => api::valloc(size).cast();
         pvalloc(size: usize) -> *mut c_void => api::pvalloc(size).cast();
         malloc_usable_size(p: *mut c_void) -> usize => api::usable_size(p.cast());
-        free_sized(p: *mut c_void, _size: usize) => api::free(p.cast());
-        free_aligned_sized(p: *mut c_void, _align: usize, _size: usize) => api::free(p.cast());
+        free_sized(p: *mut c_void, size: usize) =>
+            crate::api::cxx::free_sized(p.cast(), size, 0, "free_sized()");
+        free_aligned_sized(p: *mut c_void, align: usize, size: usize) =>
+            crate::api::cxx::free_sized(p.cast(), size, align, "free_aligned_sized()");
         __libc_malloc(size: usize) -> *mut c_void => api::malloc(size).cast();
         __libc_free(p: *mut c_void) => api::free(p.cast());
         __libc_calloc(n: usize, size: usize) -> *mut c_void => api::calloc(n, size).cast();

@@ -12,6 +12,8 @@
 //!   `override`, for `LD_PRELOAD`);
 //! - [`arena`] - `mmpool_arena_*`;
 //! - [`stats`] - `mmpool_stats_get`, `mmpool_stats_print`;
+//! - `cxx`: C++'s `operator new`/`delete` under their mangled names
+//!   (feature `override`, x86-64);
 //! - `glibc`: `malloc_stats`, `mallinfo2`, `malloc_trim`, `mtrace`... under
 //!   glibc's names (feature `override`).
 //!
@@ -20,6 +22,8 @@
 #![allow(non_camel_case_types)] // C names in the C API
 
 pub mod arena;
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+mod cxx;
 #[cfg(feature = "override")]
 mod glibc;
 pub mod malloc;
