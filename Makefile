@@ -1,8 +1,10 @@
 # mmpool — build, test, run, bench.
 #   make            build target/release/libmmpool.so (with the malloc overrides)
+#   make secure     build target/release/libmmpool-secure.so (the secure build)
 #   make run        build and run the demo workload on the pool
-#   make test       every test: Rust unit/integration, C tests, real programs,
-#                   make install/uninstall (into temporary prefixes)
+#   make test       every test: Rust unit/integration, C tests and real
+#                   programs on both builds, the heap-bug suite, make
+#                   install/uninstall (into temporary prefixes)
 #   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
 #   make install    install the library, header, pkg-config file and the
 #                   bin/mmpool wrapper (PREFIX=/usr/local, DESTDIR honoured)
@@ -37,7 +39,7 @@ INSTALL      ?= install
 # on Debian); LDCONFIG= to skip.
 LDCONFIG     ?= ldconfig
 
-.PHONY: all lib run test test-shipped test-rust test-c test-programs test-install lint header bench bench-quick \
+.PHONY: all lib secure run test test-shipped test-rust test-c test-programs test-secure test-security test-install lint header bench bench-quick \
 	clean install uninstall
 
 all: lib
@@ -55,6 +57,17 @@ lib:
 	$(CARGO) rustc --release --locked --features override --lib --crate-type cdylib -- $(SHIPPED)
 	ln -sf libmmpool.so target/release/$(SONAME)
 
+# The secure build: the same sources with the `secure` feature, compiled
+# in target/secure (its own artefacts), copied next to the default one.
+SECURE_LIB := target/release/libmmpool-secure.so
+
+secure:
+	$(CARGO) rustc --release --locked --features override,secure --lib --crate-type cdylib \
+		--target-dir target/secure -- $(SHIPPED)
+	mkdir -p target/release
+	cp target/secure/release/libmmpool.so $(SECURE_LIB)
+	ln -sf libmmpool-secure.so target/release/libmmpool-secure.so.$(MAJOR)
+
 $(BUILD):
 	mkdir -p $(BUILD)
 
@@ -64,7 +77,7 @@ $(BUILD)/demo: c-tests/demo.c include/mmpool.h | $(BUILD)
 run: lib $(BUILD)/demo
 	LD_PRELOAD=$(CURDIR)/$(LIB) $(BUILD)/demo
 
-test: lib test-shipped lint test-rust test-c test-programs test-install
+test: lib secure test-shipped lint test-rust test-c test-programs test-secure test-security test-install
 	@echo "make test: all suites passed"
 
 # The shipped library links no Rust std (--cfg mmpool_shipped): std's
@@ -80,15 +93,26 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --all-targets --features override -- -D warnings
 	$(CARGO) clippy --locked --lib --features override -- -D warnings $(SHIPPED)
+	$(CARGO) clippy --locked --all-targets --features override,secure -- -D warnings
 
 test-rust:
 	$(CARGO) test --locked
+	$(CARGO) test --locked --lib --features secure
 
 test-c: lib
 	scripts/run-c-tests.sh --smoke
 
 test-programs: lib
 	scripts/test-programs.sh
+
+# The secure build passes the same C tests and real programs.
+test-secure: secure
+	MMPOOL_LIB=$(SECURE_LIB) scripts/run-c-tests.sh --smoke
+	scripts/test-programs.sh $(SECURE_LIB)
+
+# The heap-bug suite: each build stops what c-tests/security/expected.txt says.
+test-security: lib secure
+	scripts/security.sh --check
 
 # make install/uninstall into temporary prefixes, pkg-config, bin/mmpool.
 test-install: lib

@@ -12,6 +12,12 @@ fn main() {
     // libmmpool.so links, and `make lib` adds target/release/libmmpool.so.MAJOR
     // so that programs linked in the build tree find it at run time.
     let major = env!("CARGO_PKG_VERSION_MAJOR");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmmpool.so.{major}");
+    // The secure build (make secure) is libmmpool-secure.so.MAJOR.
+    let name = if std::env::var_os("CARGO_FEATURE_SECURE").is_some() {
+        "libmmpool-secure"
+    } else {
+        "libmmpool"
+    };
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{name}.so.{major}");
     println!("cargo:rerun-if-changed=build.rs");
 }

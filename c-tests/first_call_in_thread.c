@@ -13,6 +13,7 @@ typedef void (*free_sized_fn)(void *, size_t);
 typedef struct ctx {
     void *main_p;            /* 100 bytes from the main thread, pattern seed 42 */
     void *result;            /* block for the main thread to free */
+    size_t result_size;      /* bytes of it the program may write */
 } ctx;
 
 static free_sized_fn p_free_sized;
@@ -50,6 +51,7 @@ static void expect_block(ctx *c, void *p, size_t n, size_t align, const char *wh
         FAILF("%s as first call: usable size %zu < %zu", what, xusable(p), n);
     memset(p, 0x33, n);
     c->result = p;
+    c->result_size = n;
 }
 
 /* ---- the cases: the first statement is the call under test ---- */
@@ -292,7 +294,8 @@ static void run_threads(int at_once)
             xfree(t[i].c.main_p);
         }
         if (t[i].c.result) {
-            memset(t[i].c.result, 0x44, 1);
+            /* within the block: malloc(0)'s has no byte to write */
+            memset(t[i].c.result, 0x44, t[i].c.result_size < 1 ? t[i].c.result_size : 1);
             xfree(t[i].c.result);       /* freed by another thread, after exit */
         }
     }

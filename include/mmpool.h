@@ -211,6 +211,18 @@ typedef struct mmpool_stats_t {
    * at most one per CPU.
    */
   size_t shared_heaps;
+  /**
+   * Bytes at the end of every block of up to 1 KiB that the pool keeps
+   * for itself: 0, or 8 in the secure build (the size record its checks
+   * read; medium blocks carry one in both builds). A request of `n`
+   * bytes is served by the smallest class of at least `n + block_record`
+   * bytes (and, in the secure build, of at least 32).
+   */
+  size_t block_record;
+  /**
+   * True in the secure build (`make secure`, libmmpool-secure.so).
+   */
+  bool secure;
 } mmpool_stats_t;
 
 #ifdef __cplusplus

@@ -26,7 +26,8 @@
 #
 # Environment:
 #   MMPOOL_LIB   the library to test (default target/release/libmmpool.so;
-#                build it with `make lib`)
+#                build it with `make lib`; target/release/libmmpool-secure.so
+#                with `make secure`)
 #   CC, CXX      compilers (default gcc, g++)
 #
 # Output: one line per test (`PASS name (1.2s)` / `FAIL name`), the failing
@@ -72,9 +73,14 @@ CXX=${CXX:-g++}
 LIB=${MMPOOL_LIB:-$ROOT/target/release/libmmpool.so}
 case "$LIB" in /*) ;; *) LIB=$ROOT/$LIB ;; esac
 LIBDIR=$(dirname "$LIB")
+# The tests link the library they run on: libmmpool-secure.so (make
+# secure) is -lmmpool-secure, and its tests build in target/c-mmpool-secure.
+LIBNAME=$(basename "$LIB" .so)
+LIBNAME=${LIBNAME#lib}
 BUILD=$ROOT/target/c
+[[ $LIBNAME == mmpool ]] || BUILD=$ROOT/target/c-$LIBNAME
 CFLAGS=(-O2 -g -Wall -Wextra -Werror -pthread -Iinclude)
-LINK_POOL=(-L"$LIBDIR" -lmmpool -Wl,-rpath,"$LIBDIR" -ldl)
+LINK_POOL=(-L"$LIBDIR" -l"$LIBNAME" -Wl,-rpath,"$LIBDIR" -ldl)
 TIMEOUT=300
 
 # name  kind: pool (linked, LD_PRELOAD) | churn (pool + glibc run) |

@@ -38,10 +38,15 @@ static long sd(size_t after, size_t before)
     return (long)(after - before);
 }
 
+/* The class serving a request of `size` bytes (the secure build keeps a
+ * size record in every block, and its blocks are at least 32 bytes). */
 static int class_of(const mmpool_stats_t *s, size_t size)
 {
+    size_t need = size + s->block_record;
+    if (s->secure && need < 32)
+        need = 32;
     for (size_t i = 0; i < s->num_classes; i++)
-        if (s->classes[i].block_size >= size)
+        if (s->classes[i].block_size >= need)
             return (int)i;
     return -1;
 }

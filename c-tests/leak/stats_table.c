@@ -4,20 +4,35 @@
  * matching the workload; together with the leak report.  See leak.h. */
 #include "leak.h"
 
-/* The numbers of the stats table's row whose block size is `block`. */
-static bool class_row(const char *text, size_t block, size_t v[6])
+/* The numbers of the stats table's row of the class that serves requests
+ * of `size` bytes: the smallest block of at least `size` (plus the size
+ * record the secure build keeps in every block, which its table names). */
+static bool class_row(const char *text, size_t size, size_t v[6])
 {
+    size_t record = 0;
+    const char *sec = strstr(text, "  secure build: every block keeps a ");
+    if (sec && sscanf(sec, "  secure build: every block keeps a %zu-byte", &record) == 1) {
+        size += record;
+        if (size < 32)
+            size = 32;
+    }
+    size_t w[6];
+    bool found = false;
+    size_t best = SIZE_MAX;
     for (const char *line = text; line && *line;) {
         size_t cls, blk;
-        if (sscanf(line, " %zu %zu %zu %zu %zu %zu %zu", &cls, &blk, &v[0], &v[1], &v[2], &v[3],
-                   &v[4]) == 7 &&
-            blk == block)
-            return true;
+        if (sscanf(line, " %zu %zu %zu %zu %zu %zu %zu", &cls, &blk, &w[0], &w[1], &w[2], &w[3],
+                   &w[4]) == 7 &&
+            blk >= size && blk < best) {
+            best = blk;
+            memcpy(v, w, sizeof w);
+            found = true;
+        }
         line = strchr(line, '\n');
         if (line)
             line++;
     }
-    return false;
+    return found;
 }
 
 static bool large_row(const char *text, size_t v[4])

@@ -11,13 +11,13 @@
 //! line instead of corrupting a size-class free list later (or, in an
 //! allocator that trusts the size, freeing into the wrong class).
 //!
-//! Uses: `api::libc`, `core::canary`, `core::large`, `core::lookup`,
-//! `core::size_class`, `os`, `util::diag`.
+//! Uses: `api::libc`, `api::secure`, `core::canary`, `core::config`,
+//! `core::large`, `core::lookup`, `core::size_class`, `os`, `util::diag`.
 
 use crate::api::libc as api;
 use crate::core::canary::RECORD;
 use crate::core::large::LARGE_HEADER;
-use crate::core::lookup::{is_medium, span_of, Span};
+use crate::core::lookup::{is_sealed, span_of, Span};
 use crate::core::size_class::{block_size, class_of, DIRECT_MAX, GRANULE, MIN_ALIGN, SMALL_MAX};
 use crate::os::align_up;
 use crate::util::diag::Line;
@@ -45,7 +45,7 @@ fn size_fits(p: usize, size: usize, align: usize) -> Option<(bool, usize)> {
     let (start, end) = span.block_bounds(p)?;
     let medium_or_large = match span {
         // SAFETY: a live slab header (`span_of`).
-        Span::Slab(s) => unsafe { is_medium(s) },
+        Span::Slab(s) => unsafe { is_sealed(s) },
         Span::Large(_) => true,
         Span::Freed | Span::Corrupt => return None,
     };
@@ -72,11 +72,43 @@ fn size_fits(p: usize, size: usize, align: usize) -> Option<(bool, usize)> {
 /// # Safety
 /// As [`api::free`].
 pub(crate) unsafe fn free_sized(p: *mut u8, size: usize, align: usize, what: &str) {
+    check_size(p, size, align, what);
+    // SAFETY: forwarded contract.
+    unsafe { api::free(p) }
+}
+
+fn check_size(p: *mut u8, size: usize, align: usize, what: &str) {
     if let Some((false, block)) = size_fits(p as usize, size, align) {
         size_mismatch(what, p as usize, size, block);
     }
-    // SAFETY: forwarded contract.
-    unsafe { api::free(p) }
+}
+
+/// C++'s `operator delete` (`array`: `delete[]`) of `p`, with the size
+/// the program passes to a sized form checked. In the secure build the
+/// block must have been allocated by the matching `new`.
+///
+/// # Safety
+/// As [`api::free`].
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+pub(crate) unsafe fn delete(
+    p: *mut u8,
+    size: Option<usize>,
+    align: usize,
+    array: bool,
+    what: &str,
+) {
+    if let Some(n) = size {
+        check_size(p, n, align, what);
+    }
+    if crate::core::config::SECURE {
+        use crate::core::canary::{KIND_NEW, KIND_NEW_ARRAY};
+        let kind = if array { KIND_NEW_ARRAY } else { KIND_NEW };
+        // SAFETY: forwarded contract.
+        unsafe { crate::api::secure::free(p, Some(kind)) }
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { api::free(p) }
+    }
 }
 
 #[cold]
@@ -97,14 +129,22 @@ fn size_mismatch(what: &str, p: usize, size: usize, block: usize) -> ! {
     unsafe { libc::abort() }
 }
 
-/// One try of `operator new(size, align)` (`align` 0: the default); null
-/// when out of memory (the caller runs the new-handler loop). An
-/// alignment that is not a power of two (undefined in C++) fails.
+/// One try of `operator new(size, align)` (`align` 0: the default;
+/// `array`: `new[]`); null when out of memory (the caller runs the
+/// new-handler loop). An alignment that is not a power of two (undefined
+/// in C++) fails.
 ///
 /// # Safety
 /// Callable from any thread at any time.
 #[cfg(all(feature = "override", target_arch = "x86_64"))]
-pub(crate) unsafe fn new_once(size: usize, align: usize) -> *mut u8 {
+pub(crate) unsafe fn new_once(size: usize, align: usize, array: bool) -> *mut u8 {
+    if align > MIN_ALIGN && !align.is_power_of_two() {
+        return core::ptr::null_mut();
+    }
+    if crate::core::config::SECURE {
+        // SAFETY: forwarded contract.
+        return unsafe { crate::api::secure::new(size, align, array) };
+    }
     if align <= MIN_ALIGN {
         // SAFETY: the C contract of malloc.
         unsafe { api::malloc(size) }

@@ -46,14 +46,48 @@ fn page_mapped(addr: usize) -> bool {
 /// Stop with `freed` when `p` is a large block we recently returned to the
 /// OS, with `unmapped` when nothing is mapped at `p` (or just below it,
 /// where glibc reads its chunk header): handing such a pointer to the next
-/// allocator would crash it.
-fn check_foreign(p: *const u8, freed: &str, unmapped: &str) {
+/// allocator would crash it; with `invalid` when glibc would refuse it.
+fn check_foreign(p: *const u8, freed: &str, unmapped: &str, invalid: &str) {
     if crate::core::large::recently_unmapped(p as usize) {
         fatal(freed, p as usize);
     }
     if !page_mapped(p as usize) || !page_mapped((p as usize).wrapping_sub(16)) {
         fatal(unmapped, p as usize);
     }
+    if !glibc_chunk_plausible(p as usize) {
+        fatal(invalid, p as usize);
+    }
+}
+
+/// Would glibc's `free` accept `p` past its first checks? The same tests
+/// glibc runs before anything else (and aborts on), so a pointer that
+/// fails them is reported here, by name, instead of by glibc: the chunk
+/// (16 bytes before `p`) is 16-byte aligned, its size at least 32 and a
+/// multiple of 16 without wrapping the address space, and a chunk glibc
+/// mapped on its own (`IS_MMAPPED`) spans whole pages. Nothing more: a
+/// chunk that passes may still be rejected by glibc's later checks, never
+/// the other way round. (x86-64 glibc's layout; the caller made sure the
+/// header's page is mapped.)
+fn glibc_chunk_plausible(p: usize) -> bool {
+    const IS_MMAPPED: usize = 2;
+    if p % 16 != 0 {
+        return false;
+    }
+    let chunk = p - 16;
+    // SAFETY: the caller checked that the page of `p - 16` is mapped; the
+    // two header words lie in it (p is 16-aligned, so they share a page).
+    let (prev_size, size_field) =
+        unsafe { (*(chunk as *const usize), *((chunk + 8) as *const usize)) };
+    let size = size_field & !7;
+    if size < 32 || size % 16 != 0 || chunk > size.wrapping_neg() {
+        return false;
+    }
+    if size_field & IS_MMAPPED != 0 {
+        let start = chunk.wrapping_sub(prev_size);
+        let total = prev_size.wrapping_add(size);
+        return start % PAGE == 0 && total % PAGE == 0;
+    }
+    true
 }
 
 /// A pointer that is not ours: a large block we already unmapped (a double
@@ -65,6 +99,7 @@ pub(crate) fn free(p: *mut u8) {
         p,
         "free(): double free (large block already returned to the OS)",
         "free(): invalid pointer (not allocated by mmpool, not mapped)",
+        "free(): invalid pointer (not allocated by mmpool, nor a glibc chunk)",
     );
     match next_in_line(&REAL_FREE, c"free") {
         Some(f) => {
@@ -87,6 +122,7 @@ pub(crate) fn usable_size(p: *const u8) -> usize {
         p,
         "malloc_usable_size(): pointer to a freed large block",
         "malloc_usable_size(): invalid pointer (not mapped)",
+        "malloc_usable_size(): invalid pointer (not allocated by mmpool, nor a glibc chunk)",
     );
     match next_in_line(&REAL_USABLE, c"malloc_usable_size") {
         Some(f) => {

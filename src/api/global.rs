@@ -19,7 +19,7 @@
 //! `GlobalAlloc` requires (Rust's `handle_alloc_error` decides what
 //! happens next); nothing here aborts.
 //!
-//! Uses: `api::libc`, `core::lookup`, `core::size_class`, `insight::stats`.
+//! Uses: `api::libc`, `core::size_class`, `insight::stats`.
 
 use crate::api::libc as api;
 use crate::core::size_class::MIN_ALIGN;
@@ -132,7 +132,7 @@ unsafe fn realloc_aligned(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut
 /// inside the pool's slabs, so this is an origin test, not a liveness
 /// test. Any address may be asked; nothing is read through it.
 pub fn owns(ptr: *const u8) -> bool {
-    crate::core::lookup::owns(ptr)
+    crate::api::libc::owns(ptr)
 }
 
 /// A snapshot of the pool's counters: the C API's `mmpool_stats_t`

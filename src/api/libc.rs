@@ -9,14 +9,16 @@
 //! allocation; a failed `realloc` leaves the block valid; `realloc(p, 0)`
 //! frees and returns NULL; `posix_memalign` writes `*out` only on success.
 //!
-//! Uses: `api::foreign`, `api::process`, `core::canary`, `core::large`,
-//! `core::lookup`, `core::pagemap`, `core::size_class`, `core::span`,
-//! `heap::abandoned`, `heap::alloc`, `heap::free`, `heap::hook`,
-//! `heap::lifecycle`, `heap::medium`, `heap::tls`, `heap::types`,
-//! `insight`, `os`, `os::errno`, `util::diag`.
+//! Uses: `api::foreign`, `api::process`, `api::secure`, `core::canary`,
+//! `core::config`, `core::large`, `core::lookup`, `core::pagemap`,
+//! `core::size_class`, `core::span`, `heap::abandoned`, `heap::alloc`,
+//! `heap::free`, `heap::hook`, `heap::lifecycle`, `heap::medium`,
+//! `heap::secure`, `heap::tls`, `heap::types`, `insight`, `os`,
+//! `os::errno`, `util::diag`.
 
 use crate::api::foreign;
 use crate::api::process::ensure_init;
+use crate::api::secure;
 use crate::core::canary::{self, RECORD};
 use crate::core::large;
 use crate::core::lookup::{is_medium, span_of, Span};
@@ -31,14 +33,8 @@ use crate::util::diag::fatal;
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 
-/// Largest request that can ever succeed (glibc refuses above PTRDIFF_MAX).
-const MAX_REQUEST: usize = isize::MAX as usize;
-
-#[cold]
-fn nomem() -> *mut u8 {
-    errno::set(libc::ENOMEM);
-    null_mut()
-}
+use crate::core::size_class::MAX_REQUEST;
+use crate::os::errno::nomem;
 
 /// `malloc`.
 ///
@@ -46,6 +42,10 @@ fn nomem() -> *mut u8 {
 /// Callable from any thread at any time (it is the C function).
 #[inline(always)]
 pub(crate) unsafe fn malloc(size: usize) -> *mut u8 {
+    if crate::core::config::SECURE {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::malloc(size, canary::KIND_MALLOC) };
+    }
     if size <= DIRECT_MAX {
         // SAFETY: the calling thread's heap.
         let p = unsafe { alloc::try_alloc_direct(tls::heap(), size) };
@@ -90,7 +90,14 @@ fn seal_medium(p: *mut u8, size: usize) {
         unsafe {
             let (start, end) = Span::Slab(s).block_bounds(p as usize).unwrap_or((0, 0));
             debug_assert!(end >= p as usize + size + RECORD);
-            canary::seal_medium((*s).check_key, p as usize, size, start, end);
+            canary::seal_medium(
+                (*s).check_key,
+                p as usize,
+                size,
+                start,
+                end,
+                canary::KIND_MALLOC,
+            );
         }
     }
 }
@@ -116,6 +123,10 @@ fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
 /// where detected.
 #[inline(always)]
 pub(crate) unsafe fn free(p: *mut u8) {
+    if crate::core::config::SECURE {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::free(p, None) };
+    }
     let heap = tls::heap();
     // SAFETY: the calling thread's heap.
     if unsafe { heap_free::free_cached(heap, p) } {
@@ -144,6 +155,10 @@ unsafe fn free_uncached(p: *mut u8, heap: *mut crate::heap::types::Heap) {
 /// # Safety
 /// As [`malloc`].
 pub(crate) unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
+    if crate::core::config::SECURE {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::calloc(n, size) };
+    }
     let total = match n.checked_mul(size) {
         Some(t) => t,
         None => return nomem(),
@@ -222,6 +237,12 @@ unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
         unsafe { free(p) };
         return null_mut();
     }
+    if crate::core::config::SECURE {
+        // SAFETY: forwarded contract.
+        if let Some(q) = unsafe { secure::realloc(p, size) } {
+            return q;
+        }
+    }
     let Some(span) = span_of(p as usize) else {
         return realloc_foreign(p, size);
     };
@@ -253,7 +274,16 @@ unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
             let room = end - RECORD - p as usize;
             if size <= room && size >= room / 2 {
                 // SAFETY: as in `seal_medium`.
-                unsafe { canary::seal_medium((*s).check_key, p as usize, size, start, end) };
+                unsafe {
+                    canary::seal_medium(
+                        (*s).check_key,
+                        p as usize,
+                        size,
+                        start,
+                        end,
+                        canary::KIND_MALLOC,
+                    )
+                };
                 return p;
             }
         }
@@ -306,6 +336,10 @@ pub(crate) unsafe fn reallocarray(p: *mut u8, n: usize, size: usize) -> *mut u8 
 /// As [`malloc`].
 pub(crate) unsafe fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
+    if crate::core::config::SECURE {
+        // SAFETY: forwarded contract.
+        return unsafe { secure::aligned(align, size, canary::KIND_MALLOC) };
+    }
     if align <= MIN_ALIGN {
         // SAFETY: as malloc.
         return unsafe { malloc(size) };
@@ -376,6 +410,10 @@ unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
 /// As [`malloc`].
 pub(crate) unsafe fn alloc_aligned_zeroed(align: usize, size: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
+    if crate::core::config::SECURE {
+        // SAFETY: forwarded contract; the secure build's blocks are zero.
+        return unsafe { secure::aligned(align, size, canary::KIND_MALLOC) };
+    }
     if align <= MIN_ALIGN {
         // SAFETY: as malloc.
         return unsafe { calloc(1, size) };
@@ -480,15 +518,33 @@ pub(crate) unsafe fn usable_size(p: *const u8) -> usize {
     if p.is_null() {
         return 0;
     }
+    if crate::core::config::SECURE && secure::is_zero_block(p) {
+        return 0;
+    }
     match span_of(p as usize) {
         Some(span) => span.usable_from(p as usize).unwrap_or(0),
         None => foreign::usable_size(p),
     }
 }
 
+/// Did the pool hand out `p` (a live block, or the secure build's
+/// `malloc(0)` pointer)?
+pub(crate) fn owns(p: *const u8) -> bool {
+    crate::core::lookup::owns(p) || (crate::core::config::SECURE && secure::is_zero_block(p))
+}
+
 /// `malloc_trim`: give idle memory back to the OS now; true if any was.
 pub(crate) fn trim() -> bool {
     ensure_init();
+    if crate::core::config::SECURE {
+        // The calling thread's quarantined blocks go back to their slabs
+        // first (other threads' stay until they free more or exit).
+        let h = tls::heap();
+        if crate::heap::types::is_thread_heap(h) {
+            // SAFETY: the calling thread's own heap.
+            unsafe { crate::heap::secure::drain(h) };
+        }
+    }
     crate::heap::lifecycle::trim()
 }
 

@@ -10,6 +10,7 @@
 //! - `glibc`: glibc's introspection (`mallinfo`, `malloc_stats`, ...),
 //!   exported under glibc's names only (feature `override`);
 //! - [`arena`] - per-connection arenas, and their safe Rust face;
+//! - [`secure`] - the secure build's malloc family (feature `secure`);
 //! - [`global`] - `MmPool`, the pool as Rust's `#[global_allocator]`,
 //!   with `owns` and `stats` for Rust callers.
 
@@ -20,3 +21,4 @@ pub(crate) mod glibc;
 pub(crate) mod global;
 pub(crate) mod libc;
 pub(crate) mod process;
+pub(crate) mod secure;

@@ -37,6 +37,28 @@ pub(crate) fn check_word(key: usize, p: usize, size: usize) -> u64 {
     x ^ (x >> 33)
 }
 
+/// What a block was allocated by, for the secure build's `new`/`delete`
+/// mismatch check: `malloc` and friends, `operator new`, `operator
+/// new[]`. Part of a medium (in the secure build: every slab) block's
+/// check word; a large block's header holds it.
+pub(crate) const KIND_MALLOC: u8 = 0;
+pub(crate) const KIND_NEW: u8 = 1;
+pub(crate) const KIND_NEW_ARRAY: u8 = 2;
+
+/// Kinds a record may carry: all three in the secure build, `malloc` only
+/// in the default one (which does not mark blocks).
+const KINDS: u8 = if cfg!(feature = "secure") { 3 } else { 1 };
+
+/// The check word of a block of `kind`.
+#[inline]
+fn kind_check(key: usize, p: usize, size: usize, kind: u8) -> u64 {
+    check_word(
+        key ^ (kind as usize).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        p,
+        size,
+    )
+}
+
 /// The pattern byte of a block with check word `check` (never 0, the
 /// value of untouched memory).
 #[inline]
@@ -84,9 +106,16 @@ const _: () = assert!(crate::core::size_class::SMALL_MAX <= u16::MAX as usize + 
 /// # Safety
 /// `start <= p`, `p + size + RECORD <= end`, `end - start <= 32 KiB`;
 /// the block is the caller's.
-pub(crate) unsafe fn seal_medium(key: usize, p: usize, size: usize, start: usize, end: usize) {
+pub(crate) unsafe fn seal_medium(
+    key: usize,
+    p: usize,
+    size: usize,
+    start: usize,
+    end: usize,
+    kind: u8,
+) {
     debug_assert!(start <= p && p + size + RECORD <= end);
-    let check = check_word(key, p, size);
+    let check = kind_check(key, p, size, kind);
     let rec = (end - RECORD) as *mut Record;
     // SAFETY: contract: the record and the pattern lie in the slack.
     unsafe {
@@ -106,16 +135,38 @@ pub(crate) unsafe fn seal_medium(key: usize, p: usize, size: usize, start: usize
 /// `p` is the pointer the block was handed out at, or any address inside
 /// a live medium block `[start, end)`.
 pub(crate) unsafe fn medium_size(key: usize, p: usize, start: usize, end: usize) -> Option<usize> {
+    // SAFETY: forwarded contract.
+    unsafe { medium_record(key, p, start, end) }.map(|(size, _)| size)
+}
+
+/// The requested size and kind of the medium block `[start, end)` handed
+/// out at `p`, if its record and pattern are intact.
+///
+/// # Safety
+/// As [`medium_size`].
+pub(crate) unsafe fn medium_record(
+    key: usize,
+    p: usize,
+    start: usize,
+    end: usize,
+) -> Option<(usize, u8)> {
     // SAFETY: contract: the record lies at the block's end.
     let r = unsafe { ((end - RECORD) as *const Record).read_unaligned() };
     let size = r.size as usize;
     if start + r.offset as usize != p || p + size > end - RECORD {
         return None;
     }
-    let check = check_word(key, p, size);
+    let kind = (0..KINDS).find(|&k| r.check == kind_check(key, p, size, k) as u32)?;
+    let check = kind_check(key, p, size, kind);
     // SAFETY: as above: the pattern lies between the size and the record.
     let intact = unsafe { intact(p + size, (p + size + TAIL).min(end - RECORD), check) };
-    (r.check == check as u32 && intact).then_some(size)
+    intact.then_some((size, kind))
+}
+
+/// Is `check` the low half of the check word of a block handed out at
+/// `p` for `size` bytes (of any kind)?
+pub(crate) fn record_check_matches(key: usize, p: usize, size: usize, check: u32) -> bool {
+    (0..KINDS).any(|k| check == kind_check(key, p, size, k) as u32)
 }
 
 /// The requested size of the medium block `[start, end)` if it is in
@@ -128,8 +179,9 @@ pub(crate) unsafe fn medium_in_use(key: usize, start: usize, end: usize) -> Opti
     // SAFETY: contract.
     let r = unsafe { core::ptr::read_volatile((end - RECORD) as *const Record) };
     let p = start + r.offset as usize;
-    (r.check != 0 && r.check == check_word(key, p, r.size as usize) as u32)
-        .then_some(r.size as usize)
+    let size = r.size as usize;
+    (r.check != 0 && (0..KINDS).any(|k| r.check == kind_check(key, p, size, k) as u32))
+        .then_some(size)
 }
 
 /// Mark the medium block ending at `end` free: its record no longer
@@ -181,7 +233,7 @@ mod tests {
         let end = start + block.len();
         // SAFETY: the test's own buffer.
         unsafe {
-            seal_medium(7, start, 200, start, end);
+            seal_medium(7, start, 200, start, end, KIND_MALLOC);
             assert_eq!(medium_size(7, start, start, end), Some(200));
             assert_eq!(medium_in_use(7, start, end), Some(200));
             assert_eq!(medium_size(8, start, start, end), None, "another key");
@@ -198,7 +250,7 @@ mod tests {
             assert_eq!(medium_size(7, start, start, end), Some(200));
             unseal_medium(end);
             assert_eq!(medium_in_use(7, start, end), None, "freed");
-            seal_medium(7, start + 32, 100, start, end);
+            seal_medium(7, start + 32, 100, start, end, KIND_MALLOC);
             assert_eq!(
                 medium_size(7, start + 32, start, end),
                 Some(100),
@@ -222,6 +274,22 @@ mod tests {
             *((user - 1) as *mut u8) ^= 0x80;
             *((user + 100) as *mut u8) = 0;
             assert!(!large_intact(3, user, 100, end), "overflow by one byte");
+        }
+    }
+
+    #[test]
+    fn a_record_tells_its_kind_in_the_secure_build() {
+        let mut block = [0u8; 128];
+        let start = block.as_mut_ptr() as usize;
+        let end = start + block.len();
+        // SAFETY: the test's own buffer.
+        unsafe {
+            seal_medium(5, start, 60, start, end, KIND_NEW_ARRAY);
+            let want = (KINDS == 3).then_some((60, KIND_NEW_ARRAY));
+            assert_eq!(medium_record(5, start, start, end), want);
+            assert_eq!(medium_in_use(5, start, end), want.map(|w| w.0));
+            seal_medium(5, start, 60, start, end, KIND_MALLOC);
+            assert_eq!(medium_record(5, start, start, end), Some((60, KIND_MALLOC)));
         }
     }
 }

@@ -19,6 +19,12 @@ static TRIM_THRESHOLD_SET: AtomicBool = AtomicBool::new(false);
 static MMAP_THRESHOLD: AtomicUsize = AtomicUsize::new(DEFAULT_MMAP_THRESHOLD);
 static MMAP_THRESHOLD_SET: AtomicBool = AtomicBool::new(false);
 
+/// The secure build (cargo feature `secure`, `make secure`): guard pages,
+/// canaries on every block, zero on free, a quarantine, randomised slots
+/// (see `api::secure`). A constant, so the default build's code is
+/// exactly what it is without the feature.
+pub(crate) const SECURE: bool = cfg!(feature = "secure");
+
 /// glibc's default mmap threshold: large blocks of at least this many
 /// bytes count as "mmapped" (`hblks`) in `mallinfo`, smaller ones as heap.
 pub(crate) const DEFAULT_MMAP_THRESHOLD: usize = 128 << 10;

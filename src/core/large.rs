@@ -68,6 +68,9 @@ pub(crate) struct LargeBlock {
     /// The size the program asked for (the block's canaries lie around
     /// `[user, user + requested)`: see `core::canary`).
     pub(crate) requested: usize,
+    /// What allocated it (`core::canary::KIND_*`; the secure build's
+    /// `new`/`delete` check).
+    pub(crate) kind: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<LargeBlock>() <= LARGE_HEADER);
@@ -83,7 +86,7 @@ struct Range {
     freed_ms: u64,
     /// Cut off a shrinking block by `realloc` (not a whole freed block).
     tail: bool,
-    /// Its head is inaccessible (the whole range, in the secure build).
+    /// Its head is inaccessible.
     closed: bool,
 }
 
@@ -139,18 +142,12 @@ fn cached_head() -> *mut SpanHead {
     (&raw const CACHED_RANGE).cast_mut()
 }
 
-/// Bytes at the head of a cached range kept inaccessible: the first page
-/// (where a use after free usually lands: the start of the block, its
-/// header fields and links), or, in the secure build, all of it. A whole
-/// range would cost a page-table walk over every page at each free and
-/// reuse (5x the time on the large-block benchmark).
-const CLOSED: usize = if cfg!(feature = "secure") {
-    usize::MAX
-} else {
-    PAGE
-};
-/// Only the head of a closed range is inaccessible (the default build).
-const HEAD_ONLY: bool = CLOSED != usize::MAX;
+/// Bytes at the head of a cached range kept inaccessible: the first page,
+/// where a use after free usually lands (the start of the block, its
+/// header fields and links). A whole range would cost a page-table walk
+/// over every page at each free and reuse (5x the time on the large-block
+/// benchmark). (The secure build does not cache: see [`free_secure`].)
+const CLOSED: usize = PAGE;
 
 /// Freed blocks closed per second at most (the default build): closing
 /// and reopening a head costs two `mprotect` calls (about 5 us each, with
@@ -187,10 +184,9 @@ impl RateLimit {
     }
 }
 
-/// Whether a block freed at `now` (ms) may be closed (always in the secure
-/// build).
+/// Whether a block freed at `now` (ms) may be closed.
 fn may_close(now: u64) -> bool {
-    !HEAD_ONLY || CLOSE_LIMIT.allow(now)
+    CLOSE_LIMIT.allow(now)
 }
 
 /// Make the head of `[base, base + size)` (see [`CLOSED`]) inaccessible,
@@ -212,7 +208,7 @@ fn retire_range(base: usize, size: usize, close: bool) -> bool {
 }
 
 /// Memory taken out of the cache becomes accessible again (`closed`: it
-/// holds a closed head, or in the secure build is closed whole). False:
+/// holds a closed head). False:
 /// the kernel refused; the memory is given back to the OS instead.
 fn reopen(base: usize, size: usize, closed: bool) -> bool {
     if !closed || protect_head(base, size, true) {
@@ -267,19 +263,17 @@ impl Cache {
             return (r.base, r.closed);
         }
         self.shrink(i, size);
-        (r.base + r.size - size, r.closed && !HEAD_ONLY)
+        (r.base + r.size - size, false)
     }
 
     /// Take the first `size` bytes of range `i` (shorter than it); the
-    /// rest stays cached (open, in the default build: its head was the
-    /// middle of the range). Returns whether the front must be reopened.
+    /// rest stays cached, open (its head was the middle of the range).
+    /// Returns whether the front must be reopened.
     fn take_front(&mut self, i: usize, size: usize) -> bool {
         let closed = self.ranges[i].closed;
         self.shrink(i, size);
         self.ranges[i].base += size;
-        if HEAD_ONLY {
-            self.ranges[i].closed = false;
-        }
+        self.ranges[i].closed = false;
         closed
     }
 
@@ -360,19 +354,13 @@ impl Cache {
                 } else {
                     (closed, (r.base, r.size, r.closed))
                 };
-                if HEAD_ONLY {
-                    // A range has one head: the second one's is now the
-                    // middle of the merged range, where blocks are carved.
-                    if second_closed && !protect_head(second, second_size, true) {
-                        i += 1;
-                        continue;
-                    }
-                    closed = first_closed;
-                } else {
-                    // Whole ranges are closed; reopening a part that was
-                    // not costs nothing wrong.
-                    closed |= r.closed;
+                // A range has one head: the second one's is now the
+                // middle of the merged range, where blocks are carved.
+                if second_closed && !protect_head(second, second_size, true) {
+                    i += 1;
+                    continue;
                 }
+                closed = first_closed;
                 self.remove(i);
                 size += r.size;
                 base = base.min(r.base);
@@ -466,12 +454,25 @@ fn user_offset(align: usize) -> usize {
     }
 }
 
+/// Bytes of a guard page at the end of a secure build's large block.
+const END_GUARD: usize = if crate::core::config::SECURE { PAGE } else { 0 };
+
+/// The end of a large block's accessible memory (its mapping, less the
+/// secure build's end guard).
+///
+/// # Safety
+/// `lb` is a live large block's header.
+unsafe fn data_end(lb: *mut LargeBlock) -> usize {
+    // SAFETY: contract.
+    lb as usize + unsafe { (*lb).map_size } - END_GUARD
+}
+
 /// Write the canaries around a large block's requested bytes.
 fn seal(lb: *mut LargeBlock) {
     // SAFETY: a live block's header; the canaries lie in its header room
     // and slack (`user - 8 >= base + size_of::<LargeBlock>()`).
     unsafe {
-        let end = lb as usize + (*lb).map_size;
+        let end = data_end(lb);
         crate::core::canary::seal_large(
             crate::core::config::free_key(),
             (*lb).user,
@@ -489,7 +490,7 @@ fn seal(lb: *mut LargeBlock) {
 pub(crate) fn check_canaries(lb: *mut LargeBlock) {
     // SAFETY: contract, as in `seal`.
     let ok = unsafe {
-        let end = lb as usize + (*lb).map_size;
+        let end = data_end(lb);
         crate::core::canary::large_intact(
             crate::core::config::free_key(),
             (*lb).user,
@@ -500,7 +501,7 @@ pub(crate) fn check_canaries(lb: *mut LargeBlock) {
     if !ok {
         // SAFETY: as above. (`requested` may be what was overwritten: the
         // size named is the mapping's room after the block's start.)
-        let (user, end) = unsafe { ((*lb).user, lb as usize + (*lb).map_size) };
+        let (user, end) = unsafe { ((*lb).user, data_end(lb)) };
         crate::util::diag::fatal_block(
             "heap overflow or underflow: a canary around this block was overwritten at",
             user,
@@ -518,6 +519,9 @@ fn map_granules(base: usize, map_size: usize, head: *mut SpanHead) -> bool {
 /// two). Returns the pointer and whether its memory is known to be zero,
 /// or null (errno untouched: the caller sets ENOMEM).
 pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
+    if crate::core::config::SECURE {
+        return alloc_secure(size, align);
+    }
     let align = align.max(MIN_ALIGN);
     let offset = user_offset(align);
     let map_size = match offset
@@ -559,6 +563,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
             user,
             mmapped: size >= crate::core::config::mmap_threshold().0,
             requested: size,
+            kind: 0,
         });
         seal(lb);
     }
@@ -576,6 +581,131 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         HEAP_REQUESTED.fetch_add(size, Ordering::Relaxed);
     }
     (user as *mut u8, zeroed)
+}
+
+/// The secure build's large block: a fresh mapping (never a cached one)
+/// laid out as its header's page, a guard (every page up to the block's),
+/// the block placed against the end guard page, which a linear overflow
+/// of more than its alignment's padding hits at once (the canaries catch
+/// the padding).
+fn alloc_secure(size: usize, align: usize) -> (*mut u8, bool) {
+    let align = align.max(MIN_ALIGN);
+    let map_size = match size
+        .checked_add(align + 3 * PAGE + 8)
+        .and_then(|n| align_up(n, GRANULE))
+    {
+        Some(n) if n <= isize::MAX as usize => n,
+        _ => return (null_mut(), false),
+    };
+    // Out of address space (an RLIMIT_AS): the retired ranges go first.
+    let Some(base) = OS
+        .map(map_size, GRANULE)
+        .or_else(|| {
+            release_retired()
+                .then(|| OS.map(map_size, GRANULE))
+                .flatten()
+        })
+        .map(|p| p.as_ptr() as usize)
+    else {
+        return (null_mut(), false);
+    };
+    MAPS.fetch_add(1, Ordering::Relaxed);
+    FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
+    let guard = base + map_size - END_GUARD;
+    let user = (guard - size) & !(align - 1);
+    let lb = base as *mut LargeBlock;
+    // SAFETY: `base` starts a fresh mapping of `map_size` bytes that is
+    // ours; `user - 8 >= base + 2 pages` by the size computed above.
+    unsafe {
+        lb.write(LargeBlock {
+            head: SpanHead {
+                tag: TAG_LARGE,
+                granules: (map_size >> GRANULE_SHIFT) as u32,
+                owner: AtomicUsize::new(0),
+            },
+            map_size,
+            user,
+            mmapped: size >= crate::core::config::mmap_threshold().0,
+            requested: size,
+            kind: 0,
+        });
+        seal(lb);
+        let front_end = (user - 8) & !(PAGE - 1);
+        OS.protect(base + PAGE, front_end - (base + PAGE), false);
+        OS.protect(guard, END_GUARD, false);
+    }
+    if !map_granules(base, map_size, lb.cast()) {
+        map_granules(base, map_size, null_mut());
+        // SAFETY: the mapping is ours and unpublished.
+        unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
+        return (null_mut(), false);
+    }
+    // SAFETY: written above.
+    let mmapped = unsafe { (*lb).mmapped };
+    account(mmapped, 1, map_size as isize);
+    if !mmapped {
+        HEAP_REQUESTED.fetch_add(size, Ordering::Relaxed);
+    }
+    (user as *mut u8, true)
+}
+
+/// Freed ranges of the secure build, no longer backed by memory (a
+/// no-access reservation each) and kept from reuse for a while: any access
+/// faults, a double free is reported (their page map entries point at
+/// [`CACHED_RANGE`]), and a new block lands elsewhere.
+struct Retired {
+    ranges: [(usize, usize); RETIRED],
+    rng: u64,
+}
+
+/// Ranges the secure build keeps retired (address space only).
+const RETIRED: usize = 64;
+
+static RETIRED_RANGES: Lock<Retired> = Lock::new(Retired {
+    ranges: [(0, 0); RETIRED],
+    rng: 0,
+});
+
+/// Unmap every retired range (address space is short). False: there was
+/// none.
+fn release_retired() -> bool {
+    let ranges = core::mem::replace(&mut RETIRED_RANGES.lock().ranges, [(0, 0); RETIRED]);
+    let mut any = false;
+    for &(base, size) in ranges.iter().filter(|r| r.1 != 0) {
+        unmap_block(base, size);
+        any = true;
+    }
+    any
+}
+
+/// The secure build's free of a large block: its memory goes back to the
+/// OS at once, its address range is retired (see [`Retired`]); the range
+/// it replaces in the retired set, picked at random, is unmapped.
+fn free_secure(base: usize, map_size: usize) {
+    map_granules(base, map_size, cached_head());
+    // SAFETY: the mapping is ours and dead.
+    let retired = unsafe { OS.reserve_over(base, map_size) };
+    if !retired {
+        RELEASED_BYTES.fetch_add(map_size, Ordering::Relaxed);
+        return unmap_block(base, map_size);
+    }
+    RELEASED_BYTES.fetch_add(map_size, Ordering::Relaxed);
+    let old = {
+        let mut r = RETIRED_RANGES.lock();
+        if r.rng == 0 {
+            r.rng = (crate::core::config::free_key() ^ base) as u64 | 1;
+        }
+        let mut x = r.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        r.rng = x;
+        let i = (x >> 7) as usize % RETIRED;
+        core::mem::replace(&mut r.ranges[i], (base, map_size))
+    };
+    if old.1 != 0 {
+        unmap_block(old.0, old.1);
+    }
 }
 
 /// Free a large block.
@@ -598,6 +728,9 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let base = lb as usize;
     let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
     RECENT[i].store(user, Ordering::Relaxed);
+    if crate::core::config::SECURE {
+        return free_secure(base, map_size);
+    }
     // Blocks above the cache's limit, and, once the program set an mmap
     // threshold (mallopt), the blocks it calls mmapped, go back to the OS
     // at once, as glibc's mmapped chunks do.
@@ -863,9 +996,8 @@ unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mu
         // SAFETY: our live block's header.
         account(unsafe { (*lbm).mmapped }, 0, -(tail as isize));
         let mut ev = Evicted::new();
-        // A tail is not closed in the default build: it is no block's
-        // start (the secure build closes it whole).
-        let closed = retire_range(base + need, tail, !HEAD_ONLY);
+        // A tail is not closed: it is no block's start.
+        let closed = retire_range(base + need, tail, false);
         {
             let mut c = CACHE.lock();
             c.put(base + need, tail, true, closed, now_ms(), &mut ev);
@@ -939,6 +1071,15 @@ pub(crate) fn after_fork_child() {
         // SAFETY: the child's only thread; no guard exists.
         unsafe { CACHE.reset_in_child(|_| Cache::EMPTY) };
     }
+    if RETIRED_RANGES.held_by_other_thread() {
+        // SAFETY: as above. (The retired ranges stay reserved, lost.)
+        unsafe {
+            RETIRED_RANGES.reset_in_child(|_| Retired {
+                ranges: [(0, 0); RETIRED],
+                rng: 0,
+            })
+        };
+    }
 }
 
 #[cfg(test)]
@@ -975,7 +1116,7 @@ mod tests {
         assert!(closed);
         assert_eq!(PAGEMAP.lookup(base + 5), cached_head(), "a FREE header");
         assert!(!readable(base), "the head of a cached range is closed");
-        assert_eq!(readable(base + PAGE), HEAD_ONLY, "only the head, or all");
+        assert!(readable(base + PAGE), "only the head");
         c.put(base, size, false, closed, 0, &mut ev);
 
         // A smaller block comes from the back: the head stays closed.
@@ -997,14 +1138,14 @@ mod tests {
         c.put(r, 3 * GRANULE, false, closed, 0, &mut ev);
         assert_eq!((c.len, c.ranges[0].base, c.ranges[0].size), (1, base, size));
         assert!(c.ranges[0].closed && !readable(base));
-        assert_eq!(readable(q), HEAD_ONLY, "the middle head is open again");
+        assert!(readable(q), "the middle head is open again");
 
-        // realloc's growth takes a range's front: the rest is open in the
-        // default build (its head was the middle), closed in the secure one.
+        // realloc's growth takes a range's front: the rest is open (its
+        // head was the middle).
         assert_eq!(c.take_at(base, GRANULE), Some(true));
         assert!(reopen(base, GRANULE, true));
         fill(base, GRANULE);
-        assert_eq!(c.ranges[0].closed, !HEAD_ONLY);
+        assert!(!c.ranges[0].closed);
         let (rest, rest_closed) = c.take(0, 3 * GRANULE);
         assert_eq!(rest, base + GRANULE);
         assert!(reopen(rest, 3 * GRANULE, rest_closed));

@@ -6,7 +6,7 @@
 //! [`classify`] turns the tag into a [`Span`], and the questions are
 //! answered from that.
 //!
-//! Uses: `core::canary`, `core::large`, `core::pagemap`,
+//! Uses: `core::canary`, `core::config`, `core::large`, `core::pagemap`,
 //! `core::size_class`, `core::slab`, `util::diag`.
 
 use crate::core::large::LargeBlock;
@@ -92,7 +92,7 @@ impl Span {
             },
             Span::Slab(s) => match self.block_bounds(p) {
                 // SAFETY: a live slab header.
-                Some((start, end)) if unsafe { is_medium(s) } => {
+                Some((start, end)) if unsafe { is_sealed(s) } => {
                     Some(medium_size(s, p, start, end))
                 }
                 Some((_, end)) => Some(end - p),
@@ -124,6 +124,17 @@ impl Span {
 pub(crate) unsafe fn is_medium(s: *const Slab) -> bool {
     // SAFETY: contract.
     unsafe { (*s).class as usize >= SHARED_FROM }
+}
+
+/// Do the blocks of slab `s` carry a size record (`core::canary`)? Those
+/// of medium classes; in the secure build, all.
+///
+/// # Safety
+/// `s` is a live slab header.
+#[inline]
+pub(crate) unsafe fn is_sealed(s: *const Slab) -> bool {
+    // SAFETY: contract.
+    crate::core::config::SECURE || unsafe { is_medium(s) }
 }
 
 /// The requested size of the medium block `[start, end)` of slab `s`

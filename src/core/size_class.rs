@@ -25,8 +25,19 @@ pub(crate) const GRANULE: usize = 1 << GRANULE_SHIFT;
 /// Every block of 16 bytes or more is aligned to this (glibc's guarantee).
 pub(crate) const MIN_ALIGN: usize = 16;
 /// Bytes at the head of a slab span reserved for its header; blocks start
-/// after it, so block addresses are `span + SLAB_HEADER + i * size`.
-pub(crate) const SLAB_HEADER: usize = 128;
+/// after it, so block addresses are `span + SLAB_HEADER + i * size`. In
+/// the secure build: the header's page and a guard page, so no overflow
+/// or underflow from a block reaches the slab's metadata.
+pub(crate) const SLAB_HEADER: usize = if cfg!(feature = "secure") {
+    2 * 4096
+} else {
+    128
+};
+/// Bytes at the end of a slab span that hold no block: in the secure
+/// build a guard page, where a linear overflow out of the slab faults.
+pub(crate) const SLAB_TRAILER: usize = if cfg!(feature = "secure") { 4096 } else { 0 };
+/// Largest request that can ever succeed (glibc refuses above PTRDIFF_MAX).
+pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
 /// Largest request served from a slab.
 pub(crate) const SMALL_MAX: usize = 32 * 1024;
 /// Largest request served through a heap's direct table.
@@ -145,7 +156,7 @@ pub(crate) fn block_size(c: usize) -> usize {
 
 /// Blocks in a slab of `granules` granules of class size `bs`.
 pub(crate) const fn capacity_for(bs: usize, granules: usize) -> usize {
-    (granules * GRANULE - SLAB_HEADER) / bs
+    (granules * GRANULE - SLAB_HEADER - SLAB_TRAILER) / bs
 }
 
 const fn build_granules() -> [u8; 64] {
@@ -158,7 +169,7 @@ const fn build_granules() -> [u8; 64] {
         let mut g = 1;
         loop {
             let cap = capacity_for(bs, g);
-            let waste = g * GRANULE - SLAB_HEADER - cap * bs;
+            let waste = g * GRANULE - SLAB_HEADER - SLAB_TRAILER - cap * bs;
             if (cap >= 8 && waste * 8 <= g * GRANULE) || g == MAX_SLAB_GRANULES {
                 break;
             }
@@ -232,7 +243,7 @@ mod tests {
             assert!(g.is_power_of_two() && g <= MAX_SLAB_GRANULES);
             let cap = slab_capacity(c);
             assert!(cap >= 8, "class {c}: {cap} blocks");
-            let waste = g * GRANULE - SLAB_HEADER - cap * block_size(c);
+            let waste = g * GRANULE - SLAB_HEADER - SLAB_TRAILER - cap * block_size(c);
             assert!(waste * 8 <= g * GRANULE, "class {c} wastes {waste}");
         }
     }

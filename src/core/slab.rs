@@ -397,6 +397,11 @@ impl Slab {
             .min((self.end - start) / bs);
         self.bump.store(start + n * bs, Ordering::Relaxed);
         self.limit = ((start + n * bs - self.first_block()) / bs) as u64 * self.step;
+        if crate::core::config::SECURE {
+            // SAFETY: as below.
+            unsafe { self.carve_secure(start, n) };
+            return true;
+        }
         let mut next = self.free;
         for i in (0..n).rev() {
             let b = (start + i * bs) as *mut Block;
@@ -406,6 +411,40 @@ impl Slab {
         }
         self.free = next;
         true
+    }
+
+    /// The secure build's carve: the blocks are zeroed (a span from the
+    /// span cache holds old data; `malloc` checks that a block it hands
+    /// out is still zero) and linked in a random order, so neighbours in
+    /// memory are not handed out one after the other.
+    ///
+    /// # Safety
+    /// `[start, start + n * block_size)` is the never-used part of our
+    /// span just carved; `n <= 256`.
+    unsafe fn carve_secure(&mut self, start: usize, n: usize) {
+        let bs = self.block_size as usize;
+        // SAFETY: contract.
+        unsafe { core::ptr::write_bytes(start as *mut u8, 0, n * bs) };
+        let mut order = [0u16; 256];
+        let n = n.min(order.len());
+        for (i, o) in order.iter_mut().enumerate().take(n) {
+            *o = i as u16;
+        }
+        let mut x = (self.check_key ^ start) as u64 | 1;
+        for i in (1..n).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut next = self.free;
+        for &i in order[..n].iter() {
+            let b = (start + i as usize * bs) as *mut Block;
+            // SAFETY: contract: a block of the carved part.
+            unsafe { (*b).link = self.encode(next) };
+            next = b;
+        }
+        self.free = next;
     }
 
     /// The start of the block containing `p`, or `None` when `p` is not

@@ -20,12 +20,11 @@
 //! `#[no_mangle]` function) that jump into the one loop with the form's
 //! alignment and flags.
 //!
-//! Uses: `api::cxx`, `api::libc`, `util::diag`.
+//! Uses: `api::cxx`, `util::diag`.
 
 #![allow(non_snake_case)] // the mangled C++ names
 
 use crate::api::cxx;
-use crate::api::libc as api;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -36,9 +35,8 @@ const ARRAY: usize = 2;
 
 /// One allocation try for the loop (never unwinds).
 extern "C" fn try_new(size: usize, align: usize, flags: usize) -> *mut c_void {
-    let _ = flags & ARRAY;
     // SAFETY: operator new's contract: any size, a power-of-two alignment.
-    unsafe { cxx::new_once(size, align).cast() }
+    unsafe { cxx::new_once(size, align, flags & ARRAY != 0).cast() }
 }
 
 /// `std::get_new_handler` and `std::__throw_bad_alloc` of the program's
@@ -204,31 +202,37 @@ macro_rules! delete_forms {
 
 delete_forms! {
     /// `operator delete(void*)`.
-    _ZdlPv(p: *mut c_void) => api::free(p.cast());
+    _ZdlPv(p: *mut c_void) => cxx::delete(p.cast(), None, 0, false, "operator delete");
     /// `operator delete[](void*)`.
-    _ZdaPv(p: *mut c_void) => api::free(p.cast());
+    _ZdaPv(p: *mut c_void) => cxx::delete(p.cast(), None, 0, true, "operator delete[]");
     /// `operator delete(void*, size_t)`.
-    _ZdlPvm(p: *mut c_void, n: usize) => cxx::free_sized(p.cast(), n, 0, "operator delete");
+    _ZdlPvm(p: *mut c_void, n: usize) =>
+        cxx::delete(p.cast(), Some(n), 0, false, "operator delete");
     /// `operator delete[](void*, size_t)`.
-    _ZdaPvm(p: *mut c_void, n: usize) => cxx::free_sized(p.cast(), n, 0, "operator delete[]");
+    _ZdaPvm(p: *mut c_void, n: usize) =>
+        cxx::delete(p.cast(), Some(n), 0, true, "operator delete[]");
     /// `operator delete(void*, const std::nothrow_t&)`.
-    _ZdlPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void) => api::free(p.cast());
+    _ZdlPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void) =>
+        cxx::delete(p.cast(), None, 0, false, "operator delete");
     /// `operator delete[](void*, const std::nothrow_t&)`.
-    _ZdaPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void) => api::free(p.cast());
+    _ZdaPvRKSt9nothrow_t(p: *mut c_void, _nt: *const c_void) =>
+        cxx::delete(p.cast(), None, 0, true, "operator delete[]");
     /// `operator delete(void*, std::align_val_t)`.
-    _ZdlPvSt11align_val_t(p: *mut c_void, _al: usize) => api::free(p.cast());
+    _ZdlPvSt11align_val_t(p: *mut c_void, al: usize) =>
+        cxx::delete(p.cast(), None, al, false, "operator delete");
     /// `operator delete[](void*, std::align_val_t)`.
-    _ZdaPvSt11align_val_t(p: *mut c_void, _al: usize) => api::free(p.cast());
+    _ZdaPvSt11align_val_t(p: *mut c_void, al: usize) =>
+        cxx::delete(p.cast(), None, al, true, "operator delete[]");
     /// `operator delete(void*, size_t, std::align_val_t)`.
     _ZdlPvmSt11align_val_t(p: *mut c_void, n: usize, al: usize) =>
-        cxx::free_sized(p.cast(), n, al, "operator delete");
+        cxx::delete(p.cast(), Some(n), al, false, "operator delete");
     /// `operator delete[](void*, size_t, std::align_val_t)`.
     _ZdaPvmSt11align_val_t(p: *mut c_void, n: usize, al: usize) =>
-        cxx::free_sized(p.cast(), n, al, "operator delete[]");
+        cxx::delete(p.cast(), Some(n), al, true, "operator delete[]");
     /// `operator delete(void*, std::align_val_t, const std::nothrow_t&)`.
-    _ZdlPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, _al: usize, _nt: *const c_void) =>
-        api::free(p.cast());
+    _ZdlPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, al: usize, _nt: *const c_void) =>
+        cxx::delete(p.cast(), None, al, false, "operator delete");
     /// `operator delete[](void*, std::align_val_t, const std::nothrow_t&)`.
-    _ZdaPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, _al: usize, _nt: *const c_void) =>
-        api::free(p.cast());
+    _ZdaPvSt11align_val_tRKSt9nothrow_t(p: *mut c_void, al: usize, _nt: *const c_void) =>
+        cxx::delete(p.cast(), None, al, true, "operator delete[]");
 }

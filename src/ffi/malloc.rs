@@ -1,7 +1,7 @@
 //! The malloc family: `mmpool_*` for explicit linking, and behind the
 //! `override` feature the standard names for `LD_PRELOAD`.
 //!
-//! Uses: `api::cxx`, `api::glibc`, `api::libc`, `core::lookup`.
+//! Uses: `api::cxx`, `api::glibc`, `api::libc`.
 
 use crate::api::libc as api;
 use core::ffi::{c_char, c_int, c_void};
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn mmpool_usable_size(ptr: *const c_void) -> usize {
 /// liveness test.) Never crashes, whatever the argument.
 #[no_mangle]
 pub extern "C" fn mmpool_owns(ptr: *const c_void) -> bool {
-    crate::core::lookup::owns(ptr.cast())
+    crate::api::libc::owns(ptr.cast())
 }
 
 /// The library's version, e.g. `"0.1.0"`; a static string.

@@ -20,10 +20,11 @@
 //! at most one of `free` and `parked`; `LIVE_HEAPS` counts heaps that a
 //! live thread's TLS word names. Lock order: late heaps, then the pool.
 //!
-//! Uses: `core::config`, `core::large`, `core::lookup`, `core::slab`,
-//! `core::span`, `heap::abandoned`, `heap::free`, `heap::medium`,
-//! `heap::remote`, `heap::slabs`, `heap::tls`, `heap::types`, `os`,
-//! `os::clock`, `os::process`, `util::diag`, `util::lock`, `util::mapped`.
+//! Uses: `core::config`, `core::large`, `core::lookup`, `core::size_class`,
+//! `core::slab`, `core::span`, `heap::abandoned`, `heap::free`,
+//! `heap::medium`, `heap::quarantine`, `heap::remote`, `heap::secure`,
+//! `heap::slabs`, `heap::tls`, `heap::types`, `os`, `os::clock`,
+//! `os::process`, `util::diag`, `util::lock`, `util::mapped`.
 
 use crate::core::slab::Block;
 use crate::core::span::SPANS;
@@ -341,6 +342,10 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
     LIVE_HEAPS.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: `h` was this thread's heap; it no longer uses it.
     unsafe {
+        // Its quarantined blocks go back to their slabs.
+        if crate::core::config::SECURE {
+            crate::heap::secure::drain(h);
+        }
         // Parked or not, its cached medium blocks go back to the per-CPU
         // heaps for other threads.
         medium::flush_cache(h);
@@ -359,6 +364,9 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
 pub(crate) unsafe fn abandon(heap: *mut Heap) {
     // SAFETY: contract: the heap is ours alone now.
     unsafe {
+        if crate::core::config::SECURE {
+            crate::heap::secure::drain(heap);
+        }
         medium::flush_cache(heap);
         free::drain_remote(heap);
         let h = &mut (*heap).local;
@@ -425,7 +433,8 @@ pub(crate) fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
 }
 
 /// Bytes the program freed that are still counted in their slab's
-/// `used`: blocks in remote queues (statistics; medium blocks are counted
+/// `used`: blocks in remote queues and the secure build's quarantined
+/// small blocks (statistics; medium blocks are counted
 /// by their records, which a free unseals, so medium caches need no
 /// correction).
 /// Other threads' heaps change meanwhile: their counters are read as
@@ -450,6 +459,14 @@ pub(crate) fn freed_not_collected() -> usize {
                 }
                 bytes += core::ptr::read_volatile(&raw const (*s).block_size) as usize;
                 b = core::ptr::read_volatile(&raw const (*(b as *const Block)).chain) as usize;
+            }
+            // The secure build's quarantined small blocks (medium ones no
+            // longer count: their records are cleared).
+            if crate::core::config::SECURE {
+                bytes += crate::heap::quarantine::Quarantine::bytes_up_to(
+                    &raw const (*h).local.quarantine,
+                    crate::core::size_class::DIRECT_MAX,
+                );
             }
         }
     });

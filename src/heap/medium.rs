@@ -21,7 +21,7 @@
 //!   that the thread freed (it carries the free mark); the cache's
 //!   counters are those of `heap::types`.
 //!
-//! Uses: `core::canary`, `core::lookup`, `core::pagemap`,
+//! Uses: `core::canary`, `core::config`, `core::lookup`, `core::pagemap`,
 //! `core::size_class`, `core::slab`, `heap::slabs`, `heap::tls`,
 //! `heap::types`, `os::errno`, `os::process`, `util::lock`.
 
@@ -242,9 +242,13 @@ pub(crate) unsafe fn free(
             }
             // Its record and pattern (`core::canary`) must be intact; the
             // record then stops counting it as in use.
+            // (The secure build checked and cleared them before the block's
+            // time in quarantine.)
             let end = b as usize + (*slab).block_size as usize;
-            crate::core::lookup::medium_size(slab, user, b as usize, end);
-            crate::core::canary::unseal_medium(end);
+            if !crate::core::config::SECURE {
+                crate::core::lookup::medium_size(slab, user, b as usize, end);
+                crate::core::canary::unseal_medium(end);
+            }
             if is_thread_heap(heap) && cache_push(heap, slab, b) {
                 return;
             }

@@ -3,6 +3,8 @@
 //! between them (uses `os`, `util`, `core`).
 //!
 //! Modules, each using only the ones listed before it:
+//! - [`quarantine`] - the secure build's per-thread quarantine (a plain
+//!   structure);
 //! - [`types`] - the heap structure, the empty heaps, current slabs;
 //! - [`tls`] - the calling thread's heap pointer (one initial-exec word);
 //! - [`hook`] - the guard that keeps instrumentation hooks from
@@ -12,6 +14,7 @@
 //! - [`remote`] - the queues other threads push freed blocks onto;
 //! - [`medium`] - per-CPU heaps for 1.25-32 KiB, and the medium cache;
 //! - [`free`] - the free fast path and the dispatch of every other free;
+//! - [`secure`] - the secure build's free side: zero, quarantine, check;
 //! - [`lifecycle`] - heaps created, parked, given up; upkeep and trim;
 //! - [`alloc`] - the malloc fast path and the slow paths behind it;
 //! - [`check`] - the invariant checker the tests run.
@@ -23,7 +26,9 @@ pub(crate) mod free;
 pub(crate) mod hook;
 pub(crate) mod lifecycle;
 pub(crate) mod medium;
+pub(crate) mod quarantine;
 pub(crate) mod remote;
+pub(crate) mod secure;
 pub(crate) mod slabs;
 pub(crate) mod tls;
 pub(crate) mod types;

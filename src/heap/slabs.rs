@@ -9,8 +9,8 @@
 //! The biased slab's `used` carries [`CURRENT_BIAS`] and is not counted
 //! by malloc; it is recounted when the slab stops being current.
 //!
-//! Uses: `core::size_class`, `core::slab`, `core::span`, `heap::types`,
-//! `os::errno`, `util::diag`.
+//! Uses: `core::config`, `core::size_class`, `core::slab`, `core::span`,
+//! `heap::types`, `os`, `os::errno`, `util::diag`.
 
 use crate::core::size_class::{GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
@@ -92,6 +92,9 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
             }
         },
     };
+    if crate::core::config::SECURE {
+        guard_slab(span.as_ptr() as usize, granules, false);
+    }
     // SAFETY: a fresh span of `granules` granules (one holds a block of
     // every class), ours alone.
     unsafe {
@@ -105,6 +108,23 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
     }
 }
 
+/// The secure build's guard pages of a slab span: the page after the
+/// header's and the span's last page (`SLAB_HEADER`, `SLAB_TRAILER`)
+/// become inaccessible, or (`open`, before the span goes back to the
+/// span cache) accessible again. A kernel that refuses (out of mappings)
+/// leaves them accessible: the slab works, unguarded.
+fn guard_slab(span: usize, granules: usize, open: bool) {
+    use crate::core::size_class::{SLAB_HEADER, SLAB_TRAILER};
+    use crate::os::{OS, PAGE};
+    let end = span + granules * GRANULE;
+    // SAFETY: the span is ours alone (a fresh one, or a dead slab's), and
+    // no block lies in its guard pages.
+    unsafe {
+        OS.protect(span + PAGE, SLAB_HEADER.saturating_sub(PAGE), open);
+        OS.protect(end - SLAB_TRAILER, SLAB_TRAILER, open);
+    }
+}
+
 /// Give a slab's span back to the span cache.
 ///
 /// # Safety
@@ -115,6 +135,9 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
         SLABS_LIVE[(*slab).class as usize].fetch_sub(1, Ordering::Relaxed);
         let granules = (*slab).head.granules as usize;
         SLAB_BYTES[(*slab).class as usize].fetch_sub(granules * GRANULE, Ordering::Relaxed);
+        if crate::core::config::SECURE {
+            guard_slab(slab as usize, granules, true);
+        }
         SPANS.release(NonNull::new_unchecked(slab.cast()), granules, (*slab).class);
     }
 }

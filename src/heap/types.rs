@@ -23,7 +23,8 @@
 //!
 //! `heap::check` verifies all of them.
 //!
-//! Uses: `core::pagemap`, `core::size_class`, `core::slab`, `util::list`.
+//! Uses: `core::pagemap`, `core::size_class`, `core::slab`,
+//! `heap::quarantine`, `util::list`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
 use crate::core::size_class::{CLASS_SIZE, DIRECT_LEN, DIRECT_MAX, MIN_ALIGN, NUM_CLASSES};
@@ -114,6 +115,9 @@ pub(crate) struct HeapLocal {
     /// more it takes before asking the CPU again (0: ask now).
     pub(crate) shard: u32,
     pub(crate) shard_uses: u32,
+    /// The secure build's quarantine of blocks this thread freed (empty
+    /// in the default build).
+    pub(crate) quarantine: crate::heap::quarantine::Quarantine,
 }
 
 impl Heap {
@@ -139,6 +143,7 @@ impl Heap {
                 mcache_bytes: 0,
                 shard: 0,
                 shard_uses: 0,
+                quarantine: crate::heap::quarantine::Quarantine::EMPTY,
             },
             remote: AtomicPtr::new(null_mut()),
         }

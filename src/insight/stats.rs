@@ -8,10 +8,10 @@
 //! instrumented mode (the hooks feed them); slab, span, large-block and
 //! thread counts are kept always, in slow paths.
 //!
-//! Uses: `core::canary`, `core::large`, `core::lookup`, `core::pagemap`,
-//! `core::size_class`, `core::slab`, `core::span`, `heap::lifecycle`,
-//! `heap::medium`, `heap::slabs`, `insight::mode`, `os::env`, `os::file`,
-//! `os::process`, `util::diag`.
+//! Uses: `core::canary`, `core::config`, `core::large`, `core::lookup`,
+//! `core::pagemap`, `core::size_class`, `core::slab`, `core::span`,
+//! `heap::lifecycle`, `heap::medium`, `heap::slabs`, `insight::mode`,
+//! `os::env`, `os::file`, `os::process`, `util::diag`.
 
 use crate::core::lookup::{span_of, Span};
 use crate::core::size_class::{block_size, NUM_CLASSES};
@@ -98,6 +98,14 @@ pub struct Stats {
     /// Per-CPU heaps made for the medium classes (blocks of 1.25-32 KiB),
     /// at most one per CPU.
     pub shared_heaps: usize,
+    /// Bytes at the end of every block of up to 1 KiB that the pool keeps
+    /// for itself: 0, or 8 in the secure build (the size record its checks
+    /// read; medium blocks carry one in both builds). A request of `n`
+    /// bytes is served by the smallest class of at least `n + block_record`
+    /// bytes (and, in the secure build, of at least 32).
+    pub block_record: usize,
+    /// True in the secure build (`make secure`, libmmpool-secure.so).
+    pub secure: bool,
 }
 
 const _: () = assert!(NUM_CLASSES <= MMPOOL_MAX_CLASSES);
@@ -214,6 +222,12 @@ pub(crate) fn snapshot() -> Stats {
         heaps_made: lifecycle::HEAPS_MADE.load(Ordering::Relaxed),
         heaps_parked: lifecycle::parked_heaps(),
         shared_heaps: medium::made(),
+        block_record: if crate::core::config::SECURE {
+            crate::core::canary::RECORD
+        } else {
+            0
+        },
+        secure: crate::core::config::SECURE,
     }
 }
 
@@ -306,6 +320,13 @@ pub(crate) fn print(fd: i32) {
         .str(" parked, ")
         .dec(s.shared_heaps as u64)
         .str(" per-CPU\n");
+    if s.secure {
+        l.str("  secure build: every block keeps a ")
+            .dec(s.block_record as u64)
+            .str("-byte size record (a request of n bytes takes the class of n + ")
+            .dec(s.block_record as u64)
+            .str(", 32 at least)\n");
+    }
     l.write_to(fd);
 }
 

@@ -24,6 +24,13 @@ pub(crate) fn set(v: i32) {
     unsafe { *libc::__errno_location() = v }
 }
 
+/// A failed allocation: `errno = ENOMEM`, and the null pointer to return.
+#[cold]
+pub(crate) fn nomem() -> *mut u8 {
+    set(libc::ENOMEM);
+    core::ptr::null_mut()
+}
+
 /// Saves `errno` when made and restores it when dropped.
 #[must_use]
 pub(crate) struct ErrnoGuard(i32);

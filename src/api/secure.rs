@@ -1,0 +1,434 @@
+//! The secure build (`make secure`: the cargo feature `secure`): the
+//! malloc family with every check that costs time, in the spirit of
+//! hardened_malloc and mimalloc's secure mode. `api::libc` hands every
+//! call here when the feature is on.
+//!
+//! What it adds to the default build:
+//! - every slab block carries a record (`core::canary`: the requested
+//!   size, a keyed check word with the block's kind) in its last 8 bytes
+//!   and a pattern after the requested size; `free` and `realloc` verify
+//!   the block's own record and pattern (an overflow of one byte or
+//!   more) and the record of the block before it (an underflow);
+//!   `malloc_usable_size` is the requested size;
+//! - a freed block is zeroed and quarantined (`heap::quarantine`, random
+//!   slots, bounded in bytes); it must still be zero when it leaves, when
+//!   a sweep passes it, and when `malloc` hands it out again (a write
+//!   after free stops the program);
+//! - slabs carve their blocks in a random order, with a guard page after
+//!   their header page and at their end (`core::size_class`);
+//! - large blocks sit against a guard page, behind guard pages before
+//!   them, and their freed ranges become no-access reservations kept from
+//!   reuse for a while (`core::large`);
+//! - `malloc(0)` returns a distinct pointer into no-access memory;
+//! - `new`/`new[]` mark their blocks, and `delete`/`delete[]` of the
+//!   other kind stops the program.
+//!
+//! Uses: `api::foreign`, `api::process`, `core::canary`, `core::hooks`,
+//! `core::large`, `core::lookup`, `core::size_class`, `core::slab`,
+//! `heap::alloc`, `heap::lifecycle`, `heap::secure`, `heap::tls`,
+//! `heap::types`, `insight`, `os`, `os::errno`, `util::diag`.
+
+use crate::api::foreign;
+use crate::api::process::ensure_init;
+use crate::core::canary::{self, KIND_MALLOC, KIND_NEW, KIND_NEW_ARRAY, RECORD};
+use crate::core::large;
+use crate::core::lookup::{span_of, Span};
+use crate::core::size_class::{block_size, class_of, MAX_REQUEST, MIN_ALIGN, SMALL_MAX};
+use crate::core::slab::Slab;
+use crate::heap::secure::{is_quarantined, quarantine, still_zero, written_after_free};
+use crate::heap::{alloc, tls};
+use crate::os::errno::nomem;
+use crate::os::{align_up, PageSource, OS};
+use crate::util::diag::{fatal, fatal_block};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// The smallest block handed out: a record and at least 16 bytes before
+/// it (so the record never shares the two words free lists and queues
+/// link through).
+const MIN_BLOCK: usize = 32;
+
+// ---------------------------------------------------------------------
+// malloc(0): distinct pointers into no-access memory
+
+/// Bytes of the no-access region `malloc(0)` hands out 16-byte slots of.
+const ZERO_REGION: usize = 16 << 20;
+static ZERO_BASE: AtomicUsize = AtomicUsize::new(0);
+static ZERO_NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A pointer for `malloc(0)`: any access faults. Null when the region
+/// cannot be reserved (then `malloc(0)` takes a one-byte block).
+fn zero_block() -> *mut u8 {
+    let mut base = ZERO_BASE.load(Ordering::Acquire);
+    if base == 0 {
+        let Some(r) = OS.reserve(ZERO_REGION) else {
+            return null_mut();
+        };
+        let r = r.as_ptr() as usize;
+        base = match ZERO_BASE.compare_exchange(0, r, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => r,
+            Err(other) => {
+                // SAFETY: our own reservation, never published.
+                unsafe { OS.unmap(core::ptr::NonNull::new_unchecked(r as *mut u8), ZERO_REGION) };
+                other
+            }
+        };
+    }
+    let i = ZERO_NEXT.fetch_add(1, Ordering::Relaxed) % (ZERO_REGION / 16);
+    (base + i * 16) as *mut u8
+}
+
+/// Is `p` a `malloc(0)` pointer?
+pub(crate) fn is_zero_block(p: *const u8) -> bool {
+    let base = ZERO_BASE.load(Ordering::Relaxed);
+    base != 0 && (p as usize).wrapping_sub(base) < ZERO_REGION
+}
+
+// ---------------------------------------------------------------------
+// Allocation
+
+/// `malloc(size)` for a block of `kind`, recorded by the tools.
+///
+/// # Safety
+/// Callable from any thread at any time (it is the C function).
+pub(crate) unsafe fn malloc(size: usize, kind: u8) -> *mut u8 {
+    let mut p = if size == 0 { zero_block() } else { null_mut() };
+    if p.is_null() {
+        // SAFETY: forwarded contract.
+        p = unsafe { alloc(size.max(1), MIN_ALIGN, kind) };
+    }
+    if !p.is_null() && crate::insight::active() {
+        crate::insight::on_alloc(p, size);
+    }
+    p
+}
+
+/// An aligned block (`align` a power of two) of `kind`, recorded by the
+/// tools.
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn aligned(align: usize, size: usize, kind: u8) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    let p = unsafe { alloc(size.max(1), align.max(MIN_ALIGN), kind) };
+    if !p.is_null() && crate::insight::active() {
+        crate::insight::on_alloc(p, size);
+    }
+    p
+}
+
+/// A block of `size > 0` bytes aligned to `align`, sealed; not recorded.
+/// Null with `errno = ENOMEM` when out of memory. Its bytes are zero.
+unsafe fn alloc(size: usize, align: usize, kind: u8) -> *mut u8 {
+    if size > MAX_REQUEST {
+        return nomem();
+    }
+    ensure_init();
+    let need = (size + RECORD).max(MIN_BLOCK);
+    if need <= SMALL_MAX {
+        let class = if align <= MIN_ALIGN {
+            Some(class_of(need))
+        } else {
+            alloc::class_for_aligned(need, align)
+        };
+        if let Some(c) = class {
+            // SAFETY: c < NUM_CLASSES.
+            return unsafe { slab_block(c, size, 0, kind) };
+        }
+        // A bigger block, the pointer aligned inside it.
+        if let Some(n) = need
+            .checked_add(align - MIN_ALIGN)
+            .filter(|&n| n <= SMALL_MAX)
+        {
+            // SAFETY: as above.
+            return unsafe { slab_block(class_of(n), size, align, kind) };
+        }
+    }
+    let (p, _) = large::alloc(size, align);
+    if p.is_null() {
+        return nomem();
+    }
+    if let Some(Span::Large(lb)) = span_of(p as usize) {
+        // SAFETY: our block's header, just written.
+        unsafe { (*lb).kind = kind };
+    }
+    p
+}
+
+/// A block of class `c` for `size` bytes: still zero from the third word
+/// on (or a write after free), its links cleared, sealed at its start
+/// (`align` 0) or at the first `align`-aligned address in it.
+unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8) -> *mut u8 {
+    // SAFETY: c < NUM_CLASSES (caller); the calling thread's heap.
+    let b = unsafe { alloc::alloc_class(tls::heap(), c) } as usize;
+    if b == 0 {
+        return null_mut();
+    }
+    let end = b + block_size(c);
+    // SAFETY: a block just handed to us.
+    unsafe {
+        if !still_zero(b + 16, end) {
+            written_after_free(b, end - b);
+        }
+        core::ptr::write_bytes(b as *mut u8, 0, 16);
+    }
+    let p = if align == 0 {
+        b
+    } else {
+        align_up(b, align).unwrap_or(b)
+    };
+    debug_assert!(p + size + RECORD <= end);
+    if let Some(Span::Slab(s)) = span_of(b) {
+        // SAFETY: the block is ours; the record and pattern fit after
+        // `size` bytes at `p` (the class was chosen for it).
+        unsafe { canary::seal_medium((*s).check_key, p, size, b, end, kind) };
+    }
+    p as *mut u8
+}
+
+/// `calloc`: every block of the secure build is zero when handed out.
+///
+/// # Safety
+/// As [`malloc`].
+pub(crate) unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
+    match n.checked_mul(size) {
+        // SAFETY: forwarded contract.
+        Some(total) => unsafe { malloc(total, KIND_MALLOC) },
+        None => nomem(),
+    }
+}
+
+/// C++'s `operator new` (one try; `align` 0: the default): a block marked
+/// as `new` or (`array`) `new[]`.
+///
+/// # Safety
+/// As [`malloc`].
+#[cfg(all(feature = "override", target_arch = "x86_64"))]
+pub(crate) unsafe fn new(size: usize, align: usize, array: bool) -> *mut u8 {
+    let kind = if array { KIND_NEW_ARRAY } else { KIND_NEW };
+    // SAFETY: forwarded contract.
+    unsafe {
+        if align <= MIN_ALIGN {
+            malloc(size, kind)
+        } else {
+            aligned(align, size, kind)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------
+// Free
+
+/// `free(p)`, or (`expect`) C++'s `delete` (`KIND_NEW`) or `delete[]`
+/// (`KIND_NEW_ARRAY`), which must match how the block was allocated.
+///
+/// # Safety
+/// As `api::libc::free`.
+pub(crate) unsafe fn free(p: *mut u8, expect: Option<u8>) {
+    if p.is_null() {
+        return;
+    }
+    if is_zero_block(p) {
+        crate::core::hooks::on_free(p);
+        return;
+    }
+    match span_of(p as usize) {
+        None => foreign::free(p),
+        // SAFETY: a live slab header (`span_of`).
+        Some(Span::Slab(s)) => unsafe { free_slab(p, s, expect) },
+        Some(Span::Large(lb)) => {
+            // SAFETY: a live large header.
+            let kind = unsafe { (*lb).kind };
+            check_kind(kind, expect, p as usize);
+            crate::core::hooks::on_free(p);
+            // SAFETY: `p`'s header (`large::free` checks `p` is its block).
+            unsafe { large::free(p, lb.cast()) }
+        }
+        Some(Span::Freed) => fatal(
+            "free(): double free or invalid pointer (memory already freed)",
+            p as usize,
+        ),
+        Some(Span::Corrupt) => fatal("free(): corrupted span header for", p as usize),
+    }
+}
+
+/// Stop a `delete` of a `new[]` block or a `delete[]` of a `new` one.
+fn check_kind(kind: u8, expect: Option<u8>, p: usize) {
+    match (expect, kind) {
+        (Some(KIND_NEW), KIND_NEW_ARRAY) => fatal(
+            "operator delete: the block was allocated by new[] (use delete[]) at",
+            p,
+        ),
+        (Some(KIND_NEW_ARRAY), KIND_NEW) => fatal(
+            "operator delete[]: the block was allocated by new (use delete) at",
+            p,
+        ),
+        _ => {}
+    }
+}
+
+/// Free `p` in slab `s`: its record and pattern, its kind and the
+/// neighbour before it checked, then zeroed into the quarantine.
+unsafe fn free_slab(p: *mut u8, s: *mut Slab, expect: Option<u8>) {
+    let p = p as usize;
+    let Some((start, end)) = Span::Slab(s).block_bounds(p) else {
+        fatal("free(): invalid pointer (not inside a block)", p);
+    };
+    let bs = end - start;
+    // SAFETY: `start..end` is a carved block of the live slab `s`.
+    unsafe {
+        if is_quarantined(start) {
+            fatal_block("free(): double free", p, bs);
+        }
+        match canary::medium_record((*s).check_key, p, start, end) {
+            Some((_, kind)) => check_kind(kind, expect, p),
+            None => unsealed(p, s, start, end),
+        }
+        check_before(s, start, p);
+    }
+    crate::core::hooks::on_free(p as *mut u8);
+    // A thread that only ever had medium blocks (per-CPU heaps) gets its
+    // heap, and quarantine, now; an exiting thread's blocks go back at
+    // once.
+    let mut heap = tls::heap();
+    if heap == crate::heap::types::empty_heap() {
+        heap = crate::heap::lifecycle::thread_heap();
+    }
+    // SAFETY: a live block of ours, checked; the calling thread's heap.
+    unsafe { quarantine(heap, start, bs) };
+}
+
+/// `p` in block `[start, end)` of `s` has no valid record: say why.
+#[cold]
+#[inline(never)]
+unsafe fn unsealed(p: usize, s: *mut Slab, start: usize, end: usize) -> ! {
+    let bs = end - start;
+    // SAFETY: the record lies at the block's end (caller).
+    let w = unsafe { ((end - RECORD) as *const u64).read() };
+    let offset = (w >> 16) as u16 as usize;
+    if w >> 32 == 0 {
+        // Not handed out: on a free list (or waiting in a queue), or never.
+        // SAFETY: a carved block start of `s`.
+        if unsafe { (*s).looks_free(start as *const _) } {
+            fatal_block("free(): double free", p, bs);
+        }
+        fatal_block("free(): invalid pointer (not a block in use)", p, bs);
+    }
+    if start + offset != p {
+        fatal_block("free(): invalid pointer (not the start of a block)", p, bs);
+    }
+    fatal_block(
+        "heap overflow: the canary or size record after this block was overwritten at",
+        p,
+        bs,
+    )
+}
+
+/// The record of the block before `start` (if any) must be intact: an
+/// underflow out of `p`'s block writes there. Read as one word, so a
+/// record another thread writes or clears at the same time is seen
+/// whole.
+unsafe fn check_before(s: *mut Slab, start: usize, p: usize) {
+    // SAFETY: a live slab header.
+    let (first, key) = unsafe { ((*s).first_block(), (*s).check_key) };
+    if start <= first {
+        return;
+    }
+    // SAFETY: `start - 8` is the last word of the carved block before.
+    let w = unsafe { (*((start - RECORD) as *const AtomicU64)).load(Ordering::Relaxed) };
+    if w == 0 {
+        return;
+    }
+    // SAFETY: a live slab header.
+    let bs = unsafe { (*s).block_size } as usize;
+    let prev = start - bs;
+    let (size, offset, check) = (
+        w as u16 as usize,
+        (w >> 16) as u16 as usize,
+        (w >> 32) as u32,
+    );
+    let p_prev = prev + offset;
+    let ok = check != 0
+        && p_prev + size + RECORD <= start
+        && canary::record_check_matches(key, p_prev, size, check);
+    if !ok {
+        fatal_block(
+            "heap underflow: the record of the block before this one was overwritten at",
+            p,
+            bs,
+        );
+    }
+}
+
+// ---------------------------------------------------------------------
+// realloc, usable size
+
+/// `realloc(p, size)` of a non-null `p` with `size > 0`, without the
+/// tools' hooks (`api::libc` records it). `None`: `p` is not the pool's
+/// (the caller moves another allocator's block).
+///
+/// # Safety
+/// As `api::libc::realloc`.
+pub(crate) unsafe fn realloc(p: *mut u8, size: usize) -> Option<*mut u8> {
+    if size > MAX_REQUEST {
+        return Some(nomem());
+    }
+    if is_zero_block(p) {
+        // SAFETY: as malloc.
+        return Some(unsafe { alloc(size, MIN_ALIGN, KIND_MALLOC) });
+    }
+    let old = match span_of(p as usize) {
+        None => return None,
+        Some(Span::Slab(s)) => {
+            let Some((start, end)) = Span::Slab(s).block_bounds(p as usize) else {
+                fatal(
+                    "realloc(): invalid pointer (not inside a block)",
+                    p as usize,
+                );
+            };
+            // SAFETY: a carved block of the live slab `s`.
+            unsafe {
+                if is_quarantined(start) {
+                    fatal_block(
+                        "realloc(): invalid pointer (freed)",
+                        p as usize,
+                        end - start,
+                    );
+                }
+                let Some((old, kind)) =
+                    canary::medium_record((*s).check_key, p as usize, start, end)
+                else {
+                    unsealed(p as usize, s, start, end);
+                };
+                check_before(s, start, p as usize);
+                if p as usize + size + RECORD <= end {
+                    // In place: a new record and pattern for the new size.
+                    canary::seal_medium((*s).check_key, p as usize, size, start, end, kind);
+                    return Some(p);
+                }
+                old
+            }
+        }
+        Some(span @ Span::Large(_)) => match span.usable_from(p as usize) {
+            Some(old) => old,
+            None => fatal(
+                "realloc(): invalid pointer (inside a large block)",
+                p as usize,
+            ),
+        },
+        Some(Span::Freed) | Some(Span::Corrupt) => fatal(
+            "realloc(): invalid pointer (freed, or not a block start)",
+            p as usize,
+        ),
+    };
+    // SAFETY: as malloc.
+    let q = unsafe { alloc(size, MIN_ALIGN, KIND_MALLOC) };
+    if !q.is_null() {
+        // SAFETY: both blocks hold min(old, size) bytes; distinct.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, q, old.min(size));
+            free(p, None);
+        }
+    }
+    Some(q)
+}

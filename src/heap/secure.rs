@@ -1,0 +1,146 @@
+//! The secure build's free side: a freed slab block is zeroed, marked and
+//! quarantined (`heap::quarantine`) before it goes back to its slab, and
+//! checked to be still zero when it leaves; `api::secure` does the checks
+//! of the block before (its canaries, its kind) and hands it here.
+//!
+//! A quarantined block holds zeros but for its first word, the
+//! quarantine mark (a keyed function of its address): a second free of it
+//! is a double free. A write after free shows as a non-zero byte when the
+//! block leaves the quarantine, when a later free sweeps past it, or when
+//! `malloc` hands the block out again ([`still_zero`] from its third
+//! word: the first two carry free-list and queue links).
+//!
+//! Uses: `core::config`, `core::pagemap`, `heap::free`, `heap::hook`,
+//! `heap::quarantine`, `heap::types`, `util::diag`.
+
+use crate::core::pagemap::PAGEMAP;
+use crate::heap::free;
+use crate::heap::quarantine::Leaving;
+use crate::heap::types::{is_thread_heap, Heap};
+
+/// The first word of a quarantined block at `b`.
+#[inline]
+pub(crate) fn mark(b: usize) -> usize {
+    (b ^ crate::core::config::free_key().rotate_left(29)) | 1
+}
+
+/// Is the block at `b` quarantined (its first word is the mark)?
+///
+/// # Safety
+/// `b` is a readable block start.
+#[inline]
+pub(crate) unsafe fn is_quarantined(b: usize) -> bool {
+    // SAFETY: contract.
+    unsafe { *(b as *const usize) == mark(b) }
+}
+
+/// Are the bytes `[from, to)` all zero?
+///
+/// # Safety
+/// The range is readable.
+pub(crate) unsafe fn still_zero(from: usize, to: usize) -> bool {
+    let mut a = from;
+    // SAFETY: contract; word reads where aligned, bytes at the edges.
+    unsafe {
+        while a < to && a % 8 != 0 {
+            if *(a as *const u8) != 0 {
+                return false;
+            }
+            a += 1;
+        }
+        while a + 8 <= to {
+            if *(a as *const u64) != 0 {
+                return false;
+            }
+            a += 8;
+        }
+        while a < to {
+            if *(a as *const u8) != 0 {
+                return false;
+            }
+            a += 1;
+        }
+    }
+    true
+}
+
+/// A block was written after it was freed.
+#[cold]
+#[inline(never)]
+pub(crate) fn written_after_free(b: usize, size: usize) -> ! {
+    crate::util::diag::fatal_block("write after free: a freed block was modified at", b, size)
+}
+
+/// Quarantine the freed slab block `[b, b + size)` of the calling
+/// thread's `heap` (its checks passed): zero it, mark it, and release the
+/// blocks that leave the quarantine for it. Without a thread heap (an
+/// exiting thread) the block is released at once.
+///
+/// # Safety
+/// `[b, b + size)` is a live block of ours being freed, `heap` the calling
+/// thread's.
+pub(crate) unsafe fn quarantine(heap: *mut Heap, b: usize, size: usize) {
+    // SAFETY: contract.
+    unsafe {
+        core::ptr::write_bytes(b as *mut u8, 0, size);
+        *(b as *mut usize) = mark(b);
+        if !is_thread_heap(heap) {
+            return leave(heap, b, size);
+        }
+        let q = &mut (*heap).local.quarantine;
+        if let Some((s, n)) = q.sweep() {
+            if !is_quarantined(s) || !still_zero(s + 8, s + n) {
+                written_after_free(s, n);
+            }
+        }
+        let mut out = Leaving::new();
+        q.put(
+            b,
+            size,
+            heap as usize ^ crate::core::config::free_key(),
+            &mut out,
+        );
+        for &(l, n) in &out.blocks[..out.n] {
+            leave(heap, l, n);
+        }
+    }
+}
+
+/// A block leaves the quarantine: still zero, it goes back to its slab.
+///
+/// # Safety
+/// `[b, b + size)` is a quarantined block; `heap` the calling thread's
+/// (or one it owns alone).
+unsafe fn leave(heap: *mut Heap, b: usize, size: usize) {
+    // SAFETY: contract.
+    unsafe {
+        if !still_zero(b + 8, b + size) || !is_quarantined(b) {
+            written_after_free(b, size);
+        }
+        *(b as *mut usize) = 0;
+        // The program freed it long ago: the tools were told then.
+        let _quiet = crate::heap::hook::HookGuard::enter();
+        if !free::free_cached(heap, b as *mut u8) {
+            free::free(heap, b as *mut u8, PAGEMAP.lookup(b));
+        }
+    }
+}
+
+/// Release every block of `heap`'s quarantine (its thread exits, or the
+/// heap is given up).
+///
+/// # Safety
+/// `heap` is a thread heap its caller owns alone.
+pub(crate) unsafe fn drain(heap: *mut Heap) {
+    loop {
+        let mut out = Leaving::new();
+        // SAFETY: contract.
+        if !unsafe { (*heap).local.quarantine.drain(&mut out) } {
+            return;
+        }
+        for &(b, n) in &out.blocks[..out.n] {
+            // SAFETY: a block that was quarantined.
+            unsafe { leave(heap, b, n) };
+        }
+    }
+}
