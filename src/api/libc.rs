@@ -338,7 +338,7 @@ pub(crate) unsafe fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if crate::core::config::SECURE {
         // SAFETY: forwarded contract.
-        return unsafe { secure::aligned(align, size, canary::KIND_MALLOC) };
+        return unsafe { secure::aligned(align, size, canary::KIND_MALLOC, false) };
     }
     if align <= MIN_ALIGN {
         // SAFETY: as malloc.
@@ -411,8 +411,8 @@ unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
 pub(crate) unsafe fn alloc_aligned_zeroed(align: usize, size: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
     if crate::core::config::SECURE {
-        // SAFETY: forwarded contract; the secure build's blocks are zero.
-        return unsafe { secure::aligned(align, size, canary::KIND_MALLOC) };
+        // SAFETY: forwarded contract.
+        return unsafe { secure::aligned(align, size, canary::KIND_MALLOC, true) };
     }
     if align <= MIN_ALIGN {
         // SAFETY: as malloc.

@@ -92,10 +92,16 @@ pub(crate) fn is_zero_block(p: *const u8) -> bool {
 /// # Safety
 /// Callable from any thread at any time (it is the C function).
 pub(crate) unsafe fn malloc(size: usize, kind: u8) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe { malloc_zero(size, kind, false) }
+}
+
+/// [`malloc`], its bytes zero when `zero` (slab blocks always are).
+unsafe fn malloc_zero(size: usize, kind: u8, zero: bool) -> *mut u8 {
     let mut p = if size == 0 { zero_block() } else { null_mut() };
     if p.is_null() {
         // SAFETY: forwarded contract.
-        p = unsafe { alloc(size.max(1), MIN_ALIGN, kind) };
+        p = unsafe { alloc_zero(size.max(1), MIN_ALIGN, kind, zero) };
     }
     if !p.is_null() && crate::insight::active() {
         crate::insight::on_alloc(p, size);
@@ -104,13 +110,13 @@ pub(crate) unsafe fn malloc(size: usize, kind: u8) -> *mut u8 {
 }
 
 /// An aligned block (`align` a power of two) of `kind`, recorded by the
-/// tools.
+/// tools; its bytes zero when `zero`.
 ///
 /// # Safety
 /// As [`malloc`].
-pub(crate) unsafe fn aligned(align: usize, size: usize, kind: u8) -> *mut u8 {
+pub(crate) unsafe fn aligned(align: usize, size: usize, kind: u8, zero: bool) -> *mut u8 {
     // SAFETY: forwarded contract.
-    let p = unsafe { alloc(size.max(1), align.max(MIN_ALIGN), kind) };
+    let p = unsafe { alloc_zero(size.max(1), align.max(MIN_ALIGN), kind, zero) };
     if !p.is_null() && crate::insight::active() {
         crate::insight::on_alloc(p, size);
     }
@@ -118,8 +124,14 @@ pub(crate) unsafe fn aligned(align: usize, size: usize, kind: u8) -> *mut u8 {
 }
 
 /// A block of `size > 0` bytes aligned to `align`, sealed; not recorded.
-/// Null with `errno = ENOMEM` when out of memory. Its bytes are zero.
+/// Null with `errno = ENOMEM` when out of memory. Its bytes are zero (a
+/// large block from the cache of freed ranges: only when `zero`).
 unsafe fn alloc(size: usize, align: usize, kind: u8) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe { alloc_zero(size, align, kind, false) }
+}
+
+unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8 {
     if size > MAX_REQUEST {
         return nomem();
     }
@@ -144,9 +156,13 @@ unsafe fn alloc(size: usize, align: usize, kind: u8) -> *mut u8 {
             return unsafe { slab_block(class_of(n), size, align, kind) };
         }
     }
-    let (p, _) = large::alloc(size, align);
+    let (p, zeroed) = large::alloc(size, align);
     if p.is_null() {
         return nomem();
+    }
+    if zero && !zeroed {
+        // SAFETY: our block of `size` bytes.
+        unsafe { core::ptr::write_bytes(p, 0, size) };
     }
     if let Some(Span::Large(lb)) = span_of(p as usize) {
         // SAFETY: our block's header, just written.
@@ -186,14 +202,15 @@ unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8) -> *mut u8 {
     p as *mut u8
 }
 
-/// `calloc`: every block of the secure build is zero when handed out.
+/// `calloc`: slab blocks of the secure build are zero when handed out;
+/// a large block from the cache is cleared.
 ///
 /// # Safety
 /// As [`malloc`].
 pub(crate) unsafe fn calloc(n: usize, size: usize) -> *mut u8 {
     match n.checked_mul(size) {
         // SAFETY: forwarded contract.
-        Some(total) => unsafe { malloc(total, KIND_MALLOC) },
+        Some(total) => unsafe { malloc_zero(total, KIND_MALLOC, true) },
         None => nomem(),
     }
 }
@@ -211,7 +228,7 @@ pub(crate) unsafe fn new(size: usize, align: usize, array: bool) -> *mut u8 {
         if align <= MIN_ALIGN {
             malloc(size, kind)
         } else {
-            aligned(align, size, kind)
+            aligned(align, size, kind, false)
         }
     }
 }
@@ -409,13 +426,23 @@ pub(crate) unsafe fn realloc(p: *mut u8, size: usize) -> Option<*mut u8> {
                 old
             }
         }
-        Some(span @ Span::Large(_)) => match span.usable_from(p as usize) {
-            Some(old) => old,
-            None => fatal(
-                "realloc(): invalid pointer (inside a large block)",
-                p as usize,
-            ),
-        },
+        Some(span @ Span::Large(lb)) => {
+            let Some(old) = span.usable_from(p as usize) else {
+                fatal(
+                    "realloc(): invalid pointer (inside a large block)",
+                    p as usize,
+                );
+            };
+            // In place or by moving pages, as the default build does (the
+            // guard page and canaries follow the new size).
+            if size > SMALL_MAX || (size <= old && size >= old / 2) {
+                // SAFETY: `p`'s live large header.
+                if let Some(q) = unsafe { large::realloc(p, lb.cast(), size) } {
+                    return Some(q);
+                }
+            }
+            old
+        }
         Some(Span::Freed) | Some(Span::Corrupt) => fatal(
             "realloc(): invalid pointer (freed, or not a block start)",
             p as usize,

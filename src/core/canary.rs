@@ -59,11 +59,12 @@ fn kind_check(key: usize, p: usize, size: usize, kind: u8) -> u64 {
     )
 }
 
-/// The pattern byte of a block with check word `check` (never 0, the
-/// value of untouched memory).
+/// The pattern byte of a block with check word `check`: never 0 (untouched
+/// memory, a string's terminator) nor ASCII (string data), the bytes an
+/// off-by-one most often writes, so those are always seen.
 #[inline]
 fn pattern(check: u64) -> u8 {
-    (check >> 56) as u8 | 1
+    (check >> 56) as u8 | 0x80
 }
 
 /// Fill `[from, to)` with the pattern of `check`.

@@ -96,7 +96,21 @@ struct Cache {
     bytes: usize,
     /// Bytes of the ranges that are realloc tails.
     tail_bytes: usize,
+    /// The secure build's quarantine: freed blocks' ranges (base, size,
+    /// closed, freed at ms) that are not reused yet; one leaves, at random, into
+    /// `ranges` when a new one comes and the slots or [`HELD_BYTES`] are
+    /// full.
+    held: [(usize, usize, bool, u64); HELD],
+    held_n: usize,
+    held_bytes: usize,
+    rng: u64,
 }
+
+/// Freed ranges the secure build's quarantine holds at most.
+const HELD: usize = 4;
+/// Bytes the secure build's quarantine holds at most (a bigger block
+/// goes straight to the cache).
+const HELD_BYTES: usize = 64 << 20;
 
 static CACHE: Lock<Cache> = Lock::new(Cache::EMPTY);
 
@@ -186,7 +200,7 @@ impl RateLimit {
 
 /// Whether a block freed at `now` (ms) may be closed.
 fn may_close(now: u64) -> bool {
-    CLOSE_LIMIT.allow(now)
+    crate::core::config::SECURE || CLOSE_LIMIT.allow(now)
 }
 
 /// Make the head of `[base, base + size)` (see [`CLOSED`]) inaccessible,
@@ -228,6 +242,10 @@ impl Cache {
             tail: false,
             closed: false,
         }; CACHE_RANGES],
+        held: [(0, 0, false, 0); HELD],
+        held_n: 0,
+        held_bytes: 0,
+        rng: 0,
         len: 0,
         bytes: 0,
         tail_bytes: 0,
@@ -242,6 +260,38 @@ impl Cache {
             self.tail_bytes -= r.size;
         }
         r
+    }
+
+    /// Quarantine a freed block's range (the secure build): it waits in
+    /// `held`; when the slots or bytes are full, a held range picked at
+    /// random goes into the cache (a range too big for the quarantine goes
+    /// there at once).
+    fn hold(&mut self, base: usize, size: usize, closed: bool, now: u64, ev: &mut Evicted) {
+        if size > HELD_BYTES {
+            return self.put(base, size, false, closed, now, ev);
+        }
+        while self.held_n > 0 && (self.held_n == HELD || self.held_bytes + size > HELD_BYTES) {
+            if self.rng == 0 {
+                self.rng = (crate::core::config::free_key() ^ base) as u64 | 1;
+            }
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let i = (self.rng >> 7) as usize % self.held_n;
+            let (b, n, c, _) = self.unhold(i);
+            self.put(b, n, false, c, now, ev);
+        }
+        self.held[self.held_n] = (base, size, closed, now);
+        self.held_n += 1;
+        self.held_bytes += size;
+    }
+
+    fn unhold(&mut self, i: usize) -> (usize, usize, bool, u64) {
+        let h = self.held[i];
+        self.held_n -= 1;
+        self.held[i] = self.held[self.held_n];
+        self.held_bytes -= h.1;
+        h
     }
 
     fn shrink(&mut self, i: usize, size: usize) {
@@ -297,6 +347,16 @@ impl Cache {
     /// Remove ranges idle past the delay, or beyond the byte budget, into
     /// `ev` (as many as it holds).
     fn expire(&mut self, now: u64, budget: usize, ev: &mut Evicted) {
+        // Quarantined ranges idle past the delay go back to the OS too.
+        let mut i = 0;
+        while i < self.held_n && !ev.full() {
+            if now.saturating_sub(self.held[i].3) >= CACHE_DELAY_MS {
+                let (b, n, _, _) = self.unhold(i);
+                ev.push(b, n);
+            } else {
+                i += 1;
+            }
+        }
         let mut i = 0;
         while i < self.len && !ev.full() {
             if now.saturating_sub(self.ranges[i].freed_ms) >= CACHE_DELAY_MS {
@@ -454,17 +514,42 @@ fn user_offset(align: usize) -> usize {
     }
 }
 
-/// Bytes of a guard page at the end of a secure build's large block.
-const END_GUARD: usize = if crate::core::config::SECURE { PAGE } else { 0 };
-
-/// The end of a large block's accessible memory (its mapping, less the
-/// secure build's end guard).
+/// The end of a large block's accessible memory: its mapping's end, or
+/// in the secure build its guard page (see [`guard_page`]).
 ///
 /// # Safety
 /// `lb` is a live large block's header.
 unsafe fn data_end(lb: *mut LargeBlock) -> usize {
     // SAFETY: contract.
-    lb as usize + unsafe { (*lb).map_size } - END_GUARD
+    unsafe { guard_page(lb).unwrap_or(lb as usize + (*lb).map_size) }
+}
+
+/// The secure build's guard page of a large block: the first page after
+/// its requested bytes and their canary pattern, when the mapping has
+/// one; a linear overflow of more than that page's remainder faults.
+///
+/// # Safety
+/// `lb` is a live large block's header.
+unsafe fn guard_page(lb: *mut LargeBlock) -> Option<usize> {
+    if !crate::core::config::SECURE {
+        return None;
+    }
+    // SAFETY: contract.
+    let (user, size, end) = unsafe { ((*lb).user, (*lb).requested, lb as usize + (*lb).map_size) };
+    let g = align_up(user + size + crate::core::canary::TAIL, PAGE)?;
+    (g + PAGE <= end).then_some(g)
+}
+
+/// Close (`access` false) or open the secure build's guard page of `lb`.
+///
+/// # Safety
+/// `lb` is a live large block's header; nobody uses its slack.
+unsafe fn set_guard(lb: *mut LargeBlock, access: bool) {
+    // SAFETY: contract.
+    if let Some(g) = unsafe { guard_page(lb) } {
+        // SAFETY: the guard page lies in the block's own slack.
+        unsafe { OS.protect(g, PAGE, access) };
+    }
 }
 
 /// Write the canaries around a large block's requested bytes.
@@ -515,13 +600,14 @@ fn map_granules(base: usize, map_size: usize, head: *mut SpanHead) -> bool {
     PAGEMAP.set(base, map_size >> GRANULE_SHIFT, head, &OS)
 }
 
+/// Large blocks of up to this many bytes are cleared when the secure build
+/// reuses their memory.
+const SECURE_ZERO_MAX: usize = 256 << 10;
+
 /// Allocate a large block of `size` bytes aligned to `align` (a power of
 /// two). Returns the pointer and whether its memory is known to be zero,
 /// or null (errno untouched: the caller sets ENOMEM).
 pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
-    if crate::core::config::SECURE {
-        return alloc_secure(size, align);
-    }
     let align = align.max(MIN_ALIGN);
     let offset = user_offset(align);
     let map_size = match offset
@@ -534,7 +620,17 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     let (base, zeroed) = match take_cached(map_size, align, offset) {
         Some(b) => {
             CACHE_HITS.fetch_add(1, Ordering::Relaxed);
-            (b, false)
+            // The secure build hands out reused memory of up to
+            // `SECURE_ZERO_MAX` bytes cleared (a freed block's data does
+            // not reach its next owner); clearing bigger ones would cost
+            // more than the program's own use of the pages.
+            if crate::core::config::SECURE && size <= SECURE_ZERO_MAX {
+                // SAFETY: the range is ours now; the block's bytes lie in it.
+                unsafe { core::ptr::write_bytes((b + offset) as *mut u8, 0, size) };
+                (b, true)
+            } else {
+                (b, false)
+            }
         }
         None => match if align <= GRANULE {
             OS.map(map_size, GRANULE)
@@ -566,6 +662,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
             kind: 0,
         });
         seal(lb);
+        set_guard(lb, false);
     }
     if !map_granules(base, map_size, lb.cast()) {
         // Undo the entries that were set before the page map ran out.
@@ -583,131 +680,6 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     (user as *mut u8, zeroed)
 }
 
-/// The secure build's large block: a fresh mapping (never a cached one)
-/// laid out as its header's page, a guard (every page up to the block's),
-/// the block placed against the end guard page, which a linear overflow
-/// of more than its alignment's padding hits at once (the canaries catch
-/// the padding).
-fn alloc_secure(size: usize, align: usize) -> (*mut u8, bool) {
-    let align = align.max(MIN_ALIGN);
-    let map_size = match size
-        .checked_add(align + 3 * PAGE + 8)
-        .and_then(|n| align_up(n, GRANULE))
-    {
-        Some(n) if n <= isize::MAX as usize => n,
-        _ => return (null_mut(), false),
-    };
-    // Out of address space (an RLIMIT_AS): the retired ranges go first.
-    let Some(base) = OS
-        .map(map_size, GRANULE)
-        .or_else(|| {
-            release_retired()
-                .then(|| OS.map(map_size, GRANULE))
-                .flatten()
-        })
-        .map(|p| p.as_ptr() as usize)
-    else {
-        return (null_mut(), false);
-    };
-    MAPS.fetch_add(1, Ordering::Relaxed);
-    FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
-    let guard = base + map_size - END_GUARD;
-    let user = (guard - size) & !(align - 1);
-    let lb = base as *mut LargeBlock;
-    // SAFETY: `base` starts a fresh mapping of `map_size` bytes that is
-    // ours; `user - 8 >= base + 2 pages` by the size computed above.
-    unsafe {
-        lb.write(LargeBlock {
-            head: SpanHead {
-                tag: TAG_LARGE,
-                granules: (map_size >> GRANULE_SHIFT) as u32,
-                owner: AtomicUsize::new(0),
-            },
-            map_size,
-            user,
-            mmapped: size >= crate::core::config::mmap_threshold().0,
-            requested: size,
-            kind: 0,
-        });
-        seal(lb);
-        let front_end = (user - 8) & !(PAGE - 1);
-        OS.protect(base + PAGE, front_end - (base + PAGE), false);
-        OS.protect(guard, END_GUARD, false);
-    }
-    if !map_granules(base, map_size, lb.cast()) {
-        map_granules(base, map_size, null_mut());
-        // SAFETY: the mapping is ours and unpublished.
-        unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
-        return (null_mut(), false);
-    }
-    // SAFETY: written above.
-    let mmapped = unsafe { (*lb).mmapped };
-    account(mmapped, 1, map_size as isize);
-    if !mmapped {
-        HEAP_REQUESTED.fetch_add(size, Ordering::Relaxed);
-    }
-    (user as *mut u8, true)
-}
-
-/// Freed ranges of the secure build, no longer backed by memory (a
-/// no-access reservation each) and kept from reuse for a while: any access
-/// faults, a double free is reported (their page map entries point at
-/// [`CACHED_RANGE`]), and a new block lands elsewhere.
-struct Retired {
-    ranges: [(usize, usize); RETIRED],
-    rng: u64,
-}
-
-/// Ranges the secure build keeps retired (address space only).
-const RETIRED: usize = 64;
-
-static RETIRED_RANGES: Lock<Retired> = Lock::new(Retired {
-    ranges: [(0, 0); RETIRED],
-    rng: 0,
-});
-
-/// Unmap every retired range (address space is short). False: there was
-/// none.
-fn release_retired() -> bool {
-    let ranges = core::mem::replace(&mut RETIRED_RANGES.lock().ranges, [(0, 0); RETIRED]);
-    let mut any = false;
-    for &(base, size) in ranges.iter().filter(|r| r.1 != 0) {
-        unmap_block(base, size);
-        any = true;
-    }
-    any
-}
-
-/// The secure build's free of a large block: its memory goes back to the
-/// OS at once, its address range is retired (see [`Retired`]); the range
-/// it replaces in the retired set, picked at random, is unmapped.
-fn free_secure(base: usize, map_size: usize) {
-    map_granules(base, map_size, cached_head());
-    // SAFETY: the mapping is ours and dead.
-    let retired = unsafe { OS.reserve_over(base, map_size) };
-    if !retired {
-        RELEASED_BYTES.fetch_add(map_size, Ordering::Relaxed);
-        return unmap_block(base, map_size);
-    }
-    RELEASED_BYTES.fetch_add(map_size, Ordering::Relaxed);
-    let old = {
-        let mut r = RETIRED_RANGES.lock();
-        if r.rng == 0 {
-            r.rng = (crate::core::config::free_key() ^ base) as u64 | 1;
-        }
-        let mut x = r.rng;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        r.rng = x;
-        let i = (x >> 7) as usize % RETIRED;
-        core::mem::replace(&mut r.ranges[i], (base, map_size))
-    };
-    if old.1 != 0 {
-        unmap_block(old.0, old.1);
-    }
-}
-
 /// Free a large block.
 ///
 /// # Safety
@@ -720,6 +692,8 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
         crate::util::diag::fatal("free(): invalid pointer (inside a large block)", p as usize);
     }
     check_canaries(lb);
+    // SAFETY: the live header; the block is being freed.
+    unsafe { set_guard(lb, true) };
     account(mmapped, -1, -(map_size as isize));
     if !mmapped {
         // SAFETY: the live header.
@@ -728,9 +702,7 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let base = lb as usize;
     let i = RECENT_NEXT.fetch_add(1, Ordering::Relaxed) % RECENT.len();
     RECENT[i].store(user, Ordering::Relaxed);
-    if crate::core::config::SECURE {
-        return free_secure(base, map_size);
-    }
+
     // Blocks above the cache's limit, and, once the program set an mmap
     // threshold (mallopt), the blocks it calls mmapped, go back to the OS
     // at once, as glibc's mmapped chunks do.
@@ -749,7 +721,11 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let closed = retire_range(base, map_size, may_close(now));
     {
         let mut c = CACHE.lock();
-        c.put(base, map_size, false, closed, now, &mut ev);
+        if crate::core::config::SECURE {
+            c.hold(base, map_size, closed, now, &mut ev);
+        } else {
+            c.put(base, map_size, false, closed, now, &mut ev);
+        }
         c.expire(now, budget, &mut ev);
     }
     ev.unmap_all();
@@ -824,14 +800,10 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
         }
     }
     let mut best: Option<usize> = None;
-    let mut largest = 0;
     for i in 0..c.len {
         let sz = c.ranges[i].size;
         if sz >= map_size && best.is_none_or(|b| c.ranges[b].size > sz) {
             best = Some(i);
-        }
-        if sz > c.ranges[largest].size {
-            largest = i;
         }
     }
     if let Some(i) = best {
@@ -847,13 +819,16 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
     let mut pieces = [(0usize, 0usize, false); 8];
     let mut n = 0;
     let mut got = 0;
-    while got < map_size && n < pieces.len() && c.len > 0 {
-        let mut largest = 0;
-        for i in 1..c.len {
-            if c.ranges[i].size > c.ranges[largest].size {
-                largest = i;
+    while got < map_size && n < pieces.len() {
+        let mut largest: Option<usize> = None;
+        for i in 0..c.len {
+            if largest.is_none_or(|l| c.ranges[i].size > c.ranges[l].size) {
+                largest = Some(i);
             }
         }
+        let Some(largest) = largest else {
+            break;
+        };
         let size = c.ranges[largest].size.min(map_size - got);
         let (base, closed) = c.take(largest, size);
         pieces[n] = (base, size, closed);
@@ -889,7 +864,7 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
 pub(crate) fn tick() {
     let mut ev = Evicted::new();
     if let Some(mut c) = CACHE.try_lock() {
-        if c.len > 0 {
+        if c.len + c.held_n > 0 {
             c.expire(now_ms(), budget(), &mut ev);
         }
     }
@@ -903,6 +878,12 @@ pub(crate) fn trim() -> usize {
         let mut ev = Evicted::new();
         {
             let mut c = CACHE.lock();
+            while c.held_n > 0 && !ev.full() {
+                let last = c.held_n - 1;
+                let (b, n, _, _) = c.unhold(last);
+                released += n;
+                ev.push(b, n);
+            }
             while c.len > 0 && !ev.full() {
                 let last = c.len - 1;
                 let r = c.remove(last);
@@ -919,13 +900,14 @@ pub(crate) fn trim() -> usize {
 
 /// Bytes held by the cache of freed large blocks.
 pub(crate) fn cached_bytes() -> usize {
-    CACHE.lock().bytes
+    let c = CACHE.lock();
+    c.bytes + c.held_bytes
 }
 
 /// Ranges and bytes held by the cache of freed large blocks.
 pub(crate) fn cached() -> (usize, usize) {
     let c = CACHE.lock();
-    (c.len, c.bytes)
+    (c.len + c.held_n, c.bytes + c.held_bytes)
 }
 
 /// Resize a large block in place or by moving its pages. `None`: the
@@ -945,8 +927,14 @@ pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -
         );
     }
     check_canaries(lb);
+    // SAFETY: the live header; the guard moves with the block's end.
+    unsafe { set_guard(lb, true) };
     // SAFETY: forwarded contract.
-    let q = unsafe { resize(p, lb, new_size) }?;
+    let Some(q) = (unsafe { resize(p, lb, new_size) }) else {
+        // SAFETY: as above: the block is unchanged.
+        unsafe { set_guard(lb, false) };
+        return None;
+    };
     // Only blocks with the header right before them are resized.
     let nlb = (q as usize - LARGE_HEADER) as *mut LargeBlock;
     // SAFETY: the (possibly moved) header of our live block.
@@ -958,6 +946,8 @@ pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -
         (*nlb).requested = new_size;
     }
     seal(nlb);
+    // SAFETY: the live header of the resized block.
+    unsafe { set_guard(nlb, false) };
     Some(q)
 }
 
@@ -1070,15 +1060,6 @@ pub(crate) fn after_fork_child() {
     if CACHE.held_by_other_thread() {
         // SAFETY: the child's only thread; no guard exists.
         unsafe { CACHE.reset_in_child(|_| Cache::EMPTY) };
-    }
-    if RETIRED_RANGES.held_by_other_thread() {
-        // SAFETY: as above. (The retired ranges stay reserved, lost.)
-        unsafe {
-            RETIRED_RANGES.reset_in_child(|_| Retired {
-                ranges: [(0, 0); RETIRED],
-                rng: 0,
-            })
-        };
     }
 }
 

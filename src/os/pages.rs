@@ -233,28 +233,6 @@ impl Os {
         raw_map(size, true)
     }
 
-    /// Replace `[p, p + size)` with a no-access reservation: its memory
-    /// goes back to the kernel, the addresses stay ours (nothing else is
-    /// mapped there) and fault on any access. False: nothing changed.
-    ///
-    /// # Safety
-    /// The range is page-aligned, mapped by us, and unused.
-    pub(crate) unsafe fn reserve_over(&self, p: usize, size: usize) -> bool {
-        let _errno = ErrnoGuard::save();
-        // SAFETY: contract; MAP_FIXED replaces our own dead pages.
-        let r = unsafe {
-            libc::mmap(
-                p as *mut libc::c_void,
-                size,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        r != libc::MAP_FAILED
-    }
-
     /// Make `[p, p + size)` inaccessible (`access` false: any load or
     /// store faults) or readable and writable again. The pages stay
     /// resident either way. False: the kernel refused (out of mappings,
