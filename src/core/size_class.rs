@@ -6,15 +6,19 @@
 //! The seed's power-of-two table (16, 32, ... 2048) wastes up to half of a
 //! block. Here: exact 16-byte steps up to 128 bytes, then four classes per
 //! doubling (worst internal waste 20%, 12.5% on average) up to 8 KiB, then
-//! one per doubling (16 and 32 KiB) up to [`SMALL_MAX`]; larger requests
-//! are large blocks. A table lookup, not a loop, maps a size to its class.
+//! eight per doubling (1 KiB steps to 16 KiB, 2 KiB steps to
+//! [`SMALL_MAX`]: at most 12.5% waste); larger requests are large blocks.
+//! A table lookup, not a loop, maps a size to its class.
 //!
-//! Why coarse above 8 KiB: every heap keeps the high-water mark of each
-//! class it uses, and blocks this big are pages long, so a class costs a
-//! thread resident pages, while the unused end of a block costs address
-//! space only (pages nobody writes are never faulted in). Nine classes
-//! from 8 to 32 KiB per thread held 1.6x glibc's resident set on the
-//! arena bench; two hold 1.2x.
+//! Why fine above 8 KiB: blocks this big are pages long, and a program
+//! that keeps many of one size just over a class boundary pays the whole
+//! gap in resident memory (CPython's 8200-byte buffers took 16 KiB blocks
+//! when the classes doubled there: 1.5x glibc's memory). The cost of a
+//! class is the high-water mark its heap keeps, and medium blocks (above
+//! 1 KiB) come from one heap per CPU, not one per thread, so sixteen
+//! classes from 8 to 32 KiB cost a few slabs per CPU. (When medium blocks
+//! lived in thread heaps, nine such classes per thread held 1.6x glibc's
+//! resident set on the arena bench.)
 //!
 //! Uses: nothing of this crate.
 
@@ -47,9 +51,10 @@ pub(crate) const DIRECT_LEN: usize = DIRECT_MAX / MIN_ALIGN + 1;
 /// Largest slab span, in granules.
 pub(crate) const MAX_SLAB_GRANULES: usize = 8;
 
-/// From this block size on, one class per doubling.
-const COARSE_FROM: usize = 8192;
-const COARSE_PER_DOUBLING: usize = 1;
+/// From this block size on, eight classes per doubling (1 KiB steps to
+/// 16 KiB, then 2 KiB steps).
+const FINE_FROM: usize = 8192;
+const FINE_PER_DOUBLING: usize = 8;
 
 const fn build_sizes() -> ([u32; 64], usize) {
     let mut sizes = [0u32; 64];
@@ -62,8 +67,8 @@ const fn build_sizes() -> ([u32; 64], usize) {
     }
     let mut base = 128;
     while base < SMALL_MAX {
-        let per = if base >= COARSE_FROM {
-            COARSE_PER_DOUBLING
+        let per = if base >= FINE_FROM {
+            FINE_PER_DOUBLING
         } else {
             4
         };
@@ -226,12 +231,11 @@ mod tests {
     fn internal_waste_is_bounded() {
         for size in 129..=SMALL_MAX {
             let bs = block_size(class_of(size));
-            if size <= COARSE_FROM {
+            if size <= FINE_FROM {
                 assert!((bs - size) * 5 <= bs, "size {size} wastes too much in {bs}");
             } else {
-                // One class per doubling: under half the block, and never
-                // more than the block's last pages (address space only).
-                assert!((bs - size) * 2 < bs, "size {size} wastes too much in {bs}");
+                // Eight classes per doubling: at most an eighth.
+                assert!((bs - size) * 8 <= bs, "size {size} wastes too much in {bs}");
             }
         }
     }
