@@ -7,11 +7,11 @@
 #                   install/uninstall (into temporary prefixes)
 #   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
 #   make install    build and install both libraries (libmmpool.so and the
-#                   secure libmmpool-secure.so), mmpool.h, the pkg-config
-#                   files mmpool.pc and mmpool-secure.pc and the bin/mmpool
-#                   wrapper (mmpool --secure: the secure build); PREFIX=
-#                   /usr/local, DESTDIR stages, LIBDIR, INCLUDEDIR, BINDIR,
-#                   PKGCONFIGDIR override; e.g. make install PREFIX=$HOME/.local
+#                   secure libmmpool-secure.so), mmpool.h, mmpool.pc and
+#                   mmpool-secure.pc, and bin/mmpool (mmpool --secure runs
+#                   a program on the secure build); PREFIX (/usr/local),
+#                   DESTDIR (staging), LIBDIR, INCLUDEDIR, BINDIR and
+#                   PKGCONFIGDIR can be set: make install PREFIX=$HOME/.local
 #   make uninstall  remove what `make install` installed (same variables)
 
 CARGO  ?= cargo
