@@ -6,8 +6,12 @@
 #                   programs on both builds, the heap-bug suite, make
 #                   install/uninstall (into temporary prefixes)
 #   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
-#   make install    install the library, header, pkg-config file and the
-#                   bin/mmpool wrapper (PREFIX=/usr/local, DESTDIR honoured)
+#   make install    build and install both libraries (libmmpool.so and the
+#                   secure libmmpool-secure.so), mmpool.h, mmpool.pc and
+#                   mmpool-secure.pc, and bin/mmpool (mmpool --secure runs
+#                   a program on the secure build); PREFIX (/usr/local),
+#                   DESTDIR (staging), LIBDIR, INCLUDEDIR, BINDIR and
+#                   PKGCONFIGDIR can be set: make install PREFIX=$HOME/.local
 #   make uninstall  remove what `make install` installed (same variables)
 
 CARGO  ?= cargo
@@ -25,6 +29,8 @@ endif
 MAJOR    := $(firstword $(subst ., ,$(VERSION)))
 SONAME   := libmmpool.so.$(MAJOR)
 REALNAME := libmmpool.so.$(VERSION)
+SECURE_SONAME   := libmmpool-secure.so.$(MAJOR)
+SECURE_REALNAME := libmmpool-secure.so.$(VERSION)
 
 # Install locations (autotools names; each can be set on the command line).
 PREFIX       ?= /usr/local
@@ -66,7 +72,7 @@ secure:
 		--target-dir target/secure -- $(SHIPPED)
 	mkdir -p target/release
 	cp target/secure/release/libmmpool.so $(SECURE_LIB)
-	ln -sf libmmpool-secure.so target/release/libmmpool-secure.so.$(MAJOR)
+	ln -sf libmmpool-secure.so target/release/$(SECURE_SONAME)
 
 $(BUILD):
 	mkdir -p $(BUILD)
@@ -115,7 +121,7 @@ test-security: lib secure
 	scripts/security.sh --check
 
 # make install/uninstall into temporary prefixes, pkg-config, bin/mmpool.
-test-install: lib
+test-install: lib secure
 	scripts/test-install.sh
 
 # Benchmarks against glibc, jemalloc, mimalloc, tcmalloc (never part of
@@ -135,20 +141,39 @@ clean:
 
 # ---------------------------------------------------------------- install
 # $(LIBDIR)/libmmpool.so.X.Y.Z (SONAME libmmpool.so.X) with the
-# libmmpool.so.X and libmmpool.so links, $(INCLUDEDIR)/mmpool.h,
-# $(PKGCONFIGDIR)/mmpool.pc and $(BINDIR)/mmpool (scripts/mmpool with the
-# installed library's path filled in and its source-tree part removed).
-# The installed paths are PREFIX's; DESTDIR only stages them.  Builds the
-# library first where cargo is found (not under a sudo whose PATH lacks it:
-# then `make` first).
+# libmmpool.so.X and libmmpool.so links, the secure build beside it as
+# $(LIBDIR)/libmmpool-secure.so.X.Y.Z (SONAME libmmpool-secure.so.X) with
+# the libmmpool-secure.so.X and libmmpool-secure.so links (as mimalloc
+# ships libmimalloc-secure), $(INCLUDEDIR)/mmpool.h (both export the same
+# symbols), $(PKGCONFIGDIR)/mmpool.pc and mmpool-secure.pc (-lmmpool,
+# -lmmpool-secure) and $(BINDIR)/mmpool (scripts/mmpool with both
+# installed libraries' paths filled in and its source-tree part removed).
+# The installed paths are PREFIX's; DESTDIR only stages them.  Builds both
+# libraries first where cargo is found (not under a sudo whose PATH lacks
+# it: then `make lib secure` first).
 INSTALLED_FILES = $(LIBDIR)/$(REALNAME) $(LIBDIR)/$(SONAME) $(LIBDIR)/libmmpool.so \
-	$(INCLUDEDIR)/mmpool.h $(PKGCONFIGDIR)/mmpool.pc $(BINDIR)/mmpool
-# The paths the .pc file names, relative to ${prefix} where they are under it.
+	$(LIBDIR)/$(SECURE_REALNAME) $(LIBDIR)/$(SECURE_SONAME) $(LIBDIR)/libmmpool-secure.so \
+	$(INCLUDEDIR)/mmpool.h $(PKGCONFIGDIR)/mmpool.pc $(PKGCONFIGDIR)/mmpool-secure.pc \
+	$(BINDIR)/mmpool
+# The paths the .pc files name, relative to ${prefix} where they are under it.
 PC_LIBDIR     = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 
-install: $(if $(shell command -v $(CARGO) 2>/dev/null),lib)
-	@test -f $(LIB) || { echo "$(LIB) is not built: run make first" >&2; exit 1; }
+# $(call install-pc,NAME,LIBRARY,VARIANT): scripts/mmpool.pc.in filled in,
+# installed as $(PKGCONFIGDIR)/NAME.pc (Libs: -lLIBRARY; VARIANT ends the
+# Description).
+define install-pc
+tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@NAME@|$(1)|g' -e 's|@LIBRARY@|$(2)|g' -e 's|@VARIANT@|$(3)|g' \
+		scripts/mmpool.pc.in >"$$tmp" && \
+	$(INSTALL) -m 0644 "$$tmp" "$(DESTDIR)$(PKGCONFIGDIR)/$(1).pc"
+endef
+
+install: $(if $(shell command -v $(CARGO) 2>/dev/null),lib secure)
+	@test -f $(LIB) || { echo "$(LIB) is not built: run make lib first" >&2; exit 1; }
+	@test -f $(SECURE_LIB) || { echo "$(SECURE_LIB) is not built: run make secure first" >&2; exit 1; }
 	@for d in "$(PREFIX)" "$(BINDIR)" "$(LIBDIR)" "$(INCLUDEDIR)" "$(PKGCONFIGDIR)"; do \
 		case "$$d" in /*) ;; *) echo "install paths must be absolute: '$$d'" >&2; exit 1 ;; esac; \
 	done
@@ -158,15 +183,16 @@ install: $(if $(shell command -v $(CARGO) 2>/dev/null),lib)
 	$(INSTALL) -m 0755 $(LIB) "$(DESTDIR)$(LIBDIR)/$(REALNAME)"
 	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/$(SONAME)"
 	ln -sf $(REALNAME) "$(DESTDIR)$(LIBDIR)/libmmpool.so"
+	$(INSTALL) -m 0755 $(SECURE_LIB) "$(DESTDIR)$(LIBDIR)/$(SECURE_REALNAME)"
+	ln -sf $(SECURE_REALNAME) "$(DESTDIR)$(LIBDIR)/$(SECURE_SONAME)"
+	ln -sf $(SECURE_REALNAME) "$(DESTDIR)$(LIBDIR)/libmmpool-secure.so"
 	$(INSTALL) -m 0644 include/mmpool.h "$(DESTDIR)$(INCLUDEDIR)/mmpool.h"
-	tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
-		-e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' -e 's|@VERSION@|$(VERSION)|g' \
-		scripts/mmpool.pc.in >"$$tmp" && \
-	$(INSTALL) -m 0644 "$$tmp" "$(DESTDIR)$(PKGCONFIGDIR)/mmpool.pc"
+	$(call install-pc,mmpool,mmpool,)
+	$(call install-pc,mmpool-secure,mmpool-secure,; the secure build (checks every block))
 	tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
 	sed -e '/@source-tree-begin@/,/@source-tree-end@/d' \
-		-e 's|@LIB@|$(LIBDIR)/$(SONAME)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		-e 's|@LIB@|$(LIBDIR)/$(SONAME)|g' -e 's|@SECURE_LIB@|$(LIBDIR)/$(SECURE_SONAME)|g' \
+		-e 's|@VERSION@|$(VERSION)|g' \
 		scripts/mmpool >"$$tmp" && \
 	$(INSTALL) -m 0755 "$$tmp" "$(DESTDIR)$(BINDIR)/mmpool"
 	$(run-ldconfig)

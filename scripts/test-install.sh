@@ -4,18 +4,22 @@
 #
 #   scripts/test-install.sh
 #
-# Builds the library (make lib), then:
-#   - the build tree: SONAME libmmpool.so.MAJOR and the target/release link;
-#     the in-tree scripts/mmpool
+# Builds both libraries (make lib secure), then:
+#   - the build tree: SONAMEs libmmpool.so.MAJOR and libmmpool-secure.so.MAJOR
+#     and their target/release links; the in-tree scripts/mmpool, with and
+#     without --secure, and when it runs make (in a stand-in tree)
 #   - DESTDIR=stage PREFIX=/opt/...: every file, mode, link and SONAME under
-#     the stage, the final (not the staged) paths in mmpool.pc and
-#     bin/mmpool, pkg-config with PKG_CONFIG_SYSROOT_DIR, uninstall
-#   - PREFIX=tmp (already holding other files): pkg-config's answers, a C
-#     program built with `pkg-config --cflags --libs mmpool` alone and run
-#     (mmpool_owns, mmpool_version, malloc served by the pool), a program
-#     run through the installed bin/mmpool (malloc resolves to the installed
-#     library, LD_PRELOAD kept, MMPOOL_STATS passed through), then uninstall
-#     leaves the prefix as it was (but for empty directories)
+#     the stage (both libraries), the final (not the staged) paths in
+#     mmpool.pc, mmpool-secure.pc and bin/mmpool, pkg-config with
+#     PKG_CONFIG_SYSROOT_DIR, uninstall
+#   - PREFIX=tmp (already holding other files): pkg-config's answers for
+#     mmpool and mmpool-secure, a C program built with
+#     `pkg-config --cflags --libs mmpool` alone and run (mmpool_owns,
+#     mmpool_version, malloc served by the pool), the same with mmpool-secure
+#     (linked to and run on libmmpool-secure), a program run through the
+#     installed bin/mmpool and bin/mmpool --secure (malloc resolves to the
+#     installed library, LD_PRELOAD kept, MMPOOL_STATS passed through), then
+#     uninstall leaves the prefix as it was (but for empty directories)
 #   - LIBDIR/INCLUDEDIR/BINDIR/PKGCONFIGDIR overrides; a relative PREFIX and
 #     a LIBDIR holding ':' are refused
 #
@@ -67,6 +71,9 @@ MAJOR=${VERSION%%.*}
 SONAME=libmmpool.so.$MAJOR
 REALNAME=libmmpool.so.$VERSION
 LIB=$ROOT/target/release/libmmpool.so
+SECURE_SONAME=libmmpool-secure.so.$MAJOR
+SECURE_REALNAME=libmmpool-secure.so.$VERSION
+SECURE_LIB=$ROOT/target/release/libmmpool-secure.so
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/mmpool-install.XXXXXX")
 trap 'rm -rf "$T"' EXIT
@@ -83,8 +90,8 @@ mk() {
 }
 ldconfig_runs() { if [ -f "$T/ldconfig.log" ]; then wc -l <"$T/ldconfig.log"; else echo 0; fi; }
 
-if ! mk -s lib >"$T/build.log" 2>&1; then
-    fail build "make lib failed:"
+if ! mk -s lib secure >"$T/build.log" 2>&1; then
+    fail build "make lib secure failed:"
     tail -n 20 "$T/build.log" | indent
     summary
     exit 1
@@ -97,6 +104,10 @@ why=""
 [ "$(soname_of "$LIB")" = "$SONAME" ] || why="SONAME of $LIB is '$(soname_of "$LIB")', want $SONAME"
 [ -z "$why" ] && [ "$(readlink "target/release/$SONAME")" != libmmpool.so ] &&
     why="target/release/$SONAME is not a link to libmmpool.so"
+[ -z "$why" ] && [ "$(soname_of "$SECURE_LIB")" != "$SECURE_SONAME" ] &&
+    why="SONAME of $SECURE_LIB is '$(soname_of "$SECURE_LIB")', want $SECURE_SONAME"
+[ -z "$why" ] && [ "$(readlink "target/release/$SECURE_SONAME")" != libmmpool-secure.so ] &&
+    why="target/release/$SECURE_SONAME is not a link to libmmpool-secure.so"
 if [ -z "$why" ]; then pass build-tree-soname; else fail build-tree-soname "$why"; fi
 
 # helper programs (built natively, not linked with the library)
@@ -131,13 +142,52 @@ fi
 
 # the in-tree wrapper
 out=$(scripts/mmpool --version 2>&1)
+want=$(printf 'mmpool %s\nlibrary: %s\nsecure library: %s' "$VERSION" "$LIB" "$SECURE_LIB")
 out2=$(cd / && "$ROOT/scripts/mmpool" "$T/whichmalloc" 2>&1)
-if [ "$(head -n 1 <<<"$out")" != "mmpool $VERSION" ]; then
-    fail tree-wrapper "scripts/mmpool --version: $out"
+out3=$(cd / && "$ROOT/scripts/mmpool" --secure "$T/whichmalloc" 2>&1)
+if [ "$out" != "$want" ]; then
+    fail tree-wrapper "scripts/mmpool --version: '$out', want '$want'"
 elif [ "$(sed -n 's/^malloc //p' <<<"$out2")" != "$(readlink -f "$LIB")" ]; then
     fail tree-wrapper "scripts/mmpool: malloc not served by $LIB: $out2"
+elif [ "$(sed -n 's/^malloc //p' <<<"$out3")" != "$(readlink -f "$SECURE_LIB")" ]; then
+    fail tree-wrapper "scripts/mmpool --secure: malloc not served by $SECURE_LIB: $out3"
 else
     pass tree-wrapper
+fi
+
+# When the in-tree wrapper runs make: in a stand-in tree (scripts/mmpool,
+# Cargo.toml, build.rs, src/ and a Makefile whose lib and secure targets
+# record their runs and copy the built libraries), so that the real
+# target/release is never rebuilt under a running test.  Missing -> built,
+# up to date -> not, older than src/ -> built again; --secure builds
+# (make secure) and runs only the secure library, and the default only lib.
+F=$T/tree
+mkdir -p "$F/scripts" "$F/src"
+cp scripts/mmpool "$F/scripts/mmpool"
+cp Cargo.toml build.rs "$F/"
+touch "$F/src/lib.rs"
+touch -d '2020-01-01 00:00' "$F/Cargo.toml" "$F/build.rs" "$F/src/lib.rs"
+printf 'lib:\n\techo lib >>calls.log; mkdir -p target/release; cp %s target/release/libmmpool.so\n' \
+    "$LIB" >"$F/Makefile"
+printf 'secure:\n\techo secure >>calls.log; mkdir -p target/release; cp %s target/release/libmmpool-secure.so\n' \
+    "$SECURE_LIB" >>"$F/Makefile"
+runs=()
+for args in "--secure" "--secure" "--secure" "" ""; do
+    if [ ${#runs[@]} -eq 2 ]; then
+        touch -d '2019-01-01 00:00' "$F/target/release/libmmpool-secure.so"
+    fi
+    # shellcheck disable=SC2086 # no argument or --secure
+    runs+=("$(cd / && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL "$F/scripts/mmpool" $args "$T/whichmalloc" 2>&1 |
+        sed -n 's/^malloc //p')|$(tr '\n' ' ' <"$F/calls.log" 2>/dev/null)")
+done
+want_runs=("$F/target/release/libmmpool-secure.so|secure "
+    "$F/target/release/libmmpool-secure.so|secure "
+    "$F/target/release/libmmpool-secure.so|secure secure "
+    "$F/target/release/libmmpool.so|secure secure lib "
+    "$F/target/release/libmmpool.so|secure secure lib ")
+if [ "${runs[*]}" = "${want_runs[*]}" ]; then pass tree-wrapper-build; else
+    fail tree-wrapper-build "malloc|make runs after each of --secure (missing, up to date, older than src/) and default (missing, up to date):"
+    for i in "${!want_runs[@]}"; do echo "got '${runs[$i]}', want '${want_runs[$i]}'"; done | indent
 fi
 
 # snapshot DIR: every entry under DIR, one a line: type, mode, size, mtime,
@@ -157,29 +207,38 @@ expected_files() {
         echo "f 755 $1/$REALNAME"
         echo "l $1/$SONAME -> $REALNAME"
         echo "l $1/libmmpool.so -> $REALNAME"
+        echo "f 755 $1/$SECURE_REALNAME"
+        echo "l $1/$SECURE_SONAME -> $SECURE_REALNAME"
+        echo "l $1/libmmpool-secure.so -> $SECURE_REALNAME"
         echo "f 644 $2/mmpool.h"
         echo "f 644 $3/mmpool.pc"
+        echo "f 644 $3/mmpool-secure.pc"
         echo "f 755 $4/mmpool"
     } | LC_ALL=C sort
 }
-# check_lib FILE -> why, empty when the installed library is right
+# check_lib FILE [secure] -> why, empty when the installed library (the
+# secure one with `secure`) is right
 check_lib() {
-    local so=$1
-    if ! cmp -s "$so" "$LIB"; then
-        echo "$so differs from $LIB"
-    elif [ "$(soname_of "$so")" != "$SONAME" ]; then
-        echo "SONAME of $so is '$(soname_of "$so")', want $SONAME"
+    local so=$1 built=$LIB soname=$SONAME
+    if [ "${2-}" = secure ]; then built=$SECURE_LIB soname=$SECURE_SONAME; fi
+    if ! cmp -s "$so" "$built"; then
+        echo "$so differs from $built"
+    elif [ "$(soname_of "$so")" != "$soname" ]; then
+        echo "SONAME of $so is '$(soname_of "$so")', want $soname"
     elif ! nm -D --defined-only "$so" | grep -qw malloc; then
         echo "$so does not export malloc (not built with the override feature)"
     fi
 }
-# check_wrapper FILE LIBPATH -> why, empty when the installed bin/mmpool is
-# self-contained and names LIBPATH
+# check_wrapper FILE LIBDIR -> why, empty when the installed bin/mmpool is
+# self-contained and names the libraries in LIBDIR
 check_wrapper() {
-    local w=$1 want=$2 line
+    local w=$1 want=$2/$SONAME want_secure=$2/$SECURE_SONAME line line2
     line=$(grep -m 1 "^lib=" "$w")
+    line2=$(grep -m 1 "^secure_lib=" "$w")
     if [ "$line" != "lib='$want'" ]; then
         echo "$w: '$line', want lib='$want'"
+    elif [ "$line2" != "secure_lib='$want_secure'" ]; then
+        echo "$w: '$line2', want secure_lib='$want_secure'"
     elif grep -qE "@[A-Z_]+@|source-tree" "$w"; then
         echo "$w keeps template parts: $(grep -nE "@[A-Z_]+@|source-tree" "$w" | head -n 1)"
     elif grep -qF -e "$ROOT" -e target/release -e Cargo.toml -e "make " "$w"; then
@@ -206,28 +265,35 @@ else
     fi
     if [ -e "$FINAL" ]; then fail destdir-files "$FINAL was created outside DESTDIR"; fi
     why=$(check_lib "$STAGE$FINAL/lib/$REALNAME")
+    [ -z "$why" ] && why=$(check_lib "$STAGE$FINAL/lib/$SECURE_REALNAME" secure)
     if [ -z "$why" ]; then pass destdir-soname; else fail destdir-soname "$why"; fi
     if cmp -s include/mmpool.h "$STAGE$FINAL/include/mmpool.h"; then pass destdir-header; else
         fail destdir-header "the installed mmpool.h differs from include/mmpool.h"
     fi
     # the final paths, never the stage's
     pc=$STAGE$FINAL/lib/pkgconfig/mmpool.pc
-    if grep -qF "$STAGE" "$pc" "$STAGE$FINAL/bin/mmpool"; then
-        fail destdir-paths "DESTDIR leaked into: $(grep -lF "$STAGE" "$pc" "$STAGE$FINAL/bin/mmpool" | tr '\n' ' ')"
+    spc=$STAGE$FINAL/lib/pkgconfig/mmpool-secure.pc
+    if grep -qF "$STAGE" "$pc" "$spc" "$STAGE$FINAL/bin/mmpool"; then
+        fail destdir-paths "DESTDIR leaked into: $(grep -lF "$STAGE" "$pc" "$spc" "$STAGE$FINAL/bin/mmpool" | tr '\n' ' ')"
     elif [ "$(sed -n 's/^prefix=//p' "$pc")" != "$FINAL" ]; then
         fail destdir-paths "mmpool.pc: $(grep '^prefix=' "$pc"), want prefix=$FINAL"
-    elif why=$(check_wrapper "$STAGE$FINAL/bin/mmpool" "$FINAL/lib/$SONAME") && [ -n "$why" ]; then
+    elif [ "$(sed -n 's/^prefix=//p' "$spc")" != "$FINAL" ]; then
+        fail destdir-paths "mmpool-secure.pc: $(grep '^prefix=' "$spc"), want prefix=$FINAL"
+    elif why=$(check_wrapper "$STAGE$FINAL/bin/mmpool" "$FINAL/lib") && [ -n "$why" ]; then
         fail destdir-paths "$why"
     else
         pass destdir-paths
     fi
     # a staged tree is usable with pkg-config's sysroot
-    flags=$(PKG_CONFIG_PATH="$STAGE$FINAL/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$STAGE" \
-        pkg-config --cflags --libs mmpool 2>&1)
-    want="-I$STAGE$FINAL/include -L$STAGE$FINAL/lib -lmmpool"
-    if [ "$(norm "$flags")" = "$want" ]; then pass destdir-pkg-config-sysroot; else
-        fail destdir-pkg-config-sysroot "pkg-config --cflags --libs: '$flags', want '$want'"
-    fi
+    why=""
+    for m in mmpool mmpool-secure; do
+        flags=$(PKG_CONFIG_PATH="$STAGE$FINAL/lib/pkgconfig" PKG_CONFIG_SYSROOT_DIR="$STAGE" \
+            pkg-config --cflags --libs "$m" 2>&1)
+        want="-I$STAGE$FINAL/include -L$STAGE$FINAL/lib -l$m"
+        [ -z "$why" ] && [ "$(norm "$flags")" != "$want" ] &&
+            why="pkg-config --cflags --libs $m: '$flags', want '$want'"
+    done
+    if [ -z "$why" ]; then pass destdir-pkg-config-sysroot; else fail destdir-pkg-config-sysroot "$why"; fi
     if ! mk uninstall DESTDIR="$STAGE" PREFIX="$FINAL" >"$T/uninstall1.log" 2>&1; then
         fail destdir-uninstall "make uninstall failed:"
         tail -n 15 "$T/uninstall1.log" | indent
@@ -276,31 +342,34 @@ exp=$({
 } | LC_ALL=C sort)
 got=$(files "$P")
 why=$(check_lib "$P/lib/$REALNAME")
+[ -z "$why" ] && why=$(check_lib "$P/lib/$SECURE_REALNAME" secure)
 if [ "$got" != "$exp" ]; then
     fail prefix-files "under PREFIX (< expected, > installed):"
     diff <(echo "$exp") <(echo "$got") | grep '^[<>]' | indent
 elif [ -n "$why" ]; then
     fail prefix-files "$why"
-elif why=$(check_wrapper "$P/bin/mmpool" "$P/lib/$SONAME") && [ -n "$why" ]; then
+elif why=$(check_wrapper "$P/bin/mmpool" "$P/lib") && [ -n "$why" ]; then
     fail prefix-files "$why"
 else
     pass prefix-files
 fi
 
-# pkg-config's answers
+# pkg-config's answers, for the default and the secure build
 export PKG_CONFIG_PATH=$P/lib/pkgconfig
-why=""
-v=$(pkg-config --modversion mmpool 2>&1)
-[ "$v" = "$VERSION" ] || why="--modversion: '$v', want $VERSION"
-c=$(pkg-config --cflags mmpool 2>&1)
-[ -z "$why" ] && [ "$(norm "$c")" != "-I$P/include" ] && why="--cflags: '$c', want -I$P/include"
-l=$(pkg-config --libs mmpool 2>&1)
-[ -z "$why" ] && [ "$(norm "$l")" != "-L$P/lib -lmmpool" ] && why="--libs: '$l', want -L$P/lib -lmmpool"
-d=$(pkg-config --variable=libdir mmpool 2>&1)
-[ -z "$why" ] && [ "$d" != "$P/lib" ] && why="--variable=libdir: '$d', want $P/lib"
-[ -z "$why" ] && ! pkg-config --validate mmpool >"$T/validate.log" 2>&1 &&
-    why="--validate: $(head -n 3 "$T/validate.log")"
-if [ -z "$why" ]; then pass pkg-config; else fail pkg-config "$why"; fi
+for m in mmpool mmpool-secure; do
+    why=""
+    v=$(pkg-config --modversion "$m" 2>&1)
+    [ "$v" = "$VERSION" ] || why="--modversion $m: '$v', want $VERSION"
+    c=$(pkg-config --cflags "$m" 2>&1)
+    [ -z "$why" ] && [ "$(norm "$c")" != "-I$P/include" ] && why="--cflags $m: '$c', want -I$P/include"
+    l=$(pkg-config --libs "$m" 2>&1)
+    [ -z "$why" ] && [ "$(norm "$l")" != "-L$P/lib -l$m" ] && why="--libs $m: '$l', want -L$P/lib -l$m"
+    d=$(pkg-config --variable=libdir "$m" 2>&1)
+    [ -z "$why" ] && [ "$d" != "$P/lib" ] && why="--variable=libdir $m: '$d', want $P/lib"
+    [ -z "$why" ] && ! pkg-config --validate "$m" >"$T/validate.log" 2>&1 &&
+        why="--validate $m: $(head -n 3 "$T/validate.log")"
+    if [ -z "$why" ]; then pass "pkg-config-$m"; else fail "pkg-config-$m" "$why"; fi
+done
 
 # A C program built from outside the source tree with pkg-config's flags
 # alone (plus an rpath to the library's directory, which is no system one).
@@ -340,33 +409,37 @@ int main(void) {
     return bad;
 }
 EOF
-# shellcheck disable=SC2046 # pkg-config's flags are words
-(
-    cd "$T" &&
-        gcc -O1 -Wall -Wextra -Werror -DWANT_VERSION="\"$VERSION\"" -o prog prog.c \
-            $(pkg-config --cflags --libs mmpool) -Wl,-rpath,"$(pkg-config --variable=libdir mmpool)"
-) >"$T/prog.log" 2>&1
-cc_rc=$?
-if [ "$cc_rc" -ne 0 ]; then
-    fail c-program "build with pkg-config's flags failed:"
-    head -n 20 "$T/prog.log" | indent
-elif ! readelf -d "$T/prog" | grep -q "NEEDED.*\[$SONAME\]"; then
-    fail c-program "prog does not need $SONAME: $(readelf -d "$T/prog" | grep NEEDED | tr -s ' ' | tr '\n' ' ')"
-elif ! out=$(cd / && env -u LD_PRELOAD -u LD_LIBRARY_PATH "$T/prog" 2>&1); then
-    fail c-program "prog failed: $(echo "$out" | tr '\n' ' ')"
-elif [ "$(sed -n 's/^library //p' <<<"$out")" != "$P/lib/$REALNAME" ]; then
-    fail c-program "prog ran on the wrong library: $out"
-else
-    pass c-program
-fi
+# c_program NAME PKG SONAME REALNAME: prog.c built as $T/NAME with
+# `pkg-config --cflags --libs PKG`, needs SONAME and runs on REALNAME
+c_program() {
+    local name=$1 m=$2 soname=$3 realname=$4 out
+    # shellcheck disable=SC2046 # pkg-config's flags are words
+    if ! (cd "$T" && gcc -O1 -Wall -Wextra -Werror -DWANT_VERSION="\"$VERSION\"" -o "$name" prog.c \
+        $(pkg-config --cflags --libs "$m") -Wl,-rpath,"$(pkg-config --variable=libdir "$m")") \
+        >"$T/$name.log" 2>&1; then
+        fail "$name" "build with pkg-config's flags for $m failed:"
+        head -n 20 "$T/$name.log" | indent
+    elif ! readelf -d "$T/$name" | grep -q "NEEDED.*\[$soname\]"; then
+        fail "$name" "$name does not need $soname: $(readelf -d "$T/$name" | grep NEEDED | tr -s ' ' | tr '\n' ' ')"
+    elif ! out=$(cd / && env -u LD_PRELOAD -u LD_LIBRARY_PATH "$T/$name" 2>&1); then
+        fail "$name" "$name failed: $(echo "$out" | tr '\n' ' ')"
+    elif [ "$(sed -n 's/^library //p' <<<"$out")" != "$P/lib/$realname" ]; then
+        fail "$name" "$name ran on the wrong library: $out"
+    else
+        pass "$name"
+    fi
+}
+c_program c-program mmpool "$SONAME" "$REALNAME"
+c_program c-program-secure mmpool-secure "$SECURE_SONAME" "$SECURE_REALNAME"
 
 # the installed bin/mmpool
 out=$("$P/bin/mmpool" --version 2>&1)
-want=$(printf 'mmpool %s\nlibrary: %s' "$VERSION" "$P/lib/$SONAME")
+want=$(printf 'mmpool %s\nlibrary: %s\nsecure library: %s' "$VERSION" "$P/lib/$SONAME" "$P/lib/$SECURE_SONAME")
 if [ "$out" = "$want" ]; then pass bin-mmpool-version; else
     fail bin-mmpool-version "'$out', want '$want'"
 fi
-if out=$("$P/bin/mmpool" --help 2>&1) && grep -q "^usage: mmpool" <<<"$out"; then
+if out=$("$P/bin/mmpool" --help 2>&1) && grep -q "^usage: mmpool \[--secure\]" <<<"$out" &&
+    grep -qF -e "--secure   run PROGRAM on the secure build" <<<"$out" && grep -qF "$P/lib/$SECURE_SONAME" <<<"$out"; then
     pass bin-mmpool-help
 else
     fail bin-mmpool-help "$(head -n 2 <<<"$out")"
@@ -380,26 +453,35 @@ if [ "$rc" -eq 2 ] && [ "$rc2" -eq 2 ]; then pass bin-mmpool-usage; else
 fi
 
 # a program (not linked with the library) run through it, from outside the
-# source tree, with an LD_PRELOAD already set and MMPOOL_STATS
+# source tree, with an LD_PRELOAD already set and MMPOOL_STATS; with
+# --secure, on the installed secure library
 other=$(gcc -print-file-name=libm.so.6)
-out=$(cd / && env -u LD_LIBRARY_PATH LD_PRELOAD="$other" MMPOOL_STATS=1 \
-    "$P/bin/mmpool" -- "$T/whichmalloc" 2>"$T/run.err")
-rc=$?
-if [ "$rc" -ne 0 ]; then
-    fail bin-mmpool-run "exit status $rc: $(tail -n 3 "$T/run.err")"
-elif [ "$(sed -n 's/^malloc //p' <<<"$out")" != "$P/lib/$REALNAME" ]; then
-    fail bin-mmpool-run "malloc not served by the installed library: $out"
-elif [ "$(sed -n 's/^LD_PRELOAD //p' <<<"$out")" != "$P/lib/$SONAME:$other" ]; then
-    fail bin-mmpool-run "LD_PRELOAD is '$(sed -n 's/^LD_PRELOAD //p' <<<"$out")', want '$P/lib/$SONAME:$other'"
-elif ! grep -q "^mmpool statistics" "$T/run.err"; then
-    fail bin-mmpool-run "MMPOOL_STATS=1 printed no statistics: $(head -n 3 "$T/run.err")"
-else
-    pass bin-mmpool-run
-fi
+# bin_mmpool_run NAME SONAME REALNAME [OPTION]
+bin_mmpool_run() {
+    local name=$1 soname=$2 realname=$3 out rc=0
+    shift 3
+    out=$(cd / && env -u LD_LIBRARY_PATH LD_PRELOAD="$other" MMPOOL_STATS=1 \
+        "$P/bin/mmpool" "$@" -- "$T/whichmalloc" 2>"$T/$name.err") || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        fail "$name" "exit status $rc: $(tail -n 3 "$T/$name.err")"
+    elif [ "$(sed -n 's/^malloc //p' <<<"$out")" != "$P/lib/$realname" ]; then
+        fail "$name" "malloc not served by the installed $realname: $out"
+    elif [ "$(sed -n 's/^LD_PRELOAD //p' <<<"$out")" != "$P/lib/$soname:$other" ]; then
+        fail "$name" "LD_PRELOAD is '$(sed -n 's/^LD_PRELOAD //p' <<<"$out")', want '$P/lib/$soname:$other'"
+    elif ! grep -q "^mmpool statistics" "$T/$name.err"; then
+        fail "$name" "MMPOOL_STATS=1 printed no statistics: $(head -n 3 "$T/$name.err")"
+    else
+        pass "$name"
+    fi
+}
+bin_mmpool_run bin-mmpool-run "$SONAME" "$REALNAME"
+bin_mmpool_run bin-mmpool-secure-run "$SECURE_SONAME" "$SECURE_REALNAME" --secure
 rc=0
 "$P/bin/mmpool" sh -c 'exit 7' || rc=$?
-if [ "$rc" -eq 7 ]; then pass bin-mmpool-exit-status; else
-    fail bin-mmpool-exit-status "exit status $rc, want the program's 7"
+rc2=0
+"$P/bin/mmpool" --secure sh -c 'exit 7' || rc2=$?
+if [ "$rc" -eq 7 ] && [ "$rc2" -eq 7 ]; then pass bin-mmpool-exit-status; else
+    fail bin-mmpool-exit-status "exit status $rc, with --secure $rc2, want the program's 7"
 fi
 
 # uninstall: the prefix as it was (the other files untouched), but for the
@@ -439,14 +521,20 @@ else
         echo "f 755 elsewhere/lib64/$REALNAME"
         echo "l elsewhere/lib64/$SONAME -> $REALNAME"
         echo "l elsewhere/lib64/libmmpool.so -> $REALNAME"
+        echo "f 755 elsewhere/lib64/$SECURE_REALNAME"
+        echo "l elsewhere/lib64/$SECURE_SONAME -> $SECURE_REALNAME"
+        echo "l elsewhere/lib64/libmmpool-secure.so -> $SECURE_REALNAME"
         echo "f 644 custom/include/mm/mmpool.h"
         echo "f 644 custom/share/pkgconfig/mmpool.pc"
+        echo "f 644 custom/share/pkgconfig/mmpool-secure.pc"
         echo "f 755 custom/sbin/mmpool"
     } | LC_ALL=C sort)
     got=$(files "$T" | grep -E ' (custom|elsewhere)/')
     pc=$Q/share/pkgconfig/mmpool.pc
     flags=$(PKG_CONFIG_PATH=$Q/share/pkgconfig pkg-config --cflags --libs mmpool 2>&1)
     want="-I$Q/include/mm -L$T/elsewhere/lib64 -lmmpool"
+    sflags=$(PKG_CONFIG_PATH=$Q/share/pkgconfig pkg-config --cflags --libs mmpool-secure 2>&1)
+    swant="-I$Q/include/mm -L$T/elsewhere/lib64 -lmmpool-secure"
     if [ "$got" != "$exp" ]; then
         fail custom-dirs "installed (< expected, > installed):"
         diff <(echo "$exp") <(echo "$got") | grep '^[<>]' | indent
@@ -454,7 +542,9 @@ else
         fail custom-dirs "mmpool.pc: $(grep -E '^(libdir|includedir)=' "$pc" | tr '\n' ' ')"
     elif [ "$(norm "$flags")" != "$want" ]; then
         fail custom-dirs "pkg-config --cflags --libs: '$flags', want '$want'"
-    elif why=$(check_wrapper "$Q/sbin/mmpool" "$T/elsewhere/lib64/$SONAME") && [ -n "$why" ]; then
+    elif [ "$(norm "$sflags")" != "$swant" ]; then
+        fail custom-dirs "pkg-config --cflags --libs mmpool-secure: '$sflags', want '$swant'"
+    elif why=$(check_wrapper "$Q/sbin/mmpool" "$T/elsewhere/lib64") && [ -n "$why" ]; then
         fail custom-dirs "$why"
     elif ! mk uninstall PREFIX="$Q" LIBDIR="$T/elsewhere/lib64" INCLUDEDIR="$Q/include/mm" \
         BINDIR="$Q/sbin" PKGCONFIGDIR="$Q/share/pkgconfig" >"$T/uninstall4.log" 2>&1; then
