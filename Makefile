@@ -5,7 +5,9 @@
 #   make test       every test: Rust unit/integration, C tests and real
 #                   programs on both builds, the heap-bug suite, make
 #                   install/uninstall (into temporary prefixes)
-#   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc
+#   make bench      benchmarks against glibc, jemalloc, mimalloc, tcmalloc;
+#                   the secure build against the default one and scudo;
+#                   the heap-bug suite under every allocator
 #   make install    build and install both libraries (libmmpool.so and the
 #                   secure libmmpool-secure.so), mmpool.h, mmpool.pc and
 #                   mmpool-secure.pc, and bin/mmpool (mmpool --secure runs
@@ -124,12 +126,13 @@ test-security: lib secure
 test-install: lib secure
 	scripts/test-install.sh
 
-# Benchmarks against glibc, jemalloc, mimalloc, tcmalloc (never part of
+# Benchmarks against glibc, jemalloc, mimalloc, tcmalloc, the secure build
+# against the default one and scudo, and the heap-bug suite (never part of
 # `make test`): tables and a chart in target/bench/.
-bench: lib
+bench: lib secure
 	scripts/bench.sh
 
-bench-quick: lib
+bench-quick: lib secure
 	scripts/bench.sh --quick
 
 # Regenerate include/mmpool.h from the Rust sources (a test fails when stale).

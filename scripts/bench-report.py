@@ -7,6 +7,9 @@ Called by bench-run.py at the end of a run; can be re-run on its own.
 A cell is FAIL when any of its runs failed (crash, non-zero exit, timeout,
 output different from glibc's, allocator unavailable); FAIL cells stay in
 the tables and are left out of the geometric means, with a note.
+The "Secure build" section compares mmpool-secure with mmpool and scudo
+(phase "secure" of the runs); the "Heap-bug suite" section is the per-class
+table of scripts/security.sh that bench-run.py kept in the JSON's meta.
 Standard library only.
 """
 
@@ -18,6 +21,10 @@ import sys
 from xml.sax.saxutils import escape
 
 PEER_ORDER = ["glibc", "jemalloc", "mimalloc", "tcmalloc"]
+# The issue's bars for the secure build against the default one: geometric
+# means of the per-workload ratios.
+SECURE_TIME_BAR = 1.3
+SECURE_RSS_BAR = 1.5
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "mimalloc": "#2ca02c",
           "tcmalloc": "#ff7f0e", "mmpool": "#d62728"}
 
@@ -82,13 +89,14 @@ class Report:
         self.peers = [a for a in self.allocs if a != "mmpool"]
         self.notes = []  # footnotes: (key, text)
 
-    def cells(self, phase, threads=None):
+    def cells(self, phase, threads=None, allocs=None):
         out = {}
         for r in self.runs:
             if r["phase"] != phase or (threads is not None and r["threads"] != threads):
                 continue
             out.setdefault(r["workload"], {}).setdefault(r["allocator"], []).append(r)
-        return {w: {a: Cell(by.get(a, [])) for a in self.allocs} for w, by in out.items()}
+        allocs = self.allocs if allocs is None else allocs
+        return {w: {a: Cell(by.get(a, [])) for a in allocs} for w, by in out.items()}
 
     def footnote(self, text):
         for i, (_, t) in enumerate(self.notes):
@@ -164,21 +172,26 @@ class Report:
         out = ["# mmpool benchmark results", ""]
         took = ", ".join("%s %.0f s" % (k, m[key]) for k, key in
                          (("workloads", "main_s"), ("callgrind", "callgrind_s"),
-                          ("thread scaling", "scaling_s")) if m.get(key))
+                          ("thread scaling", "scaling_s"), ("secure build", "secure_s"),
+                          ("heap-bug suite", "security_s")) if m.get(key))
         out += ["- **Date:** %s (run took %.0f s%s)" % (m["date"], m.get("elapsed_s", 0),
                                                         ": " + took if took else ""),
                 "- **Machine:** %d CPUs (`nproc`), %s, %s RAM, kernel %s, %s"
                 % (m["nproc"], m["cpu"], m["memory"], m["kernel"], m.get("os", "")),
-                "- **Command:** `%s`" % (m.get("command") or "scripts/bench.sh"),
-                "- **Runs:** %d per cell, interleaved across allocators (rotated each round); "
-                "medians; `±` is half the min–max spread; scale %g"
-                % (m["runs"], m["scale"]),
-                "- **Allocators:** " + ", ".join(
-                    "%s %s (%s)" % (a, m["versions"].get(a, "?"),
-                                    "no preload" if a == "glibc" else
-                                    "`LD_PRELOAD=%s`" % m["libs"].get(a))
-                    for a in self.allocs),
-                "- **Programs:** " + ", ".join("%s %s" % kv for kv in m["programs"].items()),
+                "- **Command:** `%s`" % (m.get("command") or "scripts/bench.sh")]
+        if m.get("secure_only"):
+            out.append("- **Runs:** the secure-build phase only (`--secure-only`): see "
+                       "*Secure build*")
+        else:
+            out += ["- **Runs:** %d per cell, interleaved across allocators (rotated each round); "
+                    "medians; `±` is half the min–max spread; scale %g"
+                    % (m["runs"], m["scale"]),
+                    "- **Allocators:** " + ", ".join(
+                        "%s %s (%s)" % (a, m["versions"].get(a, "?"),
+                                        "no preload" if a == "glibc" else
+                                        "`LD_PRELOAD=%s`" % m["libs"].get(a))
+                        for a in self.allocs)]
+        out += ["- **Programs:** " + ", ".join("%s %s" % kv for kv in m["programs"].items()),
                 ""]
         unavail = {a: r for a, r in m.get("availability", {}).items() if r}
         for a, r in unavail.items():
@@ -201,6 +214,8 @@ class Report:
             out += self.redis_section(cells) + self.frag_section(cells)
         out += self.callgrind_section()
         out += self.scaling_section()
+        out += self.secure_section()
+        out += self.security_section()
         out += ["## Workloads", ""]
         for w in m["workloads"]:
             out.append("- **%s** (threads %s): %s" % (w["name"], w["threads"], w["desc"]))
@@ -327,6 +342,131 @@ class Report:
                 out += ["**%s**" % wl, "", "| threads | " + " | ".join(self.allocs) + " |",
                         "|--:|" + "--:|" * len(self.allocs)] + rows + [""]
         return out
+
+    def secure_section(self):
+        """mmpool-secure against mmpool and scudo: times, peak RSS, ratios, bars."""
+        m = self.meta
+        allocs = m.get("secure_allocators") or []
+        if not allocs or not any(r["phase"] == "secure" for r in self.runs):
+            return []
+        cells = self.cells("secure", allocs=allocs)
+        order = [w["name"] for w in m["workloads"] if w["name"] in cells]
+        shown = ["mmpool", "mmpool-secure", "scudo"]
+        libs = m.get("secure_libs") or {}
+        vers = m.get("versions") or {}
+        desc = ", ".join("%s %s (%s)" % (a, vers.get(a, "?"),
+                                         "`LD_PRELOAD=%s`" % libs.get(a) if libs.get(a)
+                                         else "not installed" if a == "scudo" else "no preload")
+                         for a in allocs)
+        out = ["## Secure build", "",
+               "mmpool's secure build (`make secure`: a record and canaries on every block, "
+               "zero on free, quarantine, guard pages) against the default build and scudo "
+               "(LLVM's hardened allocator). %d runs per cell, interleaved across %s "
+               "(glibc ran as the reference for the outputs), medians, scale %g; `±` is half "
+               "the min–max spread of the times. Allocators: %s."
+               % (m.get("secure_runs", 0), ", ".join(allocs), m.get("secure_scale", 0), desc),
+               ""]
+        for a, why in (m.get("secure_availability") or {}).items():
+            if why:
+                out.append("> **%s unavailable:** %s — its cells are FAIL." % (a, why))
+        if any((m.get("secure_availability") or {}).values()):
+            out.append("")
+
+        def ratio(row, num, den, value):
+            a, b = row[num], row[den]
+            if a.ok and b.ok and value(b) > 0:
+                return value(a) / value(b)
+            return None
+
+        metrics = (("time", lambda c: c.time), ("rss", lambda c: c.rss_mib))
+        pairs = [("mmpool-secure", "mmpool"), ("mmpool-secure", "scudo")]
+        head = (["workload", "threads"] + ["%s (s)" % a for a in shown] +
+                ["time secure/%s" % y for _, y in pairs] +
+                ["%s (MiB)" % a for a in shown] +
+                ["RSS secure/%s" % y for _, y in pairs])
+        lines = ["| " + " | ".join(head) + " |",
+                 "|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|"]
+        vs_glibc = {(a, k): [] for a in shown for k in ("time", "rss")}
+        ratios = {(p, k): [] for p in pairs for k in ("time", "rss")}
+        excluded = []
+        for wl in order:
+            row = cells[wl]
+            thr = next((x["threads"] for c in row.values() for x in c.runs), "")
+            cols = [wl, str(thr)]
+            for k, value in metrics:
+                for a in shown:
+                    c = row[a]
+                    if not c.ok:
+                        # "unavailable" reads the same as in the main tables (one footnote)
+                        where = wl if c.fail and c.fail["status"] == "unavailable" else \
+                            wl + " (secure-build phase)"
+                        cols.append(self.fail_text(where, a, c))
+                    elif k == "time":
+                        cols.append("%.3f ±%.0f%%" % (c.time, c.spread(c.times)))
+                    else:
+                        cols.append("%.1f" % c.rss_mib)
+                    g = row.get("glibc")
+                    if c.ok and g is not None and g.ok and value(g) > 0:
+                        vs_glibc[(a, k)].append(value(c) / value(g))
+                for p in pairs:
+                    x = ratio(row, p[0], p[1], value)
+                    if x is None:
+                        cols.append("—")
+                    else:
+                        ratios[(p, k)].append(x)
+                        cols.append("%.2f" % x)
+            if any(not c.ok for c in row.values()):
+                excluded.append(wl)
+            lines.append("| " + " | ".join(cols) + " |")
+        n = len(order)
+        cols = ["**geomean**", ""]
+        for k in ("time", "rss"):
+            for a in shown:
+                g = geomean(vs_glibc[(a, k)])
+                cols.append("—" if g is None else
+                            "×%.2f vs glibc (%d/%d)" % (g, len(vs_glibc[(a, k)]), n))
+            for p in pairs:
+                g = geomean(ratios[(p, k)])
+                cols.append("—" if g is None else
+                            "**%.2f** (%d/%d)" % (g, len(ratios[(p, k)]), n))
+        lines.append("| " + " | ".join(cols) + " |")
+        out += lines + [""]
+
+        def verdict(k, bar):
+            vals = ratios[(("mmpool-secure", "mmpool"), k)]
+            g = geomean(vals)
+            if g is None:
+                return "at most %.1f×: **not measured** (no workload ran under both)" % bar
+            return "at most %.1f×: **%s** (×%.2f over %d of %d workloads)" % (
+                bar, "holds" if g <= bar else "does not hold", g, len(vals), n)
+
+        out += ["**Bars** (geometric means of mmpool-secure/mmpool over the workloads): "
+                "time %s; peak RSS %s." % (verdict("time", SECURE_TIME_BAR),
+                                           verdict("rss", SECURE_RSS_BAR)), ""]
+        if excluded:
+            out.append("Geomeans leave out, per column, the workloads where that column or its "
+                       "reference is FAIL (counts in parentheses): %s." % ", ".join(excluded))
+            out.append("")
+        return out
+
+    def security_section(self):
+        """The heap-bug suite's per-class table (scripts/security.sh)."""
+        sec = self.meta.get("security")
+        if not sec:
+            return []
+        out = ["## Heap-bug suite", ""]
+        if sec.get("note"):
+            return out + ["Not available: %s." % sec["note"], ""]
+        out += ["%s Each case is its own process doing one heap bug (`c-tests/security/`); "
+                "every allocator runs with its defaults. The table counts, per class of bug, "
+                "the cases each allocator stopped (it killed the program with a signal or an "
+                "exit status, or a property case found it safe: address not reused, memory "
+                "cleared, ...); every case's outcome is in `%s`."
+                % (sec.get("summary") or "`scripts/security.sh`.", sec.get("md")), ""]
+        out += ["- " + a for a in sec.get("allocators", [])]
+        if sec.get("allocators"):
+            out.append("")
+        return out + sec["table"] + [""]
 
     # ------------------------------------------------------------------ svg
     def svg(self):

@@ -10,6 +10,13 @@ exit and peak RSS from wait4()'s rusage (ru_maxrss), the numbers GNU time's
 exit, a timeout, or output different from the glibc reference; a failed
 allocator is not run again on that workload.
 
+A secure-build phase runs the C and real-program workloads again under
+glibc (the reference), mmpool, mmpool-secure (the `make secure` build) and
+scudo, interleaved the same way, with --secure-runs runs (default
+min(runs, 3)). The heap-bug suite
+(scripts/security.sh) is run by scripts/bench.sh; its per-class table is
+read from target/security/results.md (--security-md) and kept in the JSON.
+
 Writes OUT/results.json (everything) and OUT/results.csv (raw runs), then
 calls scripts/bench-report.py for OUT/results.md and OUT/results.svg.
 Standard library only.
@@ -34,14 +41,18 @@ import threading
 import time
 
 ALLOCATORS = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "mmpool"]
+# The secure-build phase: the secure build between the default one and scudo,
+# with glibc for the reference outputs.
+SECURE_ALLOCATORS = ["glibc", "mmpool", "mmpool-secure", "scudo"]
+SECURE_MAX_RUNS = 3
 PACKAGES = {"jemalloc": "libjemalloc2", "mimalloc": "libmimalloc2.0",
-            "tcmalloc": "libtcmalloc-minimal4"}
+            "tcmalloc": "libtcmalloc-minimal4", "scudo": "libclang-rt-14-dev"}
 LIBNAMES = {"jemalloc": "libjemalloc.so.2", "mimalloc": "libmimalloc.so.2",
             "tcmalloc": "libtcmalloc_minimal.so.4"}
 # Environment variables that change an allocator's behaviour are dropped so
 # every allocator runs with its defaults.
 SCRUB = re.compile(r"^(LD_PRELOAD|MALLOC_.*|GLIBC_TUNABLES|MIMALLOC_.*|TCMALLOC_.*|"
-                   r"JE_MALLOC_CONF|MMPOOL_.*|PYTHONMALLOC|PYTHONHASHSEED)$")
+                   r"JE_MALLOC_CONF|SCUDO_OPTIONS|MMPOOL_.*|PYTHONMALLOC|PYTHONHASHSEED)$")
 IGNORED_TOKENS = re.compile(r"\s*\S*rss\S*=\S+")
 
 # name, default threads, what it is
@@ -239,6 +250,8 @@ class Context:
         for a in ("jemalloc", "mimalloc", "tcmalloc"):
             self.libs[a] = os.path.join(self.libdir, LIBNAMES[a])
         self.libs["mmpool"] = os.path.abspath(args.mmpool)
+        self.libs["mmpool-secure"] = os.path.abspath(args.secure_lib)
+        self.libs["scudo"] = os.path.abspath(args.scudo) if args.scudo else None
         self.avail = {}       # allocator -> None (usable) or reason
         self.libc_path = None  # for the redis glibc column
         self.rust_bin = os.path.abspath(args.rust_bin)
@@ -258,14 +271,20 @@ class Context:
         """Check each allocator exists and that LD_PRELOAD really swaps malloc."""
         for a in allocators:
             lib = self.libs[a]
-            if a == "mmpool" and self.args.mmpool_note:
-                self.avail[a] = self.args.mmpool_note
-                log("  %-9s %s" % (a, self.avail[a]))
+            note = {"mmpool": self.args.mmpool_note,
+                    "mmpool-secure": self.args.secure_note}.get(a)
+            if note:
+                self.avail[a] = note
+                log("  %-13s %s" % (a, self.avail[a]))
+                continue
+            if a == "scudo" and not lib:
+                self.avail[a] = "not installed (%s)" % PACKAGES[a]
+                log("  %-13s %s" % (a, self.avail[a]))
                 continue
             if lib and not os.path.exists(lib):
-                self.avail[a] = ("%s not built" % lib if a == "mmpool" else
+                self.avail[a] = ("%s not built" % lib if a.startswith("mmpool") else
                                  "not installed (%s)" % PACKAGES.get(a, lib))
-                log("  %-9s %s" % (a, self.avail[a]))
+                log("  %-13s %s" % (a, self.avail[a]))
                 continue
             r = self.run(a, [os.path.join(self.bin, "whichmalloc")], 30)
             if r["status"] != "ok":
@@ -281,7 +300,7 @@ class Context:
             else:
                 ok = got == os.path.realpath(lib)
             self.avail[a] = None if ok else "LD_PRELOAD ineffective: malloc comes from %s" % got
-            log("  %-9s %s" % (a, "malloc from " + got if ok else self.avail[a]))
+            log("  %-13s %s" % (a, "malloc from " + got if ok else self.avail[a]))
 
 
 # ---------------------------------------------------------------- workloads
@@ -567,7 +586,7 @@ def run_matrix(ctx, workloads, allocators, runs, scale, phase, thread_counts=Non
                                scale=scale, phase=phase)
                     rec["output"] = normalize(rec.pop("stdout"))
                     recs.append(rec)
-                    log("  %-14s t=%-2d %-9s run %d/%d %s" % (wl.name, threads, a, r + 1, runs,
+                    log("  %-14s t=%-2d %-13s run %d/%d %s" % (wl.name, threads, a, r + 1, runs,
                                                             fmt_run(rec)))
                     if rec["status"] != "ok":
                         failed.add(a)
@@ -676,6 +695,7 @@ def machine_info(ctx):
     rev = sh(["git", "-C", ctx.args.repo, "rev-parse", "--short", "HEAD"])
     dirty = sh(["git", "-C", ctx.args.repo, "status", "--porcelain", "--", "src", "Cargo.toml"])
     versions["mmpool"] = (rev + ("+dirty" if dirty else "")) if rev else "?"
+    versions["mmpool-secure"] = versions["mmpool"]
     progs = {}
     for exe, pkg in (("python3", "python3"), ("sqlite3", "sqlite3"),
                      ("redis-server", "redis-server")):
@@ -698,6 +718,38 @@ def rust_info(ctx):
     except OSError:
         pass
     return {"rustc": sh(["rustc", "--version"]), "crates": crates}
+
+
+def security_info(args):
+    """The heap-bug suite's results (scripts/security.sh's results.md): its
+    summary line, allocator list and per-class table; None when not run."""
+    if not args.security_md and not args.security_note:
+        return None
+    info = {"md": args.security_md, "note": args.security_note, "summary": "",
+            "allocators": [], "table": []}
+    if args.security_note:
+        return info
+    try:
+        with open(args.security_md) as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        info["note"] = "cannot read %s: %s" % (args.security_md, e)
+        return info
+    section = None
+    for line in lines:
+        if line.startswith("## "):
+            section = line[3:].strip()
+            continue
+        if section is None:
+            if line.startswith("`") and " cases, " in line:
+                info["summary"] = line
+            elif line.startswith("- "):
+                info["allocators"].append(line[2:])
+        elif section == "Stopped, per class" and line.startswith("|"):
+            info["table"].append(line)
+    if not info["table"]:
+        info["note"] = "no \"Stopped, per class\" table in %s" % args.security_md
+    return info
 
 
 # --------------------------------------------------------------------- main
@@ -725,7 +777,23 @@ def main():
     ap.add_argument("--callgrind-iters", type=int, default=1000000)
     ap.add_argument("--timeout", type=float, default=0.0, help="per run, seconds (0: adaptive)")
     ap.add_argument("--command", default="", help="command line to print in the report")
+    ap.add_argument("--secure-lib", default="target/release/libmmpool-secure.so",
+                    help="mmpool's secure build (make secure)")
+    ap.add_argument("--secure-note", default="", help="why mmpool-secure is unavailable, if it is")
+    ap.add_argument("--scudo", default="", help="scudo's library ('': not installed)")
+    ap.add_argument("--no-secure", action="store_true", help="skip the secure-build phase")
+    ap.add_argument("--secure-runs", type=int, default=0,
+                    help="runs per cell of the secure phase (0: min(runs, %d))" % SECURE_MAX_RUNS)
+    ap.add_argument("--secure-only", action="store_true",
+                    help="only the secure-build phase (no main, callgrind, scaling)")
+    ap.add_argument("--security-md", default="",
+                    help="the heap-bug suite's results.md (scripts/security.sh) to report")
+    ap.add_argument("--security-note", default="", help="why the heap-bug suite has no results")
+    ap.add_argument("--security-seconds", type=float, default=0.0,
+                    help="how long the heap-bug suite took")
     args = ap.parse_args()
+    if args.secure_only and (args.no_secure or args.threads_only):
+        sys.exit("bench-run: --secure-only goes with neither --no-secure nor --threads-only")
 
     allocators = [a for a in args.allocators.split(",") if a]
     bad = [a for a in allocators if a not in ALLOCATORS]
@@ -739,23 +807,34 @@ def main():
         if unknown:
             sys.exit("bench-run: unknown workloads %s" % sorted(unknown))
         workloads = [w for w in workloads if w.name in want]
+    # the secure phase: every workload but the Rust one (its binaries link
+    # their allocator; there is no secure or scudo build of it)
+    secure_wls = [] if args.no_secure or args.threads_only else \
+        [w for w in workloads if w.kind != "rust"]
+    if args.secure_only:
+        workloads = secure_wls
+    main_allocs = [] if args.secure_only else allocators
+    secure_allocs = SECURE_ALLOCATORS if secure_wls else []
+    probed = main_allocs + [a for a in secure_allocs if a not in main_allocs]
 
     ctx = Context(args)
     t_start = time.monotonic()
     meta = machine_info(ctx)
     meta.update(command=args.command, runs=args.runs, scale=args.scale, quick=args.quick,
+                secure_only=args.secure_only,
                 allocators=allocators, mmpool_lib=ctx.libs["mmpool"],
                 libs={a: ctx.libs[a] for a in allocators},
                 workloads=[{"name": w.name, "threads": w.threads, "desc": w.desc, "kind": w.kind}
                            for w in workloads])
     log("bench: %d CPUs (%s), kernel %s" % (meta["nproc"], meta["cpu"], meta["kernel"]))
     log("bench: probing allocators")
-    ctx.probe(allocators)
-    meta["availability"] = {a: ctx.avail.get(a) for a in allocators}
+    ctx.probe(probed)
+    meta["availability"] = {a: ctx.avail.get(a) for a in main_allocs}
     meta["redis_glibc_preload"] = ctx.libc_path
+    meta["security"] = security_info(args)
 
-    records, cg, scaling = [], {}, []
-    if not args.threads_only:
+    records, cg, scaling, secure = [], {}, [], []
+    if not args.threads_only and not args.secure_only:
         log("bench: %d workloads x %d allocators x %d runs, scale %g"
             % (len(workloads), len(allocators), args.runs, args.scale))
         t0 = time.monotonic()
@@ -780,17 +859,33 @@ def main():
         meta["scaling_s"] = round(time.monotonic() - t0, 1)
         log("bench: thread scaling took %.0f s" % meta["scaling_s"])
         meta.update(scaling_runs=sruns, scaling_scale=sscale, scaling_threads=SCALING_THREADS)
-    meta["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    if secure_wls:
+        sruns = args.secure_runs or min(args.runs, SECURE_MAX_RUNS)
+        meta.update(secure_allocators=secure_allocs, secure_runs=sruns,
+                    secure_scale=args.scale,
+                    secure_libs={a: ctx.libs[a] for a in secure_allocs},
+                    secure_availability={a: ctx.avail.get(a) for a in secure_allocs})
+        log("bench: secure build: %d workloads x %s x %d runs, scale %g"
+            % (len(secure_wls), "/".join(secure_allocs), sruns, args.scale))
+        t0 = time.monotonic()
+        secure = run_matrix(ctx, secure_wls, secure_allocs, sruns, args.scale, "secure")
+        meta["secure_s"] = round(time.monotonic() - t0, 1)
+        log("bench: secure build took %.0f s" % meta["secure_s"])
+    if args.security_md or args.security_note:
+        meta["security_s"] = args.security_seconds
+    # the heap-bug suite ran before, in scripts/bench.sh: its time counts too
+    meta["elapsed_s"] = round(time.monotonic() - t_start + args.security_seconds, 1)
 
     os.makedirs(ctx.out, exist_ok=True)
     with open(os.path.join(ctx.out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "runs": records + scaling, "callgrind": cg}, f, indent=1)
+        json.dump({"meta": meta, "runs": records + scaling + secure, "callgrind": cg}, f,
+                  indent=1)
     fields = ["phase", "workload", "threads", "scale", "allocator", "run", "wall_s",
               "maxrss_kib", "status", "detail", "output", "extra"]
     with open(os.path.join(ctx.out, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(fields)
-        for r in records + scaling:
+        for r in records + scaling + secure:
             row = dict(r)
             row["wall_s"] = "" if r.get("wall_s") is None else "%.4f" % r["wall_s"]
             row["extra"] = json.dumps(r.get("extra", {}), sort_keys=True) if r.get("extra") else ""
