@@ -117,15 +117,18 @@ pub(crate) unsafe fn seal_medium(
 ) {
     debug_assert!(start <= p && p + size + RECORD <= end);
     let check = kind_check(key, p, size, kind);
-    let rec = (end - RECORD) as *mut Record;
-    // SAFETY: contract: the record and the pattern lie in the slack.
+    let rec = end - RECORD;
+    debug_assert!(rec % RECORD == 0);
+    // One store of the whole record (`Record`'s layout, little-endian):
+    // another thread's neighbour check (`api::secure`), or a child forked
+    // at this moment, sees the old record or the new one, never a mix.
+    let word = size as u64 | ((p - start) as u64) << 16 | (check as u32 as u64) << 32;
+    // SAFETY: contract: the record (8-aligned: blocks are multiples of
+    // 16 bytes) and the pattern lie in the slack.
     unsafe {
-        rec.write_unaligned(Record {
-            size: size as u16,
-            offset: (p - start) as u16,
-            check: check as u32,
-        });
-        fill(p + size, (p + size + TAIL).min(rec as usize), check);
+        (*(rec as *const core::sync::atomic::AtomicU64))
+            .store(word, core::sync::atomic::Ordering::Relaxed);
+        fill(p + size, (p + size + TAIL).min(rec), check);
     }
 }
 

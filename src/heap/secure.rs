@@ -82,6 +82,11 @@ pub(crate) fn written_after_free(b: usize, size: usize) -> ! {
 pub(crate) unsafe fn quarantine(heap: *mut Heap, b: usize, size: usize) {
     // SAFETY: contract.
     unsafe {
+        // The record first, in one store: `memset` may clear a word in
+        // pieces, and the next block's neighbour check (another thread's
+        // free, or a child forked meanwhile) must never see half a record.
+        (*((b + size - 8) as *const core::sync::atomic::AtomicU64))
+            .store(0, core::sync::atomic::Ordering::Relaxed);
         core::ptr::write_bytes(b as *mut u8, 0, size);
         *(b as *mut usize) = mark(b);
         if !is_thread_heap(heap) {
