@@ -136,6 +136,31 @@ static void double_free_thread(size_t size, long arg)
     not_stopped(NULL);
 }
 
+static void *plain_free(void *p)
+{
+    xfree(p);
+    return NULL;
+}
+
+/* free(p) by another thread (the block waits to go back to its owner),
+ * then again by the owner thread. */
+static void double_free_remote_first(size_t size, long arg)
+{
+    (void)arg;
+    void *v[HOOD];
+    char *p = alloc_hood(size, v);
+    v[VICTIM] = NULL;
+    pthread_t t;
+    if (pthread_create(&t, NULL, plain_free, p) != 0)
+        setup_failed("pthread_create");
+    pthread_join(t, NULL);
+    bug();
+    xfree(p);
+    free_hood(v);
+    exercise(size);
+    not_stopped(NULL);
+}
+
 /* realloc() of a freed block. */
 static void double_free_realloc(size_t size, long arg)
 {
@@ -551,6 +576,7 @@ static const struct case_entry cases[] = {
     KINDS("double_free_interleaved", double_free_interleaved, 0),
     KINDS("double_free_reused", double_free_reused, 0),
     KINDS("double_free_thread", double_free_thread, 0),
+    KINDS("double_free_remote_first", double_free_remote_first, 0),
     KINDS("double_free_realloc", double_free_realloc, 0),
 
     KINDS("invalid_free_stack", invalid_free_stack, 0),

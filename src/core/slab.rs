@@ -291,6 +291,16 @@ impl Slab {
         unsafe { (*b).link = self.encode(b) }
     }
 
+    /// Does `b` carry the waiting mark ([`Slab::mark_waiting`])?
+    ///
+    /// # Safety
+    /// `b` is a readable block of this slab.
+    #[inline]
+    pub(crate) unsafe fn is_waiting(&self, b: *const Block) -> bool {
+        // SAFETY: contract.
+        unsafe { (*b).link == self.encode(b as *mut Block) }
+    }
+
     /// Hand out `b`, which waited in a medium cache: it no longer looks
     /// free.
     ///

@@ -76,6 +76,7 @@ pub(crate) unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
         if (*slab).local_free != (*slab).terminator() {
             if count_slow_call(heap) {
                 lifecycle::upkeep();
+                free::flush_outbox(heap);
                 free::drain_remote(heap);
             }
             return slabs::pop_local_free(slab);
@@ -112,6 +113,7 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
     unsafe {
         if count_slow_call(heap) {
             lifecycle::upkeep();
+            free::flush_outbox(heap);
         }
         free::drain_remote(heap);
         let h = &mut (*heap).local;

@@ -21,7 +21,7 @@ use crate::core::lookup::{classify, Span};
 use crate::core::pagemap::{SpanHead, PAGEMAP};
 use crate::core::size_class::SLAB_HEADER;
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
-use crate::heap::types::{slab_cache_index, Heap};
+use crate::heap::types::{is_thread_heap, slab_cache_index, Heap};
 use crate::heap::{abandoned, medium, remote, slabs};
 use crate::util::diag::fatal;
 use core::sync::atomic::Ordering;
@@ -144,7 +144,69 @@ unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
         }
     };
     // SAFETY: `b` is a block of `slab`.
-    unsafe { dispatch(heap, slab, b as *mut Block, p as usize) }
+    unsafe { send(heap, slab, b as *mut Block, p as usize) }
+}
+
+/// The program frees block `b` of `slab` (`user` the pointer it passed):
+/// a block of another thread's slab goes into the calling thread's
+/// outbox (checked and marked as [`dispatch`] would before its CAS), the
+/// rest to [`dispatch`].
+///
+/// # Safety
+/// As [`dispatch`].
+#[inline]
+unsafe fn send(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
+    // SAFETY: the slab is live while `b` is live (contract).
+    let h = unsafe { (*slab).head.owner.load(Ordering::Acquire) } & !OWNER_FLAGS;
+    if h == heap as usize || h == 0 || !is_thread_heap(heap) || medium::owns(h) {
+        // SAFETY: forwarded contract.
+        return unsafe { dispatch(heap, slab, b, user) };
+    }
+    // SAFETY: `b` is a block of a live slab; `h` is (or was) a heap, whose
+    // struct stays mapped; `heap` is the calling thread's own.
+    unsafe {
+        if (*slab).looks_free(b) {
+            slabs::double_free(user, slab);
+        }
+        (*slab).mark_waiting(b);
+        let queue = &raw const (*(h as *mut Heap)).remote;
+        let size = (*slab).block_size as usize;
+        if let Some(batch) = (*heap).local.outbox.add(queue, b, size) {
+            send_batch(heap, batch);
+        }
+    }
+}
+
+/// Push an outbox batch onto its queue; when that queue was closed (its
+/// heap given up), each block looks its slab's owner up again.
+///
+/// # Safety
+/// `heap` is the calling thread's heap; the batch was taken from its
+/// outbox.
+unsafe fn send_batch(heap: *mut Heap, batch: remote::Batch) {
+    // SAFETY: heap structs stay mapped; the chain (null-terminated at
+    // `last`) is ours to hand over.
+    unsafe {
+        if !remote::push(&*batch.queue, batch.first, batch.last) {
+            free_chain(heap, batch.first);
+        }
+    }
+}
+
+/// Send every batch of the calling thread's outbox (thread exit, giving
+/// the heap up, `malloc_trim`, periodic upkeep).
+///
+/// # Safety
+/// `heap` is the calling thread's heap (or one it gives up).
+pub(crate) unsafe fn flush_outbox(heap: *mut Heap) {
+    for i in 0..remote::OUTBOX_SLOTS {
+        // SAFETY: contract: the outbox is ours.
+        unsafe {
+            if let Some(batch) = (*heap).local.outbox.take(i) {
+                send_batch(heap, batch);
+            }
+        }
+    }
 }
 
 /// Free block `b` of `slab` wherever its owner is: here, a per-CPU heap,
@@ -243,23 +305,11 @@ unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
     // SAFETY: our own heap and slab; the taken queue is ours until put
     // back.
     unsafe {
-        if (*slab).is_on_free_lists(b as usize) {
+        // Waiting in a remote queue, an outbox or a medium cache: its
+        // first word links to itself (user data does so with a chance of
+        // 1 in 2^64 per key).
+        if (*slab).is_waiting(b) || (*slab).is_on_free_lists(b as usize) {
             slabs::double_free(b as usize, slab);
-        }
-        let chain = remote::take(&(*heap).remote);
-        if !chain.is_null() {
-            let mut tail = chain;
-            loop {
-                if tail == b {
-                    slabs::double_free(b as usize, slab);
-                }
-                if (*tail).chain.is_null() {
-                    break;
-                }
-                tail = (*tail).chain;
-            }
-            let back = remote::push(&(*heap).remote, chain, tail);
-            debug_assert!(back, "our own queue is open");
         }
         // Not free after all: user data. Our own slab (the caller checked
         // the owner).

@@ -347,8 +347,9 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
             crate::heap::secure::drain(h);
         }
         // Parked or not, its cached medium blocks go back to the per-CPU
-        // heaps for other threads.
+        // heaps for other threads, and its outbox to the blocks' owners.
         medium::flush_cache(h);
+        free::flush_outbox(h);
         if !heap_park(h) {
             abandon(h);
         }
@@ -368,6 +369,7 @@ pub(crate) unsafe fn abandon(heap: *mut Heap) {
             crate::heap::secure::drain(heap);
         }
         medium::flush_cache(heap);
+        free::flush_outbox(heap);
         free::drain_remote(heap);
         let h = &mut (*heap).local;
         h.clear_current();
@@ -402,7 +404,10 @@ pub(crate) fn trim() -> bool {
     let own = tls::heap();
     if is_thread_heap(own) {
         // SAFETY: the calling thread's own heap.
-        unsafe { medium::flush_cache(own) };
+        unsafe {
+            medium::flush_cache(own);
+            free::flush_outbox(own);
+        }
     }
     medium::trim();
     if is_thread_heap(own) {
@@ -460,6 +465,8 @@ pub(crate) fn freed_not_collected() -> usize {
                 bytes += core::ptr::read_volatile(&raw const (*s).block_size) as usize;
                 b = core::ptr::read_volatile(&raw const (*(b as *const Block)).chain) as usize;
             }
+            // Blocks waiting in its outbox.
+            bytes += (*h).local.outbox.bytes.load(Ordering::Relaxed);
             // The secure build's quarantined small blocks (medium ones no
             // longer count: their records are cleared).
             if crate::core::config::SECURE {

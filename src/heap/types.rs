@@ -24,7 +24,7 @@
 //! `heap::check` verifies all of them.
 //!
 //! Uses: `core::pagemap`, `core::size_class`, `core::slab`,
-//! `heap::quarantine`, `util::list`.
+//! `heap::quarantine`, `heap::remote`, `util::list`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
 use crate::core::size_class::{CLASS_SIZE, DIRECT_LEN, DIRECT_MAX, MIN_ALIGN, NUM_CLASSES};
@@ -118,6 +118,9 @@ pub(crate) struct HeapLocal {
     /// The secure build's quarantine of blocks this thread freed (empty
     /// in the default build).
     pub(crate) quarantine: crate::heap::quarantine::Quarantine,
+    /// Blocks this thread freed into other threads' slabs, batched per
+    /// owner (see `heap::remote`).
+    pub(crate) outbox: crate::heap::remote::Outbox,
 }
 
 impl Heap {
@@ -144,6 +147,7 @@ impl Heap {
                 shard: 0,
                 shard_uses: 0,
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
+                outbox: crate::heap::remote::Outbox::EMPTY,
             },
             remote: AtomicPtr::new(null_mut()),
         }
