@@ -91,15 +91,18 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) const EMPTY: Outbox = Outbox {
-        queue: [core::ptr::null(); OUTBOX_SLOTS],
-        first: [null_mut(); OUTBOX_SLOTS],
-        last: [null_mut(); OUTBOX_SLOTS],
-        count: [0; OUTBOX_SLOTS],
-        slot_bytes: [0; OUTBOX_SLOTS],
-        evict: 0,
-        bytes: AtomicUsize::new(0),
-    };
+    /// An empty outbox.
+    pub(crate) const fn new() -> Outbox {
+        Outbox {
+            queue: [core::ptr::null(); OUTBOX_SLOTS],
+            first: [null_mut(); OUTBOX_SLOTS],
+            last: [null_mut(); OUTBOX_SLOTS],
+            count: [0; OUTBOX_SLOTS],
+            slot_bytes: [0; OUTBOX_SLOTS],
+            evict: 0,
+            bytes: AtomicUsize::new(0),
+        }
+    }
 
     /// Add `b` (`size` bytes) for `queue`; a batch to send when a slot is
     /// full, or when every slot is taken by another queue (the evicted

@@ -147,7 +147,7 @@ impl Heap {
                 shard: 0,
                 shard_uses: 0,
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
-                outbox: crate::heap::remote::Outbox::EMPTY,
+                outbox: crate::heap::remote::Outbox::new(),
             },
             remote: AtomicPtr::new(null_mut()),
         }
