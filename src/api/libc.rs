@@ -108,7 +108,7 @@ fn alloc_large(size: usize, align: usize) -> (*mut u8, bool) {
     }
     // The process's first allocation may be a large one.
     ensure_init();
-    let r = large::alloc(size, align);
+    let r = alloc::large(size, align);
     if r.0.is_null() {
         return (nomem(), false);
     }

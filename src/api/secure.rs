@@ -156,7 +156,7 @@ unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8
             return unsafe { slab_block(class_of(n), size, align, kind) };
         }
     }
-    let (p, zeroed) = large::alloc(size, align);
+    let (p, zeroed) = alloc::large(size, align);
     if p.is_null() {
         return nomem();
     }

@@ -164,11 +164,14 @@ fn cached_head() -> *mut SpanHead {
 const CLOSED: usize = PAGE;
 
 /// Freed blocks closed per second at most (the default build): closing
-/// and reopening a head costs two `mprotect` calls (about 5 us each, with
-/// the TLB shootdown), so a program cycling through large blocks faster
-/// pays for at most this many (about 1% of a core), like a sampling
-/// detector; a program that frees a few large blocks has every one closed.
-const CLOSES_PER_SECOND: usize = 1000;
+/// and reopening a head costs two `mprotect` calls, each a TLB shootdown
+/// that interrupts every CPU running one of the program's threads (about
+/// 5 us on a quiet machine, far more on a loaded host where a CPU of the
+/// program's is descheduled: at 1000 closes a second the two-thread mixed
+/// bench was 1.3x glibc's time on such a host). A program that frees a few
+/// large blocks has every one closed; one cycling through large blocks
+/// faster has a sample closed, like GWP-ASan's sampled guard pages.
+const CLOSES_PER_SECOND: usize = 64;
 static CLOSE_LIMIT: RateLimit = RateLimit::new(CLOSES_PER_SECOND);
 
 /// At most `per_second` grants per wall-clock second (approximately: a
@@ -746,14 +749,15 @@ fn budget() -> usize {
     }
 }
 
-/// Bytes of realloc tails the cache may hold (within [`budget`]): a
-/// quarter of the peak live bytes, at least [`TAIL_MIN_BYTES`]. A tail is
+/// Bytes of realloc tails the cache may hold (within [`budget`]): an
+/// eighth of the peak live bytes, at least [`TAIL_MIN_BYTES`]. A tail is
 /// worth keeping while its block may grow back into it soon; a program
 /// whose buffers shrink and grow (the realloc bench) otherwise kept up to
 /// the whole budget resident on top of its live blocks (54 MiB against
-/// glibc's 21 MiB; with this bound 30 MiB, 1.4x the time of keeping all).
+/// glibc's 21 MiB). A quarter kept 33 MiB (1.55x glibc's peak RSS), an
+/// eighth 28 MiB at 1.2x the time of a quarter (still half glibc's).
 fn tail_budget() -> usize {
-    (PEAK_LIVE_BYTES.load(Ordering::Relaxed) / 4).clamp(TAIL_MIN_BYTES, CACHE_MAX_BYTES)
+    (PEAK_LIVE_BYTES.load(Ordering::Relaxed) / 8).clamp(TAIL_MIN_BYTES, CACHE_MAX_BYTES)
 }
 
 /// User pointers of the large blocks most recently freed, so that a second
@@ -896,6 +900,43 @@ pub(crate) fn trim() -> usize {
         }
         ev.unmap_all();
     }
+}
+
+/// Give back at least `bytes` of cached ranges, oldest first (the span
+/// cache is about to fault in fresh memory for slabs: the program's
+/// demand moved from large blocks to small ones, and keeping both
+/// resident would stack their peaks, which glibc's one heap does not).
+/// The secure build's quarantine is left alone.
+pub(crate) fn shed(bytes: usize) {
+    let mut ev = Evicted::new();
+    {
+        let mut c = CACHE.lock();
+        if c.len == 0 {
+            return;
+        }
+        let mut need = align_up(bytes, GRANULE).unwrap_or(usize::MAX);
+        while need > 0 && c.len > 0 && !ev.full() {
+            let Some(o) = (0..c.len).min_by_key(|&i| c.ranges[i].freed_ms) else {
+                break;
+            };
+            let r = c.ranges[o];
+            if r.size > need {
+                // The range's end goes: its head (maybe closed) stays.
+                c.ranges[o].size -= need;
+                c.bytes -= need;
+                if r.tail {
+                    c.tail_bytes -= need;
+                }
+                ev.push(r.base + r.size - need, need);
+                need = 0;
+            } else {
+                let r = c.remove(o);
+                ev.push(r.base, r.size);
+                need -= r.size;
+            }
+        }
+    }
+    ev.unmap_all();
 }
 
 /// Bytes held by the cache of freed large blocks.

@@ -16,7 +16,7 @@
 //! tag is `TAG_FREE`; a span is on exactly one list; `chunks` lists every
 //! mapping spans were carved from, the last one carved up to `chunk_cur`.
 //!
-//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `os`,
+//! Uses: `core::config`, `core::large`, `core::pagemap`, `core::size_class`, `os`,
 //! `os::clock`, `util::list`, `util::lock`, `util::mapped`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE};
@@ -124,6 +124,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
         debug_assert!((1..=MAX_SLAB_GRANULES).contains(&granules));
         let size = granules * GRANULE;
         let mut g = self.inner.lock();
+        let mut fresh = false;
         let s = if !g.dirty[granules].first.is_null() {
             let mut s = g.dirty[granules].first;
             let mut probe = s;
@@ -150,9 +151,15 @@ impl<S: PageSource + 'static> SpanCache<S> {
             unsafe { g.clean[granules].remove(s) };
             s.cast::<u8>()
         } else {
+            fresh = true;
             self.carve(&mut g, size)?
         };
         drop(g);
+        if fresh {
+            // Fresh pages for slabs: as many bytes of cached large ranges
+            // go back to the OS (`core::large::shed`).
+            crate::core::large::shed(size);
+        }
         NonNull::new(s)
     }
 
@@ -245,20 +252,56 @@ impl<S: PageSource + 'static> SpanCache<S> {
                 if !(all || old || g.dirty_bytes > dirty_max() / 2) {
                     break;
                 }
-                let size = k * GRANULE;
-                // SAFETY: as above; the header page stays resident so the
-                // span keeps its list links and tag.
-                unsafe {
-                    g.dirty[k].remove(s);
-                    self.src.purge(
-                        NonNull::new_unchecked((s as *mut u8).add(PAGE)),
-                        size - PAGE,
-                    );
-                    (*s).dirty = false;
-                    g.clean[k].push_front(s);
-                }
-                g.dirty_bytes -= size;
+                self.purge_last(g, k);
             }
+        }
+    }
+
+    /// Purge the last (oldest) span of the dirty list of `k`-granule spans,
+    /// which must not be empty.
+    fn purge_last(&self, g: &mut Inner, k: usize) {
+        let s = g.dirty[k].last;
+        let size = k * GRANULE;
+        // SAFETY: `s` is a cached span on the dirty list (contract); lock
+        // held; the header page stays resident so the span keeps its list
+        // links and tag.
+        unsafe {
+            g.dirty[k].remove(s);
+            self.src.purge(
+                NonNull::new_unchecked((s as *mut u8).add(PAGE)),
+                size - PAGE,
+            );
+            (*s).dirty = false;
+            g.clean[k].push_front(s);
+        }
+        g.dirty_bytes -= size;
+    }
+
+    /// Purge at least `bytes` of idle spans, oldest first: fresh pages are
+    /// being faulted in for a large block, so the program's demand moved
+    /// from small blocks to large ones, and keeping both resident would
+    /// stack their peaks (the counterpart of `core::large::shed`).
+    pub(crate) fn shed(&self, bytes: usize) {
+        let mut g = self.inner.lock();
+        let mut left = bytes;
+        while left > 0 && g.dirty_bytes > 0 {
+            let mut oldest: Option<(usize, u64)> = None;
+            for k in 1..=MAX_SLAB_GRANULES {
+                let s = g.dirty[k].last;
+                if s.is_null() {
+                    continue;
+                }
+                // SAFETY: a cached span on a dirty list; lock held.
+                let t = unsafe { (*s).freed_ms };
+                if oldest.is_none_or(|(_, o)| t < o) {
+                    oldest = Some((k, t));
+                }
+            }
+            let Some((k, _)) = oldest else {
+                break;
+            };
+            self.purge_last(&mut g, k);
+            left = left.saturating_sub(k * GRANULE);
         }
     }
 

@@ -1,8 +1,9 @@
 //! Allocating: the malloc fast path (a table load and a pop), the
 //! thread heap's slow path, medium blocks through the thread's medium
-//! cache or its CPU's heap, and blocks for aligned requests.
+//! cache or its CPU's heap, blocks for aligned requests, and large
+//! blocks (which make idle slab spans go back when they take fresh pages).
 //!
-//! Uses: `core::pagemap`, `core::size_class`, `core::slab`,
+//! Uses: `core::large`, `core::pagemap`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::abandoned`, `heap::free`, `heap::lifecycle`, `heap::medium`,
 //! `heap::slabs`, `heap::tls`, `heap::types`, `os::errno`.
 
@@ -163,3 +164,15 @@ pub(crate) fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
 }
 
 const _: () = assert!(crate::core::size_class::GRANULE % crate::core::size_class::SLAB_HEADER == 0);
+
+/// A large block of `size` bytes aligned to `align` (`core::large`), and
+/// whether its pages are fresh (zero). Fresh pages send as many bytes of
+/// idle slab spans back to the OS (`core::span::SpanCache::shed`). Null
+/// when out of memory (errno not set).
+pub(crate) fn large(size: usize, align: usize) -> (*mut u8, bool) {
+    let r = crate::core::large::alloc(size, align);
+    if !r.0.is_null() && r.1 {
+        crate::core::span::SPANS.shed(size);
+    }
+    r
+}
