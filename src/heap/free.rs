@@ -144,37 +144,7 @@ unsafe fn free_slow(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
         }
     };
     // SAFETY: `b` is a block of `slab`.
-    unsafe { send(heap, slab, b as *mut Block, p as usize) }
-}
-
-/// The program frees block `b` of `slab` (`user` the pointer it passed):
-/// a block of another thread's slab goes into the calling thread's
-/// outbox (checked and marked as [`dispatch`] would before its CAS), the
-/// rest to [`dispatch`].
-///
-/// # Safety
-/// As [`dispatch`].
-#[inline]
-unsafe fn send(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
-    // SAFETY: the slab is live while `b` is live (contract).
-    let h = unsafe { (*slab).head.owner.load(Ordering::Acquire) } & !OWNER_FLAGS;
-    if h == heap as usize || h == 0 || !is_thread_heap(heap) || medium::owns(h) {
-        // SAFETY: forwarded contract.
-        return unsafe { dispatch(heap, slab, b, user) };
-    }
-    // SAFETY: `b` is a block of a live slab; `h` is (or was) a heap, whose
-    // struct stays mapped; `heap` is the calling thread's own.
-    unsafe {
-        if (*slab).looks_free(b) {
-            slabs::double_free(user, slab);
-        }
-        (*slab).mark_waiting(b);
-        let queue = &raw const (*(h as *mut Heap)).remote;
-        let size = (*slab).block_size as usize;
-        if let Some(batch) = (*heap).local.outbox.add(queue, b, size) {
-            send_batch(heap, batch);
-        }
-    }
+    unsafe { dispatch(heap, slab, b as *mut Block, p as usize) }
 }
 
 /// Push an outbox batch onto its queue; when that queue was closed (its
@@ -210,7 +180,8 @@ pub(crate) unsafe fn flush_outbox(heap: *mut Heap) {
 }
 
 /// Free block `b` of `slab` wherever its owner is: here, a per-CPU heap,
-/// another thread (its remote queue), or nowhere (abandoned, under the
+/// another thread (its remote queue; the program's frees from a thread
+/// heap go through that heap's outbox), or nowhere (abandoned, under the
 /// lock). `user` is the pointer the program passed (it may be inside
 /// `b`, for aligned blocks), named in error messages; 0 skips the
 /// double-free check (blocks from remote queues were checked when first
@@ -249,11 +220,25 @@ pub(crate) unsafe fn dispatch(heap: *mut Heap, slab: *mut Slab, b: *mut Block, u
                 slabs::double_free(user, slab);
             }
             marked_here = true;
-            // SAFETY: `h` is (or was) a heap; `b` is a block we hand over.
-            let pushed = unsafe {
-                (*slab).mark_waiting(b);
-                remote::push(&(*(h as *mut Heap)).remote, b, b)
-            };
+            // SAFETY: `b` is a block we hand over; `h` is (or was) a heap.
+            unsafe { (*slab).mark_waiting(b) };
+            // SAFETY: heap structs are never unmapped.
+            let queue = unsafe { &raw const (*(h as *mut Heap)).remote };
+            // The program's own free from a thread heap: batched in the
+            // outbox (see `heap::remote`).
+            if user != 0 && is_thread_heap(heap) {
+                // SAFETY: the calling thread's heap (contract); `b` is ours
+                // to hand over, marked.
+                unsafe {
+                    let size = (*slab).block_size as usize;
+                    if let Some(batch) = (*heap).local.outbox.add(queue, b, size) {
+                        send_batch(heap, batch);
+                    }
+                }
+                return;
+            }
+            // SAFETY: as above.
+            let pushed = unsafe { remote::push(&*queue, b, b) };
             if pushed {
                 return;
             }

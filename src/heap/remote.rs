@@ -172,3 +172,65 @@ impl Outbox {
         Some(batch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain_len(mut b: *mut Block) -> usize {
+        let mut n = 0;
+        while !b.is_null() {
+            n += 1;
+            // SAFETY: blocks of the test's array, linked by the outbox.
+            b = unsafe { (*b).chain };
+        }
+        n
+    }
+
+    #[test]
+    fn a_full_slot_is_sent_as_one_chain_and_a_fifth_queue_evicts_one() {
+        let queues: [AtomicPtr<Block>; OUTBOX_SLOTS + 1] =
+            core::array::from_fn(|_| AtomicPtr::new(null_mut()));
+        let mut blocks: [Block; 64] = core::array::from_fn(|_| Block {
+            link: 0,
+            chain: null_mut(),
+        });
+        let bp = blocks.as_mut_ptr();
+        let mut o = Outbox::new();
+        // SAFETY: every block is handed over once.
+        unsafe {
+            for i in 0..OUTBOX_BATCH as usize - 1 {
+                assert!(o.add(&queues[0], bp.add(i), 16).is_none());
+            }
+            assert_eq!(
+                o.bytes.load(Ordering::Relaxed),
+                16 * (OUTBOX_BATCH as usize - 1)
+            );
+            let b = o
+                .add(&queues[0], bp.add(OUTBOX_BATCH as usize - 1), 16)
+                .expect("the 32nd block sends the slot");
+            assert_eq!(b.queue, &queues[0] as *const _);
+            assert_eq!(b.first, bp.add(OUTBOX_BATCH as usize - 1));
+            assert_eq!(b.last, bp);
+            assert_eq!(chain_len(b.first), OUTBOX_BATCH as usize);
+            assert_eq!(o.bytes.load(Ordering::Relaxed), 0);
+            // One block for each of the slots, then a fifth queue.
+            for (q, queue) in queues.iter().take(OUTBOX_SLOTS).enumerate() {
+                assert!(o.add(queue, bp.add(40 + q), 32).is_none());
+            }
+            let evicted = o
+                .add(&queues[OUTBOX_SLOTS], bp.add(50), 32)
+                .expect("a fifth queue evicts a slot");
+            assert_eq!(chain_len(evicted.first), 1);
+            assert_eq!(o.bytes.load(Ordering::Relaxed), 32 * OUTBOX_SLOTS);
+            let mut sent = 0;
+            for i in 0..OUTBOX_SLOTS {
+                if let Some(b) = o.take(i) {
+                    sent += chain_len(b.first);
+                }
+            }
+            assert_eq!(sent, OUTBOX_SLOTS);
+            assert_eq!(o.bytes.load(Ordering::Relaxed), 0);
+        }
+    }
+}
