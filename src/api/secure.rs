@@ -11,9 +11,9 @@
 //!   more) and the record of the block before it (an underflow);
 //!   `malloc_usable_size` is the requested size;
 //! - a freed block is zeroed and quarantined (`heap::quarantine`, random
-//!   slots, bounded in bytes); it must still be zero when it leaves, when
-//!   a sweep passes it, and when `malloc` hands it out again (a write
-//!   after free stops the program);
+//!   slots, bounded in bytes); it must still be zero when it leaves (when
+//!   it becomes free for reuse), when a sweep passes it, and when
+//!   `calloc` hands it out again (a write after free stops the program);
 //! - slabs carve their blocks in a random order, with a guard page after
 //!   their header page and at their end (`core::size_class`);
 //! - large blocks sit against a guard page, behind guard pages before
@@ -131,7 +131,23 @@ unsafe fn alloc(size: usize, align: usize, kind: u8) -> *mut u8 {
     unsafe { alloc_zero(size, align, kind, false) }
 }
 
+#[inline]
 unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8 {
+    // The common case inline: a slab block of the natural alignment.
+    if size <= SMALL_MAX - RECORD && align <= MIN_ALIGN {
+        ensure_init();
+        let need = (size + RECORD).max(MIN_BLOCK);
+        // SAFETY: class_of(need) < NUM_CLASSES for need <= SMALL_MAX.
+        return unsafe { slab_block(class_of(need), size, 0, kind, zero) };
+    }
+    // SAFETY: forwarded contract.
+    unsafe { alloc_other(size, align, kind, zero) }
+}
+
+/// [`alloc_zero`]'s other cases: the first call, aligned and large
+/// blocks, impossible sizes.
+#[inline(never)]
+unsafe fn alloc_other(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8 {
     if size > MAX_REQUEST {
         return nomem();
     }
@@ -145,7 +161,7 @@ unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8
         };
         if let Some(c) = class {
             // SAFETY: c < NUM_CLASSES.
-            return unsafe { slab_block(c, size, 0, kind) };
+            return unsafe { slab_block(c, size, 0, kind, zero) };
         }
         // A bigger block, the pointer aligned inside it.
         if let Some(n) = need
@@ -153,7 +169,7 @@ unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8
             .filter(|&n| n <= SMALL_MAX)
         {
             // SAFETY: as above.
-            return unsafe { slab_block(class_of(n), size, align, kind) };
+            return unsafe { slab_block(class_of(n), size, align, kind, zero) };
         }
     }
     let (p, zeroed) = alloc::large(size, align);
@@ -171,22 +187,26 @@ unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8
     p
 }
 
-/// A block of class `c` for `size` bytes: still zero from the third word
-/// on (or a write after free), its links cleared, sealed at its start
-/// (`align` 0) or at the first `align`-aligned address in it.
-unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8) -> *mut u8 {
+/// A block of class `c` for `size` bytes, its links cleared, sealed at
+/// its start (`align` 0) or at the first `align`-aligned address in it.
+/// A block leaves the quarantine checked to be zero (`heap::secure`), so
+/// it is zero when handed out unless the program wrote to it after that;
+/// for `zero` (calloc) that is checked here, from its third word on (a
+/// write after free stops the program).
+#[inline]
+unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8, zero: bool) -> *mut u8 {
     // SAFETY: c < NUM_CLASSES (caller); the calling thread's heap.
     let b = unsafe { alloc::alloc_class(tls::heap(), c) } as usize;
     if b == 0 {
         return null_mut();
     }
     let end = b + block_size(c);
-    // SAFETY: a block just handed to us.
+    // SAFETY: a block just handed to us, at least 32 bytes, 16-aligned.
     unsafe {
-        if !still_zero(b + 16, end) {
+        if zero && !still_zero(b + 16, end) {
             written_after_free(b, end - b);
         }
-        core::ptr::write_bytes(b as *mut u8, 0, 16);
+        (b as *mut [u64; 2]).write([0, 0]);
     }
     let p = if align == 0 {
         b

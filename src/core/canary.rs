@@ -49,14 +49,29 @@ pub(crate) const KIND_NEW_ARRAY: u8 = 2;
 /// in the default one (which does not mark blocks).
 const KINDS: u8 = if cfg!(feature = "secure") { 3 } else { 1 };
 
+/// What a block's `kind` adds to its check word (0 for `malloc`
+/// blocks): the check word is [`check_word`] XOR this, so one hash tells
+/// both whether a record is intact and which kind it carries.
+#[inline]
+fn kind_tag(kind: u8) -> u64 {
+    (kind as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 /// The check word of a block of `kind`.
 #[inline]
 fn kind_check(key: usize, p: usize, size: usize, kind: u8) -> u64 {
-    check_word(
-        key ^ (kind as usize).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        p,
-        size,
-    )
+    check_word(key, p, size) ^ kind_tag(kind)
+}
+
+/// The kind whose check word's low half is `check`, for a block handed
+/// out at `p` for `size` bytes, and that whole check word: `None` when
+/// no kind's is (one hash).
+#[inline]
+fn kind_of(key: usize, p: usize, size: usize, check: u32) -> Option<(u8, u64)> {
+    let hash = check_word(key, p, size);
+    let x = check ^ hash as u32;
+    let kind = (0..KINDS).find(|&k| x == kind_tag(k) as u32)?;
+    Some((kind, hash ^ kind_tag(kind)))
 }
 
 /// The pattern byte of a block with check word `check`: never 0 (untouched
@@ -71,10 +86,21 @@ fn pattern(check: u64) -> u8 {
 ///
 /// # Safety
 /// The range is writable memory of the block's slack.
+#[inline]
 unsafe fn fill(from: usize, to: usize, check: u64) {
-    if from < to {
+    let want = pattern(check);
+    let n = to.saturating_sub(from);
+    if (8..=TAIL).contains(&n) {
+        // The usual case: two word stores, overlapping when n < 16.
+        let w = u64::from_ne_bytes([want; 8]);
+        // SAFETY: contract: n >= 8 writable bytes.
+        unsafe {
+            (from as *mut u64).write_unaligned(w);
+            ((to - 8) as *mut u64).write_unaligned(w);
+        }
+    } else if n > 0 {
         // SAFETY: contract.
-        unsafe { core::ptr::write_bytes(from as *mut u8, pattern(check), to - from) };
+        unsafe { core::ptr::write_bytes(from as *mut u8, want, n) };
     }
 }
 
@@ -82,8 +108,19 @@ unsafe fn fill(from: usize, to: usize, check: u64) {
 ///
 /// # Safety
 /// The range is readable memory of the block's slack.
+#[inline]
 unsafe fn intact(from: usize, to: usize, check: u64) -> bool {
     let want = pattern(check);
+    let n = to.saturating_sub(from);
+    if (8..=TAIL).contains(&n) {
+        // As `fill` wrote it: two word loads.
+        let w = u64::from_ne_bytes([want; 8]);
+        // SAFETY: contract: n >= 8 readable bytes.
+        return unsafe {
+            (from as *const u64).read_unaligned() == w
+                && ((to - 8) as *const u64).read_unaligned() == w
+        };
+    }
     // SAFETY: contract.
     (from..to).all(|a| unsafe { *(a as *const u8) } == want)
 }
@@ -148,6 +185,7 @@ pub(crate) unsafe fn medium_size(key: usize, p: usize, start: usize, end: usize)
 ///
 /// # Safety
 /// As [`medium_size`].
+#[inline]
 pub(crate) unsafe fn medium_record(
     key: usize,
     p: usize,
@@ -160,8 +198,7 @@ pub(crate) unsafe fn medium_record(
     if start + r.offset as usize != p || p + size > end - RECORD {
         return None;
     }
-    let kind = (0..KINDS).find(|&k| r.check == kind_check(key, p, size, k) as u32)?;
-    let check = kind_check(key, p, size, kind);
+    let (kind, check) = kind_of(key, p, size, r.check)?;
     // SAFETY: as above: the pattern lies between the size and the record.
     let intact = unsafe { intact(p + size, (p + size + TAIL).min(end - RECORD), check) };
     intact.then_some((size, kind))
@@ -170,7 +207,7 @@ pub(crate) unsafe fn medium_record(
 /// Is `check` the low half of the check word of a block handed out at
 /// `p` for `size` bytes (of any kind)?
 pub(crate) fn record_check_matches(key: usize, p: usize, size: usize, check: u32) -> bool {
-    (0..KINDS).any(|k| check == kind_check(key, p, size, k) as u32)
+    kind_of(key, p, size, check).is_some()
 }
 
 /// The requested size of the medium block `[start, end)` if it is in
@@ -184,8 +221,7 @@ pub(crate) unsafe fn medium_in_use(key: usize, start: usize, end: usize) -> Opti
     let r = unsafe { core::ptr::read_volatile((end - RECORD) as *const Record) };
     let p = start + r.offset as usize;
     let size = r.size as usize;
-    (r.check != 0 && (0..KINDS).any(|k| r.check == kind_check(key, p, size, k) as u32))
-        .then_some(size)
+    (r.check != 0 && kind_of(key, p, size, r.check).is_some()).then_some(size)
 }
 
 /// Mark the medium block ending at `end` free: its record no longer

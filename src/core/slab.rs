@@ -26,7 +26,9 @@
 //!   multiple of the block size below the carved part (`magic =
 //!   floor(2^64 / bs) + 1`, `step = bs * magic mod 2^64`, `limit = carved *
 //!   step`; for `t = j * bs` the product is `j * step`, otherwise it is at
-//!   least `magic`).
+//!   least `magic`); the high half of the 128-bit product `t * magic` is
+//!   `t / bs` (`block_containing` maps an interior pointer without a
+//!   division).
 //!
 //! Invariants, for a slab owned by a live heap that is not its class's
 //! current slab: `used + |free| + |local_free| + (end - bump) / block_size
@@ -58,13 +60,14 @@ pub(crate) struct Block {
     pub(crate) chain: *mut Block,
 }
 
-/// The header at the head of a slab span.
+/// The header at the head of a slab span. The free fast path reads only
+/// its first 64-byte line (the tag and owner, the block-start test, the
+/// free-block test, `local_free` and `used`): a free into a slab whose
+/// header is not in cache costs one miss, not two.
 #[repr(C)]
 pub(crate) struct Slab {
     /// Tag `SLAB`, length, owner (heap address | flags).
     pub(crate) head: SpanHead,
-    /// Blocks `malloc` pops; ends at the slab's own address.
-    pub(crate) free: *mut Block,
     /// Blocks the owning thread freed since the last collection; ends at
     /// the slab's own address.
     pub(crate) local_free: *mut Block,
@@ -77,17 +80,21 @@ pub(crate) struct Slab {
     pub(crate) magic: u64,
     /// Block-start test: carved blocks times `step`.
     pub(crate) limit: u64,
-    /// Block-start test: `block_size * magic mod 2^64`.
-    pub(crate) step: u64,
     /// Blocks handed out and not yet back on this slab's lists (see the
     /// module invariant for the current slab).
     pub(crate) used: u32,
+    /// Size class.
+    pub(crate) class: u32,
+    // Second line: malloc's (the current slab's header is hot) and the
+    // slow paths'.
+    /// Blocks `malloc` pops; ends at the slab's own address.
+    pub(crate) free: *mut Block,
+    /// Block-start test: `block_size * magic mod 2^64`.
+    pub(crate) step: u64,
     /// Blocks in the slab.
     pub(crate) capacity: u32,
     /// Size of each block.
     pub(crate) block_size: u32,
-    /// Size class.
-    pub(crate) class: u32,
     /// First block never carved. Written by the owner only; atomic because
     /// other threads read it to validate pointers they free.
     pub(crate) bump: AtomicUsize,
@@ -102,6 +109,7 @@ pub(crate) struct Slab {
     pub(crate) abandoned_in: u32,
 }
 
+const _: () = assert!(core::mem::offset_of!(Slab, class) + 4 == 64);
 const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
 
 // SAFETY: `next` and `prev` are distinct fields of the slab header.
@@ -464,8 +472,13 @@ impl Slab {
         if p < first || p >= self.bump() {
             return None;
         }
+        // The index by the block-start test's reciprocal (exact for
+        // offsets below 2^32: see the module's comment), not a division.
+        let t = (p - first) as u64;
+        let i = ((t as u128 * self.magic as u128) >> 64) as usize;
         let bs = self.block_size as usize;
-        Some(first + (p - first) / bs * bs)
+        debug_assert_eq!(i, (p - first) / bs);
+        Some(first + i * bs)
     }
 
     /// Blocks handed out and not back on the slab's lists, read by any
@@ -617,6 +630,18 @@ mod tests {
             assert_eq!(s.block_containing(first - 1), None);
             assert_eq!(s.block_containing(s.bump()), None, "never carved");
         });
+        // The reciprocal gives the block of every byte, in every class.
+        for class in 0..NUM_CLASSES {
+            with_slab(class, |s| {
+                // SAFETY: owner.
+                unsafe { s.refill() };
+                let (first, bs) = (s.first_block(), s.block_size as usize);
+                for p in (first..s.bump()).step_by(7) {
+                    let want = first + (p - first) / bs * bs;
+                    assert_eq!(s.block_containing(p), Some(want), "class {class}");
+                }
+            });
+        }
     }
 
     #[test]

@@ -81,7 +81,10 @@ fn record(p: usize, size: usize, st: &Stack) {
     }
 }
 
-/// Record a new block `p` of `size` requested bytes.
+/// Record a new block `p` of `size` requested bytes (out of line: the
+/// allocation paths that call it stay lean when the tools are off).
+#[cold]
+#[inline(never)]
 pub(crate) fn on_alloc(p: *mut u8, size: usize) {
     if p.is_null() {
         return;
