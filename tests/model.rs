@@ -281,3 +281,57 @@ fn huge_alignments_work() {
         }
     }
 }
+
+/// The hot cache: a small block its own thread frees into a slab outside
+/// the slab cache (a scattered free) is among the next ones handed out
+/// for its class, the most recent first; past the cache's bound the rest
+/// go to their slabs; the heap's invariants (`heap::check`, the hot
+/// stacks included) hold throughout.
+#[test]
+fn scattered_frees_are_handed_out_again_first() {
+    std::thread::spawn(|| {
+        // SAFETY: blocks of ours, each freed once.
+        unsafe {
+            // Blocks over many slabs (64 KiB granules), all full now; two
+            // from each of 20 slabs. The first of each pair is freed into
+            // a full slab (the slow path, which makes the slab available
+            // again but does not cache it); then the second ones, in
+            // turn, into slabs the slab cache does not hold.
+            let all: Vec<*mut c_void> = (0..200_000).map(|_| mmpool_malloc(48)).collect();
+            let mut pairs: Vec<(*mut c_void, *mut c_void)> = Vec::new();
+            for w in all.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                let g = a as usize >> 16;
+                if b as usize >> 16 == g
+                    && pairs.last().is_none_or(|&(q, _)| q as usize >> 16 != g)
+                    && pairs.len() < 20
+                {
+                    pairs.push((a, b));
+                }
+            }
+            assert_eq!(pairs.len(), 20);
+            for &(a, _) in &pairs {
+                mmpool_free(a);
+            }
+            let picked: Vec<*mut c_void> = pairs.iter().map(|&(_, b)| b).collect();
+            for &p in &picked {
+                mmpool_free(p);
+            }
+            mmpool::check_heap();
+            // The 15 the cache holds come back, the last freed first.
+            for &p in picked[..15].iter().rev() {
+                assert_eq!(mmpool_malloc(40), p, "most recently freed first");
+            }
+            mmpool::check_heap();
+            for &p in &all {
+                let freed = pairs.iter().any(|&(a, _)| a == p) || picked[15..].contains(&p);
+                if !freed {
+                    mmpool_free(p);
+                }
+            }
+            mmpool::check_heap();
+        }
+    })
+    .join()
+    .unwrap();
+}

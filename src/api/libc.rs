@@ -143,8 +143,14 @@ pub(crate) unsafe fn free(p: *mut u8) {
 unsafe fn free_uncached(p: *mut u8, heap: *mut crate::heap::types::Heap) {
     let head = PAGEMAP.lookup(p as usize);
     if !head.is_null() {
-        // SAFETY: the page map says `p` lies in a span of ours.
-        unsafe { heap_free::free(heap, p, head) }
+        // SAFETY: the page map says `p` lies in a span of ours; `heap` is
+        // the calling thread's (a static heap's count never moves).
+        unsafe {
+            heap_free::free(heap, p, head);
+            if (*heap).local.hot_ticks <= 0 {
+                alloc::hot_upkeep(heap);
+            }
+        }
     } else if !p.is_null() {
         foreign::free(p);
     }
@@ -553,6 +559,69 @@ mod tests {
     use super::*;
     use crate::api::process::ensure_init;
     use std::sync::mpsc;
+
+    /// Two blocks whose slabs share one slab-cache entry, freed and
+    /// allocated in turn: every free misses the slab cache and goes to the
+    /// hot cache, every malloc comes from it, and the thread never takes
+    /// the slow path that counts towards upkeep; the hot cache's own count
+    /// runs it every `HOT_TICKS` blocks instead (a FIFO-like program would
+    /// otherwise never purge idle memory). The default build: the secure
+    /// build's quarantine stands between a free and the next malloc.
+    #[test]
+    #[cfg(not(feature = "secure"))]
+    fn a_loop_the_hot_cache_serves_still_runs_upkeep() {
+        use crate::heap::types::HOT_TICKS;
+        std::thread::spawn(|| {
+            ensure_init();
+            // SAFETY: blocks of the pool, each freed once.
+            unsafe {
+                // Blocks in three slabs that share a slab-cache entry, freed
+                // in allocation order but for `a` and `b`.
+                let all: std::vec::Vec<*mut u8> = (0..300_000).map(|_| malloc(48)).collect();
+                let a = all[0] as usize;
+                let mut same = all.iter().copied().filter(|&p| {
+                    let g = p as usize >> 16;
+                    g != a >> 16 && g & 63 == (a >> 16) & 63
+                });
+                let b = same.next().expect("a slab 64 granules away");
+                same.find(|&p| p as usize >> 16 != b as usize >> 16)
+                    .expect("a third such slab, after both");
+                for &p in &all {
+                    if p as usize != a && p != b {
+                        free(p);
+                    }
+                }
+                // Their entry now names `c`'s slab or a later one (or none):
+                // neither `a`'s nor `b`'s. Empty the class's hot stack (the
+                // frees that missed the cache filled it).
+                let held: std::vec::Vec<*mut u8> = (0..crate::heap::types::HOT_MAX)
+                    .map(|_| malloc(48))
+                    .collect();
+                let heap = tls::heap();
+                let (mut x, mut y) = (a as *mut u8, b);
+                let mut lowest = i32::MAX;
+                for _ in 0..3 * HOT_TICKS {
+                    free(x);
+                    free(y);
+                    y = malloc(48);
+                    x = malloc(48);
+                    lowest = lowest.min((*heap).local.hot_ticks);
+                }
+                assert_eq!((x as usize, y), (a, b), "served by the hot cache");
+                assert!(
+                    lowest > 0 && lowest <= 2,
+                    "the count was renewed ({lowest})"
+                );
+                free(x);
+                free(y);
+                for p in held {
+                    free(p);
+                }
+            }
+        })
+        .join()
+        .unwrap();
+    }
 
     /// A fork while another thread holds every allocator lock: the child
     /// rebuilds what those locks guard and allocates and frees blocks of

@@ -332,7 +332,12 @@ unsafe fn free_slab(p: *mut u8, s: *mut Slab, expect: Option<u8>) {
         heap = crate::heap::lifecycle::thread_heap();
     }
     // SAFETY: a live block of ours, checked; the calling thread's heap.
-    unsafe { quarantine(heap, start, bs) };
+    unsafe {
+        quarantine(heap, start, bs);
+        if (*heap).local.hot_ticks <= 0 {
+            alloc::hot_upkeep(heap);
+        }
+    }
 }
 
 /// `p` in block `[start, end)` of `s` has no valid record: say why.

@@ -142,6 +142,13 @@ pub(crate) const fn start_magic(bs: usize) -> u64 {
     ((1u128 << 64) / bs as u128 + 1) as u64
 }
 
+/// A block freed again while it heads its slab's `local_free` list.
+#[cold]
+#[inline(never)]
+fn freed_twice(b: *mut Block, bs: u32) -> ! {
+    crate::util::diag::fatal_block("free(): double free", b as usize, bs as usize)
+}
+
 /// A free list's link decoded to a misaligned address: the block was
 /// written after it was freed (or its link forged).
 #[cold]
@@ -368,12 +375,18 @@ impl Slab {
     }
 
     /// Push a block freed by the owner onto `local_free`. Returns true when
-    /// the slab has become empty.
+    /// the slab has become empty. A block that is already the list's head
+    /// is a double free even when the program wrote over its link in
+    /// between (the free-block test cannot see it then): it would make
+    /// the list a loop that hands the block out again and again.
     ///
     /// # Safety
     /// Owner thread only; `b` must be a block of this slab that is in use.
     #[inline(always)]
     pub(crate) unsafe fn push_local(&mut self, b: *mut Block) -> bool {
+        if b == self.local_free {
+            freed_twice(b, self.block_size);
+        }
         // SAFETY: the block is ours and at least 16 bytes (contract).
         unsafe { (*b).link = self.encode(self.local_free) };
         self.local_free = b;

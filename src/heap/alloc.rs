@@ -9,7 +9,7 @@
 
 use crate::core::pagemap::PAGEMAP;
 use crate::core::size_class::{
-    block_size, class_of, direct_index, DIRECT_MAX, NUM_CLASSES, SHARED_FROM,
+    block_size, class_of, direct_index, DIRECT_CLASS, DIRECT_MAX, NUM_CLASSES, SHARED_FROM,
 };
 use crate::core::slab::OWNER_INTERIOR;
 use crate::heap::types::{exited_heap, is_thread_heap, Heap};
@@ -31,8 +31,55 @@ pub(crate) unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
     // SAFETY: direct_index(size) < DIRECT_LEN for size <= DIRECT_MAX; the
     // heap's slabs are valid (heap invariant) and only this thread pops.
     unsafe {
-        let slab = *(*heap).local.direct.get_unchecked(direct_index(size));
+        let i = direct_index(size);
+        let b = hot_pop(heap, *DIRECT_CLASS.get_unchecked(i) as usize);
+        if !b.is_null() {
+            return b;
+        }
+        let slab = *(*heap).local.direct.get_unchecked(i);
         (*slab).pop().cast()
+    }
+}
+
+/// The most recently freed block of small class `class` from the heap's
+/// hot cache, or null.
+///
+/// # Safety
+/// `heap` is the calling thread's heap; `class < HOT_CLASSES`.
+#[inline(always)]
+pub(crate) unsafe fn hot_pop(heap: *mut Heap, class: usize) -> *mut u8 {
+    debug_assert!(class < crate::heap::types::HOT_CLASSES);
+    // SAFETY: contract: our own heap; `n <= HOT_MAX` and the entries
+    // below it are cached blocks of ours (heap invariant).
+    unsafe {
+        let row = (*heap).local.hot.get_unchecked_mut(class);
+        if row.n == 0 {
+            return null_mut();
+        }
+        row.n -= 1;
+        let b = *row.b.get_unchecked(row.n);
+        crate::core::slab::Slab::hand_out(b);
+        b.cast()
+    }
+}
+
+/// The hot cache took [`HOT_TICKS`] blocks since the heap's last upkeep
+/// from it: run the upkeep the slow path would have run (a thread that
+/// frees and allocates in a FIFO pattern may be served by the cache for
+/// good). Called by the free paths (`api::libc`, `api::secure`) when
+/// `hot_ticks` reached 0.
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn hot_upkeep(heap: *mut Heap) {
+    // SAFETY: contract.
+    unsafe {
+        (*heap).local.hot_ticks = crate::heap::types::HOT_TICKS;
+        lifecycle::upkeep();
+        free::flush_outbox(heap);
+        free::drain_remote(heap);
     }
 }
 
@@ -66,6 +113,10 @@ pub(crate) unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
     // SAFETY: class < NUM_CLASSES (contract); the heap's slabs are valid
     // and only we pop.
     unsafe {
+        let b = hot_pop(heap, class);
+        if !b.is_null() {
+            return b;
+        }
         let slab = *(*heap).local.current.get_unchecked(class);
         let b = (*slab).pop();
         if !b.is_null() {
@@ -115,6 +166,10 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
         if count_slow_call(heap) {
             lifecycle::upkeep();
             free::flush_outbox(heap);
+            // Hot blocks keep their slabs from emptying: give them back
+            // now and then, so a burst of frees does not pin a slab per
+            // class for long.
+            free::flush_hot(heap);
         }
         free::drain_remote(heap);
         let h = &mut (*heap).local;

@@ -10,8 +10,8 @@ use crate::core::pagemap::{PAGEMAP, TAG_SLAB};
 use crate::core::size_class::{CLASS_SIZE, NUM_CLASSES, SHARED_FROM};
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR};
 use crate::heap::types::{
-    empty_slab_ptr, is_thread_heap, slab_cache_index, CURRENT_BIAS, MCACHE_BYTES, MCACHE_CLASSES,
-    MCACHE_MAX, SLAB_CACHE_EMPTY,
+    empty_slab_ptr, is_thread_heap, slab_cache_index, CURRENT_BIAS, HOT_CLASSES, HOT_MAX,
+    MCACHE_BYTES, MCACHE_CLASSES, MCACHE_MAX, SLAB_CACHE_EMPTY,
 };
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
@@ -187,6 +187,29 @@ pub(crate) fn check_thread_heap() -> usize {
         }
         if bytes != h.mcache_bytes || bytes > MCACHE_BYTES {
             fail("check: medium cache bytes are wrong", null_mut());
+        }
+        for c in 0..HOT_CLASSES {
+            let n = h.hot[c].n;
+            if n > HOT_MAX {
+                fail("check: hot cache over its per-class bound", null_mut());
+            }
+            let row = &h.hot[c].b[..n.min(HOT_MAX)];
+            for (i, &b) in row.iter().enumerate() {
+                let s = PAGEMAP.lookup(b as usize).cast::<Slab>();
+                if s.is_null()
+                    || (*s).class as usize != c
+                    || (*s).head.owner.load(Ordering::Relaxed) & !OWNER_FLAGS != heap as usize
+                    || (*s).block_containing(b as usize) != Some(b as usize)
+                {
+                    fail("check: hot cache holds a block of the wrong kind", b.cast());
+                }
+                if !(*s).is_waiting(b) {
+                    fail("check: hot cache block without the waiting mark", b.cast());
+                }
+                if row[..i].contains(&b) {
+                    fail("check: hot cache holds a block twice", b.cast());
+                }
+            }
         }
     }
     n

@@ -21,7 +21,7 @@ use crate::core::lookup::{classify, Span};
 use crate::core::pagemap::{SpanHead, PAGEMAP};
 use crate::core::size_class::SLAB_HEADER;
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
-use crate::heap::types::{is_thread_heap, slab_cache_index, Heap};
+use crate::heap::types::{is_thread_heap, slab_cache_index, Heap, HOT_CLASSES, HOT_MAX};
 use crate::heap::{abandoned, medium, remote, slabs};
 use crate::util::diag::fatal;
 use core::sync::atomic::Ordering;
@@ -69,10 +69,63 @@ pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
     true
 }
 
+/// Keep `b`, a block of our own small slab `slab` being freed, in the
+/// heap's hot cache if its class has room: false when it has none.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, which owns `slab`, a slab of a
+/// small class; `b` is one of its blocks, checked not to look free.
+#[inline(always)]
+unsafe fn hot_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
+    // SAFETY: contract; `n <= HOT_MAX` (heap invariant).
+    unsafe {
+        let c = (*slab).class as usize;
+        debug_assert!(c < HOT_CLASSES);
+        let row = (*heap).local.hot.get_unchecked_mut(c);
+        if row.n >= HOT_MAX {
+            return false;
+        }
+        *row.b.get_unchecked_mut(row.n) = b;
+        row.n += 1;
+        let h = &mut (*heap).local;
+        h.hot_ticks = h.hot_ticks.wrapping_sub(1);
+        (*slab).mark_waiting(b);
+        true
+    }
+}
+
+/// Give every block of `heap`'s hot cache back to its slab (thread exit,
+/// giving a heap up, `malloc_trim`, and now and then on the slow path).
+///
+/// # Safety
+/// `heap` is the calling thread's heap, or one nobody else uses.
+pub(crate) unsafe fn flush_hot(heap: *mut Heap) {
+    // SAFETY: contract; cached blocks are blocks of the heap's own small
+    // slabs, checked when they were freed.
+    unsafe {
+        for c in 0..HOT_CLASSES {
+            let n = core::mem::replace(&mut (*heap).local.hot[c].n, 0);
+            for i in 0..n {
+                let b = (*heap).local.hot[c].b[i];
+                let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
+                Slab::hand_out(b);
+                slabs::free_in(heap, slab, b, 0);
+            }
+        }
+    }
+}
+
 /// Free `p`, whose span header `head` the page map returned (the slab
 /// cache missed). A block of a slab of the calling thread's heap: compare
 /// the owner, check that `p` is a block start and does not look free,
-/// push on `local_free`, and cache the slab.
+/// keep it in the hot cache (or, when its class's row is full, push it on
+/// `local_free`), and cache the slab. Only these frees fill the hot
+/// cache: they are the scattered ones (their slab was not among the 64
+/// the slab cache holds), whose blocks malloc would otherwise hand out
+/// again only when their slab's turn comes, long after they left the
+/// CPU's caches; frees into recently used slabs stay on the cheaper path
+/// above, and a malloc/free loop keeps reaching the slow path that runs
+/// upkeep.
 ///
 /// # Safety
 /// `heap` must be `tls::heap()`; `head` must be `PAGEMAP.lookup(p)`,
@@ -91,6 +144,9 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
             let b = p.cast::<Block>();
             if (*slab).looks_free_fast(b) {
                 return free_suspect(b, slab, heap);
+            }
+            if hot_push(heap, slab, b) {
+                return (*heap).local.cache_slab(slab);
             }
             if (*slab).push_local(b) {
                 slabs::slab_emptied(slab, heap);

@@ -1,5 +1,6 @@
 //! The heap structure: size class -> current slab, the slab lists, the
-//! slab cache of the free fast path, the medium cache, the remote queue;
+//! slab cache of the free fast path, the hot and medium caches, the
+//! remote queue;
 //! the two static empty heaps; how the current slab of a class changes.
 //!
 //! A thread heap is touched by its thread only, except `remote`, where
@@ -19,7 +20,10 @@
 //!   address of a one-granule slab on some `avail[c]` whose owner word is
 //!   exactly `h`;
 //! - `mcache_bytes == sum over medium classes of mcache_n[i] * size`,
-//!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`.
+//!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`;
+//! - `hot[c].n <= HOT_MAX`, and `hot[c].b[..n]` are distinct blocks
+//!   of the heap's own slabs of class `c`, each carrying the waiting
+//!   mark.
 //!
 //! `heap::check` verifies all of them.
 //!
@@ -48,6 +52,31 @@ pub(crate) const MCACHE_MAX: u8 = 4;
 /// removed, large enough that a thread freeing and allocating medium
 /// blocks of a few sizes skips the lock.
 pub(crate) const MCACHE_BYTES: u32 = 32 << 10;
+
+/// Small classes (below `SHARED_FROM`): served by the thread's own slabs,
+/// with a hot cache in front.
+pub(crate) const HOT_CLASSES: usize = crate::core::size_class::SHARED_FROM;
+/// Blocks a thread's hot cache keeps per small class (a row is then two
+/// cache lines).
+pub(crate) const HOT_MAX: usize = 15;
+
+/// Blocks the hot cache takes between two upkeeps of its heap.
+pub(crate) const HOT_TICKS: i32 = 4096;
+
+/// One small class's hot cache: a stack of blocks, `b[..n]`, the most
+/// recently freed last.
+#[repr(C, align(64))]
+pub(crate) struct HotRow {
+    pub(crate) n: usize,
+    pub(crate) b: [*mut Block; HOT_MAX],
+}
+
+impl HotRow {
+    pub(crate) const EMPTY: HotRow = HotRow {
+        n: 0,
+        b: [null_mut(); HOT_MAX],
+    };
+}
 
 /// Entries of a heap's slab cache (a power of two).
 pub(crate) const SLAB_CACHE_LEN: usize = 64;
@@ -111,6 +140,17 @@ pub(crate) struct HeapLocal {
     pub(crate) mcache: [*mut Block; MCACHE_CLASSES],
     pub(crate) mcache_n: [u8; MCACHE_CLASSES],
     pub(crate) mcache_bytes: u32,
+    /// The hot cache: per small class, a stack of up to [`HOT_MAX`]
+    /// blocks this thread freed into its own slabs, carrying the waiting
+    /// mark; malloc hands out the most recent first, while it is still in
+    /// the CPU's caches. The stacks live here, not in the blocks: a write
+    /// after free cannot redirect them.
+    pub(crate) hot: [HotRow; HOT_CLASSES],
+    /// Blocks the hot cache may still take before its heap runs its
+    /// upkeep (`heap::alloc::hot_upkeep`): a thread that frees and
+    /// allocates in a FIFO pattern may be served by the cache for good,
+    /// never taking the slow path that counts towards it.
+    pub(crate) hot_ticks: i32,
     /// The per-CPU heap this thread takes medium blocks from, and how many
     /// more it takes before asking the CPU again (0: ask now).
     pub(crate) shard: u32,
@@ -144,6 +184,8 @@ impl Heap {
                 mcache: [null_mut(); MCACHE_CLASSES],
                 mcache_n: [0; MCACHE_CLASSES],
                 mcache_bytes: 0,
+                hot: [HotRow::EMPTY; HOT_CLASSES],
+                hot_ticks: HOT_TICKS,
                 shard: 0,
                 shard_uses: 0,
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
