@@ -172,13 +172,13 @@ unsafe fn alloc_other(size: usize, align: usize, kind: u8, zero: bool) -> *mut u
             return unsafe { slab_block(class_of(n), size, align, kind, zero) };
         }
     }
-    let (p, zeroed) = alloc::large(size, align);
+    let (p, dirty) = alloc::large(size, align);
     if p.is_null() {
         return nomem();
     }
-    if zero && !zeroed {
-        // SAFETY: our block of `size` bytes.
-        unsafe { core::ptr::write_bytes(p, 0, size) };
+    if zero {
+        // SAFETY: our block of `size` bytes; the rest is fresh memory.
+        unsafe { core::ptr::write_bytes(p, 0, dirty) };
     }
     if let Some(Span::Large(lb)) = span_of(p as usize) {
         // SAFETY: our block's header, just written.

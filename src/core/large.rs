@@ -609,9 +609,11 @@ fn map_granules(base: usize, map_size: usize, head: *mut SpanHead) -> bool {
 const SECURE_ZERO_MAX: usize = 256 << 10;
 
 /// Allocate a large block of `size` bytes aligned to `align` (a power of
-/// two). Returns the pointer and whether its memory is known to be zero,
-/// or null (errno untouched: the caller sets ENOMEM).
-pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
+/// two). Returns the pointer and how many of its first bytes may be
+/// non-zero (0: all of it is fresh memory; a block assembled from cached
+/// ranges is dirty only as far as they reach), or null (errno untouched:
+/// the caller sets ENOMEM). A caller that needs zeroes clears only those.
+pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
     let align = align.max(MIN_ALIGN);
     let offset = user_offset(align);
     let map_size = match offset
@@ -619,10 +621,10 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         .and_then(|n| align_up(n, GRANULE))
     {
         Some(n) if n <= isize::MAX as usize => n,
-        _ => return (null_mut(), false),
+        _ => return (null_mut(), 0),
     };
-    let (base, zeroed) = match take_cached(map_size, align, offset) {
-        Some(b) => {
+    let (base, dirty) = match take_cached(map_size, align, offset) {
+        Some((b, reused)) => {
             CACHE_HITS.fetch_add(1, Ordering::Relaxed);
             // The secure build hands out reused memory of up to
             // `SECURE_ZERO_MAX` bytes cleared (a freed block's data does
@@ -631,9 +633,9 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
             if crate::core::config::SECURE && size <= SECURE_ZERO_MAX {
                 // SAFETY: the range is ours now; the block's bytes lie in it.
                 unsafe { core::ptr::write_bytes((b + offset) as *mut u8, 0, size) };
-                (b, true)
+                (b, 0)
             } else {
-                (b, false)
+                (b, reused.saturating_sub(offset).min(size))
             }
         }
         None => match if align <= GRANULE {
@@ -644,9 +646,9 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
             Some(p) => {
                 MAPS.fetch_add(1, Ordering::Relaxed);
                 FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
-                (p.as_ptr() as usize, true)
+                (p.as_ptr() as usize, 0)
             }
-            None => return (null_mut(), false),
+            None => return (null_mut(), 0),
         },
     };
     let user = base + offset;
@@ -673,7 +675,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
         map_granules(base, map_size, null_mut());
         // SAFETY: the mapping is ours and unpublished.
         unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
-        return (null_mut(), false);
+        return (null_mut(), 0);
     }
     // SAFETY: written above.
     let mmapped = unsafe { (*lb).mmapped };
@@ -681,7 +683,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, bool) {
     if !mmapped {
         HEAP_REQUESTED.fetch_add(size, Ordering::Relaxed);
     }
-    (user as *mut u8, zeroed)
+    (user as *mut u8, dirty)
 }
 
 /// Free a large block.
@@ -783,8 +785,9 @@ fn unmap_block(base: usize, map_size: usize) {
 /// A cached range for a block of `map_size` bytes whose point `offset`
 /// bytes in must be aligned to `align`: the best-fitting range (the rest
 /// split off and kept), or the largest range grown with `mremap` (its
-/// pages kept, only the growth is fresh). `None`: map fresh memory.
-fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
+/// pages kept, only the growth is fresh), and how many of its first bytes
+/// are reused memory (the rest is fresh). `None`: map fresh memory.
+fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<(usize, usize)> {
     if align > GRANULE {
         return None;
     }
@@ -815,7 +818,7 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
         // All of it, or its back (the rest stays cached).
         let (base, closed) = c.take(i, map_size);
         drop(c);
-        return reopen(base, map_size, closed).then_some(base);
+        return reopen(base, map_size, closed).then_some((base, map_size));
     }
     // Nothing fits: assemble the block from cached ranges, largest first,
     // moving their pages side by side into a fresh reservation (mremap:
@@ -862,7 +865,7 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<usize> {
         }
         off += size;
     }
-    target
+    target.map(|t| (t, got.min(map_size)))
 }
 
 /// Unmap cached ranges past their delay (called from slow paths).

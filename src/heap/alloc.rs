@@ -221,13 +221,14 @@ pub(crate) fn class_for_aligned(size: usize, align: usize) -> Option<usize> {
 const _: () = assert!(crate::core::size_class::GRANULE % crate::core::size_class::SLAB_HEADER == 0);
 
 /// A large block of `size` bytes aligned to `align` (`core::large`), and
-/// whether its pages are fresh (zero). Fresh pages send as many bytes of
-/// idle slab spans back to the OS (`core::span::SpanCache::shed`). Null
-/// when out of memory (errno not set).
-pub(crate) fn large(size: usize, align: usize) -> (*mut u8, bool) {
+/// how many of its first bytes may be non-zero (the rest is fresh memory,
+/// zero). Fresh pages send as many bytes of idle slab spans back to the
+/// OS (`core::span::SpanCache::shed`). Null when out of memory (errno not
+/// set).
+pub(crate) fn large(size: usize, align: usize) -> (*mut u8, usize) {
     let r = crate::core::large::alloc(size, align);
-    if !r.0.is_null() && r.1 {
-        crate::core::span::SPANS.shed(size);
+    if !r.0.is_null() && r.1 < size {
+        crate::core::span::SPANS.shed(size - r.1);
     }
     r
 }
