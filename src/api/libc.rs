@@ -146,12 +146,10 @@ unsafe fn free_uncached(p: *mut u8, heap: *mut crate::heap::types::Heap) {
     let head = PAGEMAP.lookup(p as usize);
     if !head.is_null() {
         // SAFETY: the page map says `p` lies in a span of ours; `heap` is
-        // the calling thread's (a static heap's count never moves).
+        // the calling thread's.
         unsafe {
             heap_free::free(heap, p, head);
-            if (*heap).local.hot_ticks <= 0 {
-                alloc::hot_upkeep(heap);
-            }
+            alloc::hot_tick(heap);
         }
     } else if !p.is_null() {
         foreign::free(p);
@@ -627,8 +625,9 @@ mod tests {
                     g != a >> 16 && g & 63 == (a >> 16) & 63
                 });
                 let b = same.next().expect("a slab 64 granules away");
+                // A third such slab, allocated after both (`c`).
                 same.find(|&p| p as usize >> 16 != b as usize >> 16)
-                    .expect("a third such slab, after both");
+                    .expect("a third such slab");
                 for &p in &all {
                     if p as usize != a && p != b {
                         free(p);

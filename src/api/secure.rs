@@ -334,9 +334,7 @@ unsafe fn free_slab(p: *mut u8, s: *mut Slab, expect: Option<u8>) {
     // SAFETY: a live block of ours, checked; the calling thread's heap.
     unsafe {
         quarantine(heap, start, bs);
-        if (*heap).local.hot_ticks <= 0 {
-            alloc::hot_upkeep(heap);
-        }
+        alloc::hot_tick(heap);
     }
 }
 

@@ -70,7 +70,8 @@ pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
 }
 
 /// Keep `b`, a block of our own small slab `slab` being freed, in the
-/// heap's hot cache if its class has room: false when it has none.
+/// heap's hot cache if its class has room: false when it has none. Each
+/// block taken counts down `hot_ticks` (see `heap::alloc::hot_tick`).
 ///
 /// # Safety
 /// `heap` is the calling thread's heap, which owns `slab`, a slab of a
@@ -81,13 +82,13 @@ unsafe fn hot_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
     unsafe {
         let c = (*slab).class as usize;
         debug_assert!(c < HOT_CLASSES);
-        let row = (*heap).local.hot.get_unchecked_mut(c);
+        let h = &mut (*heap).local;
+        let row = h.hot.get_unchecked_mut(c);
         if row.n >= HOT_MAX {
             return false;
         }
         *row.b.get_unchecked_mut(row.n) = b;
         row.n += 1;
-        let h = &mut (*heap).local;
         h.hot_ticks = h.hot_ticks.wrapping_sub(1);
         (*slab).mark_waiting(b);
         true

@@ -147,7 +147,7 @@ pub(crate) struct HeapLocal {
     /// after free cannot redirect them.
     pub(crate) hot: [HotRow; HOT_CLASSES],
     /// Blocks the hot cache may still take before its heap runs its
-    /// upkeep (`heap::alloc::hot_upkeep`): a thread that frees and
+    /// upkeep (`heap::alloc::hot_tick`): a thread that frees and
     /// allocates in a FIFO pattern may be served by the cache for good,
     /// never taking the slow path that counts towards it.
     pub(crate) hot_ticks: i32,
