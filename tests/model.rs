@@ -335,3 +335,37 @@ fn scattered_frees_are_handed_out_again_first() {
     .join()
     .unwrap();
 }
+
+/// Frees into the slabs a thread uses right now (the free fast path's
+/// slab cache holds them) are handed out again most recent first too:
+/// the first 15 a class's stack takes (as glibc's tcache keeps its first
+/// 7); the ones after that go back to their slab's list.
+#[test]
+fn recent_frees_are_handed_out_again_first() {
+    std::thread::spawn(|| {
+        // SAFETY: blocks of ours, each freed once.
+        unsafe {
+            let all: Vec<*mut c_void> = (0..40).map(|_| mmpool_malloc(100)).collect();
+            for &p in &all {
+                mmpool_free(p);
+            }
+            mmpool::check_heap();
+            for &p in all[..15].iter().rev() {
+                assert_eq!(mmpool_malloc(100), p, "most recently freed first");
+            }
+            mmpool::check_heap();
+            // Then the slab's own blocks, none of them handed out twice.
+            let again: Vec<*mut c_void> = (0..40).map(|_| mmpool_malloc(100)).collect();
+            for &p in &again {
+                assert!(!all[..15].contains(&p), "handed out twice");
+            }
+            mmpool::check_heap();
+            for &p in all[..15].iter().chain(&again) {
+                mmpool_free(p);
+            }
+            mmpool::check_heap();
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -131,7 +131,7 @@ pub(crate) unsafe fn free(p: *mut u8) {
     }
     let heap = tls::heap();
     // SAFETY: the calling thread's heap.
-    if unsafe { heap_free::free_cached(heap, p) } {
+    if unsafe { heap_free::free_cached(heap, p, alloc::renew_ticks) } {
         return;
     }
     // SAFETY: as above.

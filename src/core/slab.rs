@@ -84,7 +84,10 @@ pub(crate) struct Slab {
     /// module invariant for the current slab).
     pub(crate) used: u32,
     /// Size class.
-    pub(crate) class: u32,
+    pub(crate) class: u16,
+    /// `class * HOT_ROW_BYTES`: where the owner heap's hot row for this
+    /// class lies (`heap::types`), ready for the free fast path.
+    pub(crate) hot_off: u16,
     // Second line: malloc's (the current slab's header is hot) and the
     // slow paths'.
     /// Blocks `malloc` pops; ends at the slab's own address.
@@ -109,7 +112,11 @@ pub(crate) struct Slab {
     pub(crate) abandoned_in: u32,
 }
 
-const _: () = assert!(core::mem::offset_of!(Slab, class) + 4 == 64);
+const _: () = assert!(core::mem::offset_of!(Slab, hot_off) + 2 == 64);
+
+/// Bytes of one hot row of a heap (`heap::types::HotRow`), which the heap
+/// keeps at its start, one per small class in class order.
+pub(crate) const HOT_ROW_BYTES: usize = 128;
 const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
 
 // SAFETY: `next` and `prev` are distinct fields of the slab header.
@@ -198,7 +205,8 @@ impl Slab {
                 used: 0,
                 capacity: cap as u32,
                 block_size: bs as u32,
-                class: class as u32,
+                class: class as u16,
+                hot_off: (class * HOT_ROW_BYTES) as u16,
                 bump: AtomicUsize::new(first),
                 end: first + cap * bs,
                 next: null_mut(),
@@ -314,6 +322,28 @@ impl Slab {
     pub(crate) unsafe fn is_waiting(&self, b: *const Block) -> bool {
         // SAFETY: contract.
         unsafe { (*b).link == self.encode(b as *mut Block) }
+    }
+
+    /// Make `b` look free while it waits in its heap's hot cache: its
+    /// first word decodes to the slab's own address (where its lists
+    /// end). One store of the key the free fast path has just read.
+    ///
+    /// # Safety
+    /// `b` is a block of this slab being freed.
+    #[inline(always)]
+    pub(crate) unsafe fn mark_hot(&self, b: *mut Block) {
+        // SAFETY: contract.
+        unsafe { (*b).link = self.check_key }
+    }
+
+    /// Does `b` carry the hot cache's mark ([`Slab::mark_hot`])?
+    ///
+    /// # Safety
+    /// `b` is a readable block of this slab.
+    #[inline]
+    pub(crate) unsafe fn is_hot_marked(&self, b: *const Block) -> bool {
+        // SAFETY: contract.
+        unsafe { (*b).link == self.check_key }
     }
 
     /// Hand out `b`, which waited in a medium cache: it no longer looks

@@ -203,8 +203,8 @@ pub(crate) fn check_thread_heap() -> usize {
                 {
                     fail("check: hot cache holds a block of the wrong kind", b.cast());
                 }
-                if !(*s).is_waiting(b) {
-                    fail("check: hot cache block without the waiting mark", b.cast());
+                if !(*s).is_hot_marked(b) {
+                    fail("check: hot cache block without the hot mark", b.cast());
                 }
                 if row[..i].contains(&b) {
                     fail("check: hot cache holds a block twice", b.cast());

@@ -21,7 +21,7 @@ use crate::core::lookup::{classify, Span};
 use crate::core::pagemap::{SpanHead, PAGEMAP};
 use crate::core::size_class::SLAB_HEADER;
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
-use crate::heap::types::{is_thread_heap, slab_cache_index, Heap, HOT_CLASSES, HOT_MAX};
+use crate::heap::types::{is_thread_heap, slab_cache_index, Heap, HotRow, HOT_CLASSES, HOT_MAX};
 use crate::heap::{abandoned, medium, remote, slabs};
 use crate::util::diag::fatal;
 use core::sync::atomic::Ordering;
@@ -29,9 +29,12 @@ use core::sync::atomic::Ordering;
 /// The free fast path: `p` lies in a slab in the heap's slab cache (a
 /// one-granule slab of ours with no flag) and is one of its carved block
 /// starts. Then: stop a block that looks free (maybe a double free: the
-/// slow path looks), else push it on `local_free`. False when the cache
-/// has no such slab or `p` is not a block start there (the caller then
-/// looks `p` up in the page map, which decides).
+/// slow path looks), else keep it in the hot cache (its class's row has
+/// room) or push it on `local_free`. False when the cache has no such
+/// slab or `p` is not a block start there (the caller then looks `p` up
+/// in the page map, which decides). `tick` runs when the hot cache has
+/// taken [`HOT_TICKS`](crate::heap::types::HOT_TICKS) blocks since its
+/// count was last renewed (the caller runs the heap's upkeep).
 ///
 /// The block-start test uses the low 32 bits of `p` minus the cached
 /// first-block address, so it also tells the cached slab from any other
@@ -42,7 +45,11 @@ use core::sync::atomic::Ordering;
 /// `heap` must be the calling thread's heap (`tls::heap()`); `p` any
 /// value passed to `free`.
 #[inline(always)]
-pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
+pub(crate) unsafe fn free_cached(
+    heap: *mut Heap,
+    p: *mut u8,
+    tick: impl FnOnce(*mut Heap),
+) -> bool {
     // SAFETY: the heap is ours; the index is masked below the length.
     let first = unsafe {
         *(*heap)
@@ -62,6 +69,12 @@ pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
         let b = p.cast::<Block>();
         if (*slab).looks_free_fast(b) {
             free_suspect(b, slab, heap);
+            return true;
+        }
+        if hot_push(heap, slab, b) {
+            if (*heap).local.hot_ticks == 0 {
+                tick(heap);
+            }
         } else if (*slab).push_local(b) {
             slabs::slab_emptied(slab, heap);
         }
@@ -78,20 +91,34 @@ pub(crate) unsafe fn free_cached(heap: *mut Heap, p: *mut u8) -> bool {
 /// small class; `b` is one of its blocks, checked not to look free.
 #[inline(always)]
 unsafe fn hot_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
-    // SAFETY: contract; `n <= HOT_MAX` (heap invariant).
+    // SAFETY: contract; the row at `hot_off` is the heap's row for the
+    // slab's class; `n <= HOT_MAX` (heap invariant).
     unsafe {
-        let c = (*slab).class as usize;
-        debug_assert!(c < HOT_CLASSES);
-        let h = &mut (*heap).local;
-        let row = h.hot.get_unchecked_mut(c);
-        if row.n >= HOT_MAX {
+        let row = heap
+            .cast::<u8>()
+            .add((*slab).hot_off as usize)
+            .cast::<HotRow>();
+        let n = (*row).n;
+        if n >= HOT_MAX {
             return false;
         }
-        *row.b.get_unchecked_mut(row.n) = b;
-        row.n += 1;
-        h.hot_ticks = h.hot_ticks.wrapping_sub(1);
-        (*slab).mark_waiting(b);
+        (*slab).mark_hot(b);
+        *(*row).b.get_unchecked_mut(n) = b;
+        (*row).n = n + 1;
+        (*heap).local.hot_ticks -= 1;
         true
+    }
+}
+
+/// Is `b`, a block of our own small slab `slab`, in `heap`'s hot cache?
+///
+/// # Safety
+/// `heap` is the calling thread's heap, which owns `slab`.
+unsafe fn is_hot(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
+    // SAFETY: contract; `n <= HOT_MAX` (heap invariant).
+    unsafe {
+        let row = &(*heap).local.hot[(*slab).class as usize];
+        row.b[..row.n].contains(&b)
     }
 }
 
@@ -120,13 +147,8 @@ pub(crate) unsafe fn flush_hot(heap: *mut Heap) {
 /// cache missed). A block of a slab of the calling thread's heap: compare
 /// the owner, check that `p` is a block start and does not look free,
 /// keep it in the hot cache (or, when its class's row is full, push it on
-/// `local_free`), and cache the slab. Only these frees fill the hot
-/// cache: they are the scattered ones (their slab was not among the 64
-/// the slab cache holds), whose blocks malloc would otherwise hand out
-/// again only when their slab's turn comes, long after they left the
-/// CPU's caches; frees into recently used slabs stay on the cheaper path
-/// above, and a malloc/free loop keeps reaching the slow path that runs
-/// upkeep.
+/// `local_free`), and cache the slab. The caller renews the hot cache's
+/// count when it ran out (`heap::alloc::hot_tick`).
 ///
 /// # Safety
 /// `heap` must be `tls::heap()`; `head` must be `PAGEMAP.lookup(p)`,
@@ -350,7 +372,10 @@ unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
         // Waiting in a remote queue, an outbox or a medium cache: its
         // first word links to itself (user data does so with a chance of
         // 1 in 2^64 per key).
-        if (*slab).is_waiting(b) || (*slab).is_on_free_lists(b as usize) {
+        if (*slab).is_waiting(b)
+            || ((*slab).is_hot_marked(b) && is_hot(heap, slab, b))
+            || (*slab).is_on_free_lists(b as usize)
+        {
             slabs::double_free(b as usize, slab);
         }
         // Not free after all: user data. Our own slab (the caller checked

@@ -138,7 +138,11 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
         if crate::core::config::SECURE {
             guard_slab(slab as usize, granules, true);
         }
-        SPANS.release(NonNull::new_unchecked(slab.cast()), granules, (*slab).class);
+        SPANS.release(
+            NonNull::new_unchecked(slab.cast()),
+            granules,
+            (*slab).class as u32,
+        );
     }
 }
 

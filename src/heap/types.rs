@@ -22,8 +22,8 @@
 //! - `mcache_bytes == sum over medium classes of mcache_n[i] * size`,
 //!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`;
 //! - `hot[c].n <= HOT_MAX`, and `hot[c].b[..n]` are distinct blocks
-//!   of the heap's own slabs of class `c`, each carrying the waiting
-//!   mark.
+//!   of the heap's own slabs of class `c`, each carrying the hot
+//!   mark (`Slab::mark_hot`).
 //!
 //! `heap::check` verifies all of them.
 //!
@@ -78,6 +78,23 @@ impl HotRow {
     };
 }
 
+/// [`HeapLocal::hot_off`]: the heap-relative offset of each direct
+/// index's hot row.
+const HOT_OFF: [u16; DIRECT_LEN] = {
+    let mut t = [0u16; DIRECT_LEN];
+    let mut i = 0;
+    while i < DIRECT_LEN {
+        let c = crate::core::size_class::DIRECT_CLASS[i] as usize;
+        t[i] = (c * core::mem::size_of::<HotRow>()) as u16;
+        i += 1;
+    }
+    t
+};
+const _: () = assert!(core::mem::offset_of!(Heap, local) == 0);
+const _: () = assert!(core::mem::offset_of!(HeapLocal, hot) == 0);
+const _: () = assert!(core::mem::size_of::<HotRow>() == crate::core::slab::HOT_ROW_BYTES);
+const _: () = assert!(NUM_CLASSES * core::mem::size_of::<HotRow>() <= u16::MAX as usize);
+
 /// Entries of a heap's slab cache (a power of two).
 pub(crate) const SLAB_CACHE_LEN: usize = 64;
 /// A slab cache entry naming no slab: the first-block address of the
@@ -97,7 +114,7 @@ pub(crate) use crate::core::slab::CURRENT_BIAS;
 /// threads push to.
 #[repr(C)]
 pub(crate) struct Heap {
-    /// Owner state (first: the fast path reads `direct` at offset 0).
+    /// Owner state (first: the fast paths reach its hot rows at offset 0).
     pub(crate) local: HeapLocal,
     /// Blocks freed by other threads, linked through their first word.
     pub(crate) remote: AtomicPtr<Block>,
@@ -106,6 +123,17 @@ pub(crate) struct Heap {
 /// The owner part of a heap.
 #[repr(C)]
 pub(crate) struct HeapLocal {
+    /// The hot cache: per small class, a stack of up to [`HOT_MAX`]
+    /// blocks this thread freed into its own slabs, carrying the hot mark
+    /// (`Slab::mark_hot`); malloc hands out the most recent first, while
+    /// it is still in the CPU's caches. The stacks live here, not in the
+    /// blocks: a write after free cannot redirect them. First in the
+    /// heap: a row's address is the heap's plus [`HeapLocal::hot_off`].
+    pub(crate) hot: [HotRow; HOT_CLASSES],
+    /// `(size + 15) / 16` -> byte offset from the heap of that size's
+    /// class's hot row, for requests up to 1 KiB (the same in every heap:
+    /// here so that malloc reaches it from the heap's address).
+    pub(crate) hot_off: [u16; DIRECT_LEN],
     /// `(size + 15) / 16` -> current slab of that size's class, for
     /// requests up to 1 KiB: the malloc fast path is one load from here.
     pub(crate) direct: [*mut Slab; DIRECT_LEN],
@@ -140,12 +168,6 @@ pub(crate) struct HeapLocal {
     pub(crate) mcache: [*mut Block; MCACHE_CLASSES],
     pub(crate) mcache_n: [u8; MCACHE_CLASSES],
     pub(crate) mcache_bytes: u32,
-    /// The hot cache: per small class, a stack of up to [`HOT_MAX`]
-    /// blocks this thread freed into its own slabs, carrying the waiting
-    /// mark; malloc hands out the most recent first, while it is still in
-    /// the CPU's caches. The stacks live here, not in the blocks: a write
-    /// after free cannot redirect them.
-    pub(crate) hot: [HotRow; HOT_CLASSES],
     /// Blocks the hot cache may still take before its heap runs its
     /// upkeep (`heap::alloc::hot_tick`): a thread that frees and
     /// allocates in a FIFO pattern may be served by the cache for good,
@@ -169,6 +191,8 @@ impl Heap {
     pub(crate) const fn empty() -> Heap {
         Heap {
             local: HeapLocal {
+                hot: [HotRow::EMPTY; HOT_CLASSES],
+                hot_off: HOT_OFF,
                 direct: [empty_slab_ptr(); DIRECT_LEN],
                 slab_cache: [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN],
                 current: [empty_slab_ptr(); NUM_CLASSES],
@@ -184,7 +208,6 @@ impl Heap {
                 mcache: [null_mut(); MCACHE_CLASSES],
                 mcache_n: [0; MCACHE_CLASSES],
                 mcache_bytes: 0,
-                hot: [HotRow::EMPTY; HOT_CLASSES],
                 hot_ticks: HOT_TICKS,
                 shard: 0,
                 shard_uses: 0,
@@ -232,6 +255,7 @@ pub(crate) static EMPTY_SLAB: StaticCell<EmptySlab> = StaticCell(EmptySlab {
         capacity: 0,
         block_size: 0,
         class: 0,
+        hot_off: 0,
         bump: AtomicUsize::new(0),
         end: 0,
         next: null_mut(),
