@@ -1,7 +1,8 @@
 /* c-tests/errors.c -- errors mmpool reports, and foreign pointers.
  *
- * A double free (same thread, twice in a row; for medium blocks also from
- * another thread) must abort the process
+ * A double free (same thread, twice in a row, or with a write after the
+ * first free for small blocks; for medium blocks also from another
+ * thread) must abort the process
  * with a message on stderr starting with "mmpool:" (checked in a forked
  * child: the stderr text and the abnormal exit).  Pointers the pool did
  * not hand out (glibc's own malloc, found through libc.so.6's handle)
@@ -17,12 +18,13 @@ typedef struct {
 } df_arg;
 
 enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD,
-       DF_EARLY, DF_OTHER_TWICE };
+       DF_EARLY, DF_OTHER_TWICE, DF_WRITTEN };
 static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
                                        "realloc", "mmpool_malloc+mmpool_free",
                                        "memalign(64)", "malloc, freed again by another thread",
                                        "malloc before the pool's constructor",
-                                       "malloc, freed twice by another thread"};
+                                       "malloc, freed twice by another thread",
+                                       "malloc, written after its free, freed again"};
 
 /* The program's .preinit_array runs before any library's constructor,
  * mmpool's included: this medium block is allocated and freed before the
@@ -84,6 +86,10 @@ static void df_child(void *a)
         if (pthread_create(&t, NULL, d->how == DF_OTHER_THREAD ? df_free_again : df_free_twice,
                            p) == 0)
             pthread_join(t, NULL);
+    } else if (d->how == DF_WRITTEN) {
+        xfree(p);
+        memset(p, 0x22, 16); /* a write after free wipes any free mark */
+        xfree(p);
     } else {
         xfree(p);
         xfree(p);
@@ -192,6 +198,17 @@ static void test_double_free_other_thread_aborts(void)
         double_free_case(DF_OTHER_THREAD, sizes[i], true);
         double_free_case(DF_OTHER_TWICE, sizes[i], true);
     }
+}
+
+/* free(p); the program writes over p's first words; free(p) again. The
+ * write wipes the mark a free block carries, but a small block freed last
+ * into its thread's hot cache (or last onto its slab's list) is still
+ * caught: otherwise the next two mallocs would both hand it out. */
+static void test_double_free_after_write_aborts(void)
+{
+    static const size_t sizes[] = {16, 48, 200, 1000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_WRITTEN, sizes[i], true);
 }
 
 /* A block freed before the pool's constructor ran (the first allocation
@@ -521,6 +538,7 @@ int main(int argc, char **argv)
     RUN(double_free_small_aborts);
     RUN(double_free_medium_aborts);
     RUN(double_free_other_thread_aborts);
+    RUN(double_free_after_write_aborts);
     RUN(stale_free_marks_are_not_double_frees);
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);

@@ -149,10 +149,11 @@ pub(crate) const fn start_magic(bs: usize) -> u64 {
     ((1u128 << 64) / bs as u128 + 1) as u64
 }
 
-/// A block freed again while it heads its slab's `local_free` list.
+/// A block freed again while it heads its slab's `local_free` list (or
+/// tops its heap's hot stack).
 #[cold]
 #[inline(never)]
-fn freed_twice(b: *mut Block, bs: u32) -> ! {
+pub(crate) fn freed_twice(b: *mut Block, bs: u32) -> ! {
     crate::util::diag::fatal_block("free(): double free", b as usize, bs as usize)
 }
 

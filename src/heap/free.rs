@@ -67,7 +67,7 @@ pub(crate) unsafe fn free_cached(
             return false;
         }
         let b = p.cast::<Block>();
-        if (*slab).looks_free_fast(b) {
+        if suspect(heap, slab, b) {
             free_suspect(b, slab, heap);
             return true;
         }
@@ -82,6 +82,41 @@ pub(crate) unsafe fn free_cached(
     true
 }
 
+/// The heap's hot row for `slab`'s class.
+///
+/// # Safety
+/// `heap` is a heap struct; `slab` a live slab of a small class.
+#[inline(always)]
+unsafe fn hot_row(heap: *mut Heap, slab: *mut Slab) -> *mut HotRow {
+    // SAFETY: contract: `hot_off` is the row's offset in any heap.
+    unsafe {
+        heap.cast::<u8>()
+            .add((*slab).hot_off as usize)
+            .cast::<HotRow>()
+    }
+}
+
+/// Must the free of `b`, a carved block start of our own small slab
+/// `slab`, take [`free_suspect`]: does it look free (a double free, or
+/// user data that looks like a link), or is it the block freed last into
+/// the hot cache, written over since (its mark gone) and freed again?
+/// The second test is `Slab::push_local`'s head test for the hot cache:
+/// word `n` of the row is `b[n - 1]`, or the count itself (0, never a
+/// block) when the stack is empty.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, which owns `slab`; `b` is a
+/// readable block of it.
+#[inline(always)]
+unsafe fn suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
+    // SAFETY: contract; `n <= HOT_MAX` (heap invariant), so word `n` lies
+    // in the row.
+    unsafe {
+        let row = hot_row(heap, slab);
+        (*slab).looks_free_fast(b) || *row.cast::<*mut Block>().add((*row).n) == b
+    }
+}
+
 /// Keep `b`, a block of our own small slab `slab` being freed, in the
 /// heap's hot cache if its class has room: false when it has none. Each
 /// block taken counts down `hot_ticks` (see `heap::alloc::hot_tick`).
@@ -94,10 +129,7 @@ unsafe fn hot_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
     // SAFETY: contract; the row at `hot_off` is the heap's row for the
     // slab's class; `n <= HOT_MAX` (heap invariant).
     unsafe {
-        let row = heap
-            .cast::<u8>()
-            .add((*slab).hot_off as usize)
-            .cast::<HotRow>();
+        let row = hot_row(heap, slab);
         let n = (*row).n;
         if n >= HOT_MAX {
             return false;
@@ -165,7 +197,7 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
                 not_a_block_start(p, slab);
             }
             let b = p.cast::<Block>();
-            if (*slab).looks_free_fast(b) {
+            if suspect(heap, slab, b) {
                 return free_suspect(b, slab, heap);
             }
             if hot_push(heap, slab, b) {
@@ -360,9 +392,10 @@ pub(crate) unsafe fn drain_remote(heap: *mut Heap) {
     unsafe { free_chain(heap, remote::take(&(*heap).remote)) }
 }
 
-/// The fast path found a block that looks free: a double free (it is
-/// on the slab's lists, or waits in our remote queue), or user data that
-/// happens to look like a free block's link.
+/// The fast path found a block that looks free or tops its hot stack
+/// ([`suspect`]): a double free (it is on the slab's lists, in the hot
+/// cache, or waits in our remote queue), or user data that happens to
+/// look like a free block's link.
 #[cold]
 #[inline(never)]
 unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
@@ -372,8 +405,10 @@ unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
         // Waiting in a remote queue, an outbox or a medium cache: its
         // first word links to itself (user data does so with a chance of
         // 1 in 2^64 per key).
+        let row = hot_row(heap, slab);
         if (*slab).is_waiting(b)
             || ((*slab).is_hot_marked(b) && is_hot(heap, slab, b))
+            || ((*row).n > 0 && (*row).b[(*row).n - 1] == b)
             || (*slab).is_on_free_lists(b as usize)
         {
             slabs::double_free(b as usize, slab);

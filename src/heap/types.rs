@@ -67,6 +67,8 @@ pub(crate) const HOT_TICKS: i32 = 4096;
 /// recently freed last.
 #[repr(C, align(64))]
 pub(crate) struct HotRow {
+    // `n` first, then `b`: word `n` of the row is `b[n - 1]` (the top) for
+    // `n > 0`, and `n` itself (0) for an empty row (`heap::free`'s test).
     pub(crate) n: usize,
     pub(crate) b: [*mut Block; HOT_MAX],
 }
@@ -93,6 +95,7 @@ const HOT_OFF: [u16; DIRECT_LEN] = {
 const _: () = assert!(core::mem::offset_of!(Heap, local) == 0);
 const _: () = assert!(core::mem::offset_of!(HeapLocal, hot) == 0);
 const _: () = assert!(core::mem::size_of::<HotRow>() == crate::core::slab::HOT_ROW_BYTES);
+const _: () = assert!(core::mem::offset_of!(HotRow, b) == core::mem::size_of::<usize>());
 const _: () = assert!(NUM_CLASSES * core::mem::size_of::<HotRow>() <= u16::MAX as usize);
 
 /// Entries of a heap's slab cache (a power of two).
