@@ -18,13 +18,15 @@ typedef struct {
 } df_arg;
 
 enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD,
-       DF_EARLY, DF_OTHER_TWICE, DF_WRITTEN };
+       DF_EARLY, DF_OTHER_TWICE, DF_WRITTEN, DF_WRITTEN_BELOW, DF_FLAGGED };
 static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
                                        "realloc", "mmpool_malloc+mmpool_free",
                                        "memalign(64)", "malloc, freed again by another thread",
                                        "malloc before the pool's constructor",
                                        "malloc, freed twice by another thread",
-                                       "malloc, written after its free, freed again"};
+                                       "malloc, written after its free, freed again",
+                                       "malloc, written after its free, freed again after another free",
+                                       "malloc, freed again after memalign flagged its slab"};
 
 /* The program's .preinit_array runs before any library's constructor,
  * mmpool's included: this medium block is allocated and freed before the
@@ -89,6 +91,25 @@ static void df_child(void *a)
     } else if (d->how == DF_WRITTEN) {
         xfree(p);
         memset(p, 0x22, 16); /* a write after free wipes any free mark */
+        xfree(p);
+    } else if (d->how == DF_WRITTEN_BELOW) {
+        /* p is no longer the block freed last when it is freed again */
+        void *q = xmalloc(d->size);
+        xfree(p);
+        xfree(q);
+        memset(p, 0x22, 16);
+        xfree(p);
+        for (int i = 0; i < 3; i++) /* the third would be p again */
+            memset(xmalloc(d->size), 0x33, d->size);
+    } else if (d->how == DF_FLAGGED) {
+        /* memalign with a big alignment marks the slab it carves from as
+         * holding interior pointers: later frees of its blocks take the
+         * slow path, which must know the blocks freed before */
+        void *q = xmalloc(d->size);
+        xfree(p);
+        xfree(q);
+        void *m = xmemalign(256, 16);
+        (void)m;
         xfree(p);
     } else {
         xfree(p);
@@ -209,6 +230,27 @@ static void test_double_free_after_write_aborts(void)
     static const size_t sizes[] = {16, 48, 200, 1000};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
         double_free_case(DF_WRITTEN, sizes[i], true);
+}
+
+/* The same when another block was freed after p, so p no longer tops its
+ * thread's hot cache when it is freed again: the cache holds p twice,
+ * and the malloc that would hand it out a second time stops (a write
+ * after free to a cached block stops it the same way). */
+static void test_double_free_after_write_below_aborts(void)
+{
+    static const size_t sizes[] = {16, 48, 200, 1000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_WRITTEN_BELOW, sizes[i], true);
+}
+
+/* A block freed into its thread's hot cache, then its slab flagged (an
+ * aligned allocation with interior pointers), then the block freed
+ * again: the slow path of the flagged slab finds it in the cache. */
+static void test_double_free_in_flagged_slab_aborts(void)
+{
+    static const size_t sizes[] = {48, 256};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_FLAGGED, sizes[i], true);
 }
 
 /* A block freed before the pool's constructor ran (the first allocation
@@ -539,6 +581,8 @@ int main(int argc, char **argv)
     RUN(double_free_medium_aborts);
     RUN(double_free_other_thread_aborts);
     RUN(double_free_after_write_aborts);
+    RUN(double_free_after_write_below_aborts);
+    RUN(double_free_in_flagged_slab_aborts);
     RUN(stale_free_marks_are_not_double_frees);
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);

@@ -602,10 +602,11 @@ mod tests {
     }
 
     /// Two blocks whose slabs share one slab-cache entry, freed and
-    /// allocated in turn: every free misses the slab cache and goes to the
-    /// hot cache, every malloc comes from it, and the thread never takes
-    /// the slow path that counts towards upkeep; the hot cache's own count
-    /// runs it every `HOT_TICKS` blocks instead (a FIFO-like program would
+    /// allocated in turn: every free misses the slab cache (the page-map
+    /// path, whose callers check the count) and goes to the hot cache,
+    /// every malloc comes from it, and the thread never takes the slow
+    /// path that counts towards upkeep; the hot cache's own count runs it
+    /// every `HOT_TICKS` blocks instead (a FIFO-like program would
     /// otherwise never purge idle memory). The default build: the secure
     /// build's quarantine stands between a free and the next malloc.
     #[test]

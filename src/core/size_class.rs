@@ -193,6 +193,17 @@ const fn build_granules() -> [u8; 64] {
 /// Granules per slab of each class.
 pub(crate) const SLAB_GRANULES: [u8; 64] = build_granules();
 
+// Small slabs are one granule: their header is at the start of the granule
+// of any of their blocks (the free fast path's slab cache, and the hot
+// cache's mark check in `heap::alloc`, rely on it).
+const _: () = {
+    let mut c = 0;
+    while c < SHARED_FROM {
+        assert!(SLAB_GRANULES[c] == 1);
+        c += 1;
+    }
+};
+
 /// Blocks per slab of class `c` (of its usual size).
 #[cfg(test)]
 pub(crate) fn slab_capacity(c: usize) -> usize {

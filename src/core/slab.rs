@@ -53,8 +53,9 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) struct Block {
     /// On a slab's lists: `next ^ link_key` (see [`Slab::encode`]); while
     /// the block waits in a remote queue or a medium cache: a link to
-    /// itself (it looks free); once handed out: 0, then whatever the
-    /// program writes.
+    /// itself (it looks free); in its heap's hot cache: the slab's
+    /// `check_key`, a link to the slab itself (it looks free); once
+    /// handed out: 0, then whatever the program writes.
     pub(crate) link: usize,
     /// The next block of a remote queue or a medium cache.
     pub(crate) chain: *mut Block,

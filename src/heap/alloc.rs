@@ -1,17 +1,18 @@
-//! Allocating: the malloc fast path (the class's hot stack, else a table
-//! load and a pop), the thread heap's slow path and its periodic upkeep, medium blocks through the thread's medium
-//! cache or its CPU's heap, blocks for aligned requests, and large
+//! Allocating: the malloc fast path (the class's hot stack, its top's
+//! mark checked, else a table load and a pop), the thread heap's slow
+//! path and its periodic upkeep, medium blocks through the thread's
+//! medium cache or its CPU's heap, blocks for aligned requests, and large
 //! blocks (which make idle slab spans go back when they take fresh pages).
 //!
 //! Uses: `core::large`, `core::pagemap`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::abandoned`, `heap::free`, `heap::lifecycle`, `heap::medium`,
-//! `heap::slabs`, `heap::tls`, `heap::types`, `os::errno`.
+//! `heap::slabs`, `heap::tls`, `heap::types`, `os::errno`, `util::diag`.
 
 use crate::core::pagemap::PAGEMAP;
 use crate::core::size_class::{
     block_size, class_of, direct_index, DIRECT_MAX, NUM_CLASSES, SHARED_FROM,
 };
-use crate::core::slab::OWNER_INTERIOR;
+use crate::core::slab::{Block, Slab, OWNER_INTERIOR};
 use crate::heap::types::{exited_heap, is_thread_heap, Heap, HotRow};
 use crate::heap::{abandoned, free, lifecycle, medium, slabs};
 use core::ptr::null_mut;
@@ -21,7 +22,7 @@ use core::sync::atomic::Ordering;
 /// else from the slab the heap's direct table names; null when the fast
 /// path cannot serve it (the caller then takes its slow path).
 ///
-/// Fast path: 16 instructions from the hot stack, 21 from a slab (with
+/// Fast path: 22 instructions from the hot stack or a slab (with
 /// `api::libc::malloc`'s size test and thread-pointer load).
 ///
 /// # Safety
@@ -59,11 +60,18 @@ pub(crate) unsafe fn hot_pop(heap: *mut Heap, class: usize) -> *mut u8 {
         if row.n == 0 {
             return null_mut();
         }
-        take_hot(row, row.n)
+        let b = take_hot(row, row.n);
+        if b.is_null() {
+            hot_block_changed(row.b[row.n - 1]);
+        }
+        b
     }
 }
 
-/// Hand out the top of hot row `row`, which holds `n > 0` blocks.
+/// Hand out the top of hot row `row`, which holds `n > 0` blocks; null
+/// when that block lost its mark (then it stays where it is, and the slow
+/// path, which `malloc` takes on null, stops the program in [`hot_pop`]:
+/// the fast path then keeps no frame for a call).
 ///
 /// # Safety
 /// `row` is a hot row of the calling thread's heap; `n == (*row).n > 0`.
@@ -72,11 +80,34 @@ unsafe fn take_hot(row: *mut HotRow, n: usize) -> *mut u8 {
     debug_assert!(n > 0 && n <= crate::heap::types::HOT_MAX);
     // SAFETY: contract: `b[..n]` are cached blocks of ours.
     unsafe {
-        (*row).n = n - 1;
         let b = *(*row).b.get_unchecked(n - 1);
-        crate::core::slab::Slab::hand_out(b);
+        // Still marked? A small slab is one granule, its header at the
+        // granule's start. A block written after its free, or cached twice
+        // (freed again after a write wiped its mark, below the top of the
+        // stack), stops the program here instead of reaching two owners.
+        let slab = (b as usize & !(crate::core::size_class::GRANULE - 1)) as *const Slab;
+        if !(*slab).is_hot_marked(b) {
+            return null_mut();
+        }
+        (*row).n = n - 1;
+        Slab::hand_out(b);
         b.cast()
     }
+}
+
+/// A block in the hot cache lost its mark: written after its free, or
+/// in the cache twice and handed out once already.
+#[cold]
+#[inline(never)]
+fn hot_block_changed(b: *mut Block) -> ! {
+    let slab = (b as usize & !(crate::core::size_class::GRANULE - 1)) as *const Slab;
+    // SAFETY: the block's slab header (`take_hot`).
+    let bs = unsafe { (*slab).block_size } as usize;
+    crate::util::diag::fatal_block(
+        "malloc(): a freed block was written after free, or freed twice, at",
+        b as usize,
+        bs,
+    )
 }
 
 /// After a free that may have filled the hot cache (`api::libc`'s and

@@ -209,6 +209,12 @@ pub(crate) fn check_thread_heap() -> usize {
                 if row[..i].contains(&b) {
                     fail("check: hot cache holds a block twice", b.cast());
                 }
+                if (*s).hot_off as usize != c * crate::core::slab::HOT_ROW_BYTES {
+                    fail("check: slab header names the wrong hot row", s);
+                }
+                if (*s).is_on_free_lists(b as usize) {
+                    fail("check: hot cache block also on its slab's lists", b.cast());
+                }
             }
         }
     }

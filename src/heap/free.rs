@@ -5,11 +5,15 @@
 //! slab's block under the abandoned lock — or stops the program.
 //!
 //! Double frees: a free block looks free (its first word decodes to an
-//! address inside its slab, see `core::slab`), and malloc clears that
-//! word; a block being freed that looks free is checked against the free
-//! lists by its owner (the program may in principle have written such a
-//! word), and is a double free for any other thread, which cannot see
-//! those lists. Invalid frees: a pointer the page map does not know goes
+//! address inside its slab, see `core::slab`; a block in the hot cache
+//! holds the slab's key, which decodes to the slab itself), and malloc
+//! clears that word; a block being freed that looks free is checked
+//! against the free lists and the hot cache by its owner (the program
+//! may in principle have written such a word), and is a double free for
+//! any other thread, which cannot see them. A block freed again after a
+//! write wiped its mark is caught when it heads its slab's `local_free`
+//! or tops its hot stack, and otherwise when malloc would hand it out of
+//! the hot cache a second time (`heap::alloc` checks the mark). Invalid frees: a pointer the page map does not know goes
 //! to `api::foreign`; one inside a slab that is not a block start stops
 //! the program (the fast path's block-start test, `core::slab`).
 //!
@@ -139,18 +143,6 @@ unsafe fn hot_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
         (*row).n = n + 1;
         (*heap).local.hot_ticks -= 1;
         true
-    }
-}
-
-/// Is `b`, a block of our own small slab `slab`, in `heap`'s hot cache?
-///
-/// # Safety
-/// `heap` is the calling thread's heap, which owns `slab`.
-unsafe fn is_hot(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
-    // SAFETY: contract; `n <= HOT_MAX` (heap invariant).
-    unsafe {
-        let row = &(*heap).local.hot[(*slab).class as usize];
-        row.b[..row.n].contains(&b)
     }
 }
 
@@ -407,7 +399,7 @@ unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
         // 1 in 2^64 per key).
         let row = hot_row(heap, slab);
         if (*slab).is_waiting(b)
-            || ((*slab).is_hot_marked(b) && is_hot(heap, slab, b))
+            || (*heap).local.holds_hot(slab, b)
             || ((*row).n > 0 && (*row).b[(*row).n - 1] == b)
             || (*slab).is_on_free_lists(b as usize)
         {

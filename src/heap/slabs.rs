@@ -156,7 +156,10 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
 pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
     // SAFETY: contract: our heap and slab; owner-only fields.
     unsafe {
-        if user != 0 && (*slab).looks_free(b) && (*slab).is_on_free_lists(b as usize) {
+        if user != 0
+            && (*slab).looks_free(b)
+            && ((*heap).local.holds_hot(slab, b) || (*slab).is_on_free_lists(b as usize))
+        {
             double_free(user, slab);
         }
         let h = &mut (*heap).local;
