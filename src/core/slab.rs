@@ -338,6 +338,13 @@ impl Slab {
         unsafe { (*b).link = self.check_key }
     }
 
+    /// The slab of `b`, a block of a small class: small slabs are one
+    /// granule (`core::size_class`), their header at its start.
+    #[inline(always)]
+    pub(crate) fn of_small_block(b: *const Block) -> *const Slab {
+        (b as usize & !(GRANULE - 1)) as *const Slab
+    }
+
     /// Does `b` carry the hot cache's mark ([`Slab::mark_hot`])?
     ///
     /// # Safety

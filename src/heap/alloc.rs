@@ -85,8 +85,7 @@ unsafe fn take_hot(row: *mut HotRow, n: usize) -> *mut u8 {
         // granule's start. A block written after its free, or cached twice
         // (freed again after a write wiped its mark, below the top of the
         // stack), stops the program here instead of reaching two owners.
-        let slab = (b as usize & !(crate::core::size_class::GRANULE - 1)) as *const Slab;
-        if !(*slab).is_hot_marked(b) {
+        if !(*Slab::of_small_block(b)).is_hot_marked(b) {
             return null_mut();
         }
         (*row).n = n - 1;
@@ -100,9 +99,8 @@ unsafe fn take_hot(row: *mut HotRow, n: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn hot_block_changed(b: *mut Block) -> ! {
-    let slab = (b as usize & !(crate::core::size_class::GRANULE - 1)) as *const Slab;
     // SAFETY: the block's slab header (`take_hot`).
-    let bs = unsafe { (*slab).block_size } as usize;
+    let bs = unsafe { (*Slab::of_small_block(b)).block_size } as usize;
     crate::util::diag::fatal_block(
         "malloc(): a freed block was written after free, or freed twice, at",
         b as usize,

@@ -13,7 +13,9 @@
 //! any other thread, which cannot see them. A block freed again after a
 //! write wiped its mark is caught when it heads its slab's `local_free`
 //! or tops its hot stack, and otherwise when malloc would hand it out of
-//! the hot cache a second time (`heap::alloc` checks the mark). Invalid frees: a pointer the page map does not know goes
+//! the hot cache a second time (`heap::alloc` checks the mark).
+//!
+//! Invalid frees: a pointer the page map does not know goes
 //! to `api::foreign`; one inside a slab that is not a block start stops
 //! the program (the fast path's block-start test, `core::slab`).
 //!
@@ -397,10 +399,8 @@ unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
         // Waiting in a remote queue, an outbox or a medium cache: its
         // first word links to itself (user data does so with a chance of
         // 1 in 2^64 per key).
-        let row = hot_row(heap, slab);
         if (*slab).is_waiting(b)
             || (*heap).local.holds_hot(slab, b)
-            || ((*row).n > 0 && (*row).b[(*row).n - 1] == b)
             || (*slab).is_on_free_lists(b as usize)
         {
             slabs::double_free(b as usize, slab);

@@ -316,16 +316,14 @@ impl HeapLocal {
     }
 
     /// Is `b`, a block of small slab `s` of this heap, in the hot cache
-    /// (it carries the hot mark and its class's row holds it)?
+    /// (with its mark or, written over after its free, without)?
     ///
     /// # Safety
-    /// `s` is a live small slab of this heap; `b` a readable block of it.
+    /// `s` is a live small slab of this heap.
     pub(crate) unsafe fn holds_hot(&self, s: *mut Slab, b: *mut Block) -> bool {
         // SAFETY: contract; `n <= HOT_MAX` (heap invariant).
-        unsafe {
-            let row = &self.hot[(*s).class as usize];
-            (*s).is_hot_marked(b) && row.b[..row.n.min(HOT_MAX)].contains(&b)
-        }
+        let row = unsafe { &self.hot[(*s).class as usize] };
+        row.b[..row.n.min(HOT_MAX)].contains(&b)
     }
 
     /// Forget `s` in the slab cache (it is about to become full, flagged,
