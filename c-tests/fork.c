@@ -117,8 +117,11 @@ static int child_work(int iter)
         if (i % 50 == 0)
             n = 2 * MiB;
         v[i] = (i % 3 == 0) ? xcalloc(1, n) : xmalloc(n);
-        if (!v[i])
+        if (!v[i]) {
+            fprintf(stderr, "  child #%d: %s(%zu) returned NULL: %s\n", iter,
+                    i % 3 == 0 ? "calloc" : "malloc", n, strerror(errno));
             return 4;
+        }
         if (i % 3 == 0 && !tu_all_zero(v[i], n))
             return 5;
         memset(v[i], 0x5a, n);

@@ -743,4 +743,56 @@ mod tests {
             unsafe { free(p) };
         }
     }
+
+    /// A fork child whose thread's medium shard is poisoned walks on to
+    /// the next shard, and finds it even when the thread's CPU is looked
+    /// up again during the walk and names that very shard. The walk once
+    /// stopped there and failed: one in ~1500 children of
+    /// fork_busy_threads (--full) got ENOMEM for a medium block.
+    #[test]
+    fn a_poisoned_shard_is_skipped_when_the_cpu_changes_during_the_walk() {
+        use crate::heap::medium::{poison_for_test, MAX_SHARDS};
+        ensure_init();
+        // SAFETY: fork; the child only calls allocator functions, libc
+        // and _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: the child's only thread; its heap is made by the
+            // first malloc and only this thread uses it.
+            unsafe {
+                // Pin the child to one CPU c; the shard just before c's
+                // becomes its thread's shard, poisoned, with the CPU due
+                // for a look-up on the next call.
+                let size = core::mem::size_of::<libc::cpu_set_t>();
+                let mut set: libc::cpu_set_t = core::mem::zeroed();
+                libc::sched_getaffinity(0, size, &mut set);
+                let c = (0..libc::CPU_SETSIZE as usize)
+                    .find(|&c| libc::CPU_ISSET(c, &set))
+                    .unwrap_or(0);
+                let mut one: libc::cpu_set_t = core::mem::zeroed();
+                libc::CPU_SET(c, &mut one);
+                libc::sched_setaffinity(0, size, &one);
+                free(malloc(48));
+                let heap = tls::heap();
+                if heap == crate::heap::types::empty_heap() {
+                    libc::_exit(2);
+                }
+                let x = (c + MAX_SHARDS - 1) % MAX_SHARDS;
+                crate::heap::medium::flush_cache(heap);
+                poison_for_test(x);
+                (*heap).local.shard = x as u32;
+                (*heap).local.shard_uses = 1;
+                let p = malloc(block_size(SHARED_FROM));
+                libc::_exit(if p.is_null() { 1 } else { 0 });
+            }
+        }
+        assert!(pid > 0, "fork failed");
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x} (exit 1: the medium allocation failed)"
+        );
+    }
 }

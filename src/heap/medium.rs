@@ -37,7 +37,7 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// Shards in the table; CPU `n` uses shard `n % MAX_SHARDS`.
-const MAX_SHARDS: usize = 64;
+pub(crate) const MAX_SHARDS: usize = 64;
 
 /// One CPU's medium-class heap and the lock that guards it. The table is
 /// all zeroes, so it sits in .bss (a table of ready-made heaps, full of
@@ -143,7 +143,12 @@ fn shard_of(h: usize) -> &'static Shard {
 /// `SHARED_FROM <= class < NUM_CLASSES`; the process is initialised.
 #[inline(never)]
 pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
-    let mut i = current_shard();
+    // The walk past poisoned shards ends where it began: asking
+    // `current_shard` again could name another shard (the thread's CPU
+    // is looked up again every CPU_RECHECK calls), and a walk that
+    // stopped there failed with shards left untried.
+    let start = current_shard();
+    let mut i = start;
     let (s, mut st) = loop {
         let s = &SHARDS.0[i];
         let st = s.lock.lock();
@@ -152,7 +157,7 @@ pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
         }
         drop(st);
         i = (i + 1) % MAX_SHARDS;
-        if i == current_shard() {
+        if i == start {
             crate::os::errno::set(libc::ENOMEM);
             return (null_mut(), false);
         }
@@ -344,6 +349,24 @@ pub(crate) fn trim() {
 pub(crate) fn hold_for_test() -> [crate::util::lock::LockGuard<'static, impl Sized>; MAX_SHARDS - 1]
 {
     core::array::from_fn(|i| SHARDS.0[i].lock.lock())
+}
+
+/// Poison shard `i` as a fork child does when another thread held its
+/// lock (tests of the walk past poisoned shards).
+///
+/// # Safety
+/// As `after_fork_child`: the calling thread is a fork child's only
+/// thread and holds no shard lock.
+#[cfg(test)]
+pub(crate) unsafe fn poison_for_test(i: usize) {
+    // SAFETY: contract.
+    unsafe {
+        SHARDS.0[i].lock.reset_in_child(|old| ShardState {
+            made: old.made,
+            allocs: 0,
+            poisoned: true,
+        })
+    };
 }
 
 /// In a fork child: a shard whose lock was held by a thread that does
