@@ -66,14 +66,17 @@ lib:
 	ln -sf libmmpool.so target/release/$(SONAME)
 
 # The secure build: the same sources with the `secure` feature, compiled
-# in target/secure (its own artefacts), copied next to the default one.
+# in target/secure (its own artefacts), copied next to the default one
+# under a new inode (a copy over the old file would rewrite pages that
+# running programs have mapped: they die of SIGBUS).
 SECURE_LIB := target/release/libmmpool-secure.so
 
 secure:
 	$(CARGO) rustc --release --locked --features override,secure --lib --crate-type cdylib \
 		--target-dir target/secure -- $(SHIPPED)
 	mkdir -p target/release
-	cp target/secure/release/libmmpool.so $(SECURE_LIB)
+	cp target/secure/release/libmmpool.so $(SECURE_LIB).tmp
+	mv -f $(SECURE_LIB).tmp $(SECURE_LIB)
 	ln -sf libmmpool-secure.so target/release/$(SECURE_SONAME)
 
 $(BUILD):

@@ -12,8 +12,9 @@
 //!   `malloc_usable_size` is the requested size;
 //! - a freed block is zeroed and quarantined (`heap::quarantine`, random
 //!   slots, bounded in bytes); it must still be zero when it leaves (when
-//!   it becomes free for reuse), when a sweep passes it, and when
-//!   `calloc` hands it out again (a write after free stops the program);
+//!   it becomes free for reuse), when a sweep passes it (its first 256
+//!   bytes), and when `calloc` hands it out again (a write after free
+//!   stops the program);
 //! - slabs carve their blocks in a random order, with a guard page after
 //!   their header page and at their end (`core::size_class`);
 //! - large blocks sit against a guard page, behind guard pages before
@@ -33,7 +34,9 @@ use crate::api::process::ensure_init;
 use crate::core::canary::{self, KIND_MALLOC, KIND_NEW, KIND_NEW_ARRAY, RECORD};
 use crate::core::large;
 use crate::core::lookup::{span_of, Span};
-use crate::core::size_class::{block_size, class_of, MAX_REQUEST, MIN_ALIGN, SMALL_MAX};
+use crate::core::size_class::{
+    block_size, class_of, MAX_REQUEST, MIN_ALIGN, SHARED_FROM, SMALL_MAX,
+};
 use crate::core::slab::Slab;
 use crate::heap::secure::{is_quarantined, quarantine, still_zero, written_after_free};
 use crate::heap::{alloc, tls};
@@ -214,9 +217,19 @@ unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8, zero: bool) 
         align_up(b, align).unwrap_or(b)
     };
     debug_assert!(p + size + RECORD <= end);
-    if let Some(Span::Slab(s)) = span_of(b) {
-        // SAFETY: the block is ours; the record and pattern fit after
-        // `size` bytes at `p` (the class was chosen for it).
+    // A small slab's header starts the block's granule (no page map
+    // lookup); a medium slab may span granules.
+    let slab = if c < SHARED_FROM {
+        Some(Slab::of_small_block(b as *const _))
+    } else if let Some(Span::Slab(s)) = span_of(b) {
+        Some(s.cast_const())
+    } else {
+        None
+    };
+    if let Some(s) = slab {
+        // SAFETY: the live header of the block's slab; the block is ours;
+        // the record and pattern fit after `size` bytes at `p` (the class
+        // was chosen for it).
         unsafe { canary::seal_medium((*s).check_key, p, size, b, end, kind) };
     }
     p as *mut u8
