@@ -560,6 +560,11 @@ mod tests {
     use crate::api::process::ensure_init;
     use std::sync::mpsc;
 
+    /// The tests that fork take turns: one holds every allocator lock in
+    /// a thread while it forks, which would poison every shard in the
+    /// other's child.
+    static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// `calloc` of a block bigger than any cached large range: the block
     /// is assembled from the cached (dirty) ranges and fresh memory, and
     /// only the reused part is cleared; the fresh part stays untouched
@@ -672,6 +677,7 @@ mod tests {
     /// child is done).
     #[test]
     fn a_fork_child_rebuilds_what_another_thread_was_changing() {
+        let _turn = FORKS.lock().unwrap_or_else(|e| e.into_inner());
         ensure_init();
         // Blocks of every kind first, so the structures are not empty.
         // SAFETY: plain allocations and frees of the pool.
@@ -752,6 +758,7 @@ mod tests {
     #[test]
     fn a_poisoned_shard_is_skipped_when_the_cpu_changes_during_the_walk() {
         use crate::heap::medium::{poison_for_test, MAX_SHARDS};
+        let _turn = FORKS.lock().unwrap_or_else(|e| e.into_inner());
         ensure_init();
         // SAFETY: fork; the child only calls allocator functions, libc
         // and _exit.
