@@ -12,10 +12,11 @@
 //! range (splitting off the rest) or grows the largest with `mremap`, so a
 //! program that cycles through large blocks of varying sizes reuses pages
 //! it already touched instead of faulting fresh ones in every time. A
-//! cached range is inaccessible (`PROT_NONE`: its pages stay resident), so
-//! a write or read after free faults as it does after glibc's `munmap`,
-//! and its page map entries point at one static `FREE` header, so a
-//! double free is reported without touching it. The
+//! cached range's head is inaccessible (`PROT_NONE`: its pages stay
+//! resident; the secure build closes ranges of up to a MiB whole), so a
+//! write or read after free there faults as it does after glibc's
+//! `munmap`, and its page map entries point at one static `FREE` header,
+//! so a double free is reported without touching it. The
 //! cache holds at most the peak bytes of live large blocks, clamped to
 //! [`CACHE_MIN_BYTES`]..[`CACHE_MAX_BYTES`] (of which the tails cut off
 //! by shrinking reallocs at most a quarter, at least [`TAIL_MIN_BYTES`]), no block above
@@ -86,8 +87,9 @@ struct Range {
     freed_ms: u64,
     /// Cut off a shrinking block by `realloc` (not a whole freed block).
     tail: bool,
-    /// Its head is inaccessible.
-    closed: bool,
+    /// Bytes at its start that are inaccessible (0: none; [`CLOSED`]: its
+    /// head; in the secure build often all of it, see [`retire_range`]).
+    closed: usize,
 }
 
 struct Cache {
@@ -97,10 +99,10 @@ struct Cache {
     /// Bytes of the ranges that are realloc tails.
     tail_bytes: usize,
     /// The secure build's quarantine: freed blocks' ranges (base, size,
-    /// closed, freed at ms) that are not reused yet; one leaves, at random, into
+    /// closed bytes, freed at ms) that are not reused yet; one leaves, at random, into
     /// `ranges` when a new one comes and the slots or [`HELD_BYTES`] are
     /// full.
-    held: [(usize, usize, bool, u64); HELD],
+    held: [(usize, usize, usize, u64); HELD],
     held_n: usize,
     held_bytes: usize,
     rng: u64,
@@ -160,7 +162,8 @@ fn cached_head() -> *mut SpanHead {
 /// where a use after free usually lands (the start of the block, its
 /// header fields and links). A whole range would cost a page-table walk
 /// over every page at each free and reuse (5x the time on the large-block
-/// benchmark). (The secure build does not cache: see [`free_secure`].)
+/// benchmark; the secure build pays it for ranges of up to
+/// [`CLOSE_WHOLE_MAX`]).
 const CLOSED: usize = PAGE;
 
 /// Freed blocks closed per second at most (the default build): closing
@@ -207,29 +210,49 @@ fn may_close(now: u64) -> bool {
     crate::core::config::SECURE || CLOSE_LIMIT.allow(now)
 }
 
-/// Make the head of `[base, base + size)` (see [`CLOSED`]) inaccessible,
-/// or accessible again. False: the kernel refused (out of mappings).
-fn protect_head(base: usize, size: usize, access: bool) -> bool {
-    // SAFETY: callers pass cached ranges of ours (or ones just taken out
-    // of the cache), which nobody else uses.
-    unsafe { OS.protect(base, size.min(CLOSED), access) }
+/// Make `[base, base + len)` inaccessible, or accessible again. False:
+/// the kernel refused (out of mappings).
+fn protect(base: usize, len: usize, access: bool) -> bool {
+    // SAFETY: callers pass memory of cached ranges of ours (or of ones
+    // just taken out of the cache, or of a block's own slack), which
+    // nobody else uses.
+    unsafe { OS.protect(base, len, access) }
 }
+
+/// Ranges up to this size the secure build closes whole when their block
+/// is freed (one `mprotect` that also covers the block's guard page;
+/// reusing the range opens what the next block needs and leaves its
+/// guard page closed: two calls per free and reuse instead of four).
+/// Bigger ones close their head only: a whole range costs a page-table
+/// walk over all its pages at each free and reuse.
+const CLOSE_WHOLE_MAX: usize = 1 << 20;
 
 /// A dead range enters the cache: its granules point at [`CACHED_RANGE`]
-/// and, when `close`, its head becomes inaccessible, so a write or read
+/// and, when `close`, its head (the secure build: all of a range of up
+/// to [`CLOSE_WHOLE_MAX`]) becomes inaccessible, so a write or read
 /// after free there faults instead of landing in memory that is about to
-/// be handed out again. Returns whether it is closed (the kernel may
-/// refuse, out of mappings: the range then stays accessible).
-fn retire_range(base: usize, size: usize, close: bool) -> bool {
+/// be handed out again. Returns how many of its first bytes are closed
+/// (the kernel may refuse, out of mappings: the range then stays
+/// accessible).
+fn retire_range(base: usize, size: usize, close: bool) -> usize {
     map_granules(base, size, cached_head());
-    close && protect_head(base, size, false)
+    let len = if crate::core::config::SECURE && size <= CLOSE_WHOLE_MAX {
+        size
+    } else {
+        size.min(CLOSED)
+    };
+    if close && protect(base, len, false) {
+        len
+    } else {
+        0
+    }
 }
 
-/// Memory taken out of the cache becomes accessible again (`closed`: it
-/// holds a closed head). False:
-/// the kernel refused; the memory is given back to the OS instead.
-fn reopen(base: usize, size: usize, closed: bool) -> bool {
-    if !closed || protect_head(base, size, true) {
+/// Memory taken out of the cache becomes accessible again (its first
+/// `closed` bytes were closed). False: the kernel refused; the memory is
+/// given back to the OS instead.
+fn reopen(base: usize, size: usize, closed: usize) -> bool {
+    if closed == 0 || protect(base, closed, true) {
         return true;
     }
     RELEASED_BYTES.fetch_add(size, Ordering::Relaxed);
@@ -244,9 +267,9 @@ impl Cache {
             size: 0,
             freed_ms: 0,
             tail: false,
-            closed: false,
+            closed: 0,
         }; CACHE_RANGES],
-        held: [(0, 0, false, 0); HELD],
+        held: [(0, 0, 0, 0); HELD],
         held_n: 0,
         held_bytes: 0,
         rng: 0,
@@ -270,7 +293,7 @@ impl Cache {
     /// `held`; when the slots or bytes are full, a held range picked at
     /// random goes into the cache (a range too big for the quarantine goes
     /// there at once).
-    fn hold(&mut self, base: usize, size: usize, closed: bool, now: u64, ev: &mut Evicted) {
+    fn hold(&mut self, base: usize, size: usize, closed: usize, now: u64, ev: &mut Evicted) {
         if size > HELD_BYTES {
             return self.put(base, size, false, closed, now, ev);
         }
@@ -290,7 +313,7 @@ impl Cache {
         self.held_bytes += size;
     }
 
-    fn unhold(&mut self, i: usize) -> (usize, usize, bool, u64) {
+    fn unhold(&mut self, i: usize) -> (usize, usize, usize, u64) {
         let h = self.held[i];
         self.held_n -= 1;
         self.held[i] = self.held[self.held_n];
@@ -298,37 +321,42 @@ impl Cache {
         h
     }
 
+    /// Cut `size` bytes off the end of range `i` (its closed bytes are
+    /// at its start: as many stay as the range still holds).
     fn shrink(&mut self, i: usize, size: usize) {
         self.bytes -= size;
         if self.ranges[i].tail {
             self.tail_bytes -= size;
         }
-        self.ranges[i].size -= size;
+        let r = &mut self.ranges[i];
+        r.size -= size;
+        r.closed = r.closed.min(r.size);
     }
 
     /// Take `size` bytes (at most its size) of range `i`: all of it, or
-    /// its back (the closed head stays with the rest, nothing to
-    /// protect). Returns the memory's start and whether it must be
-    /// reopened ([`reopen`]).
-    fn take(&mut self, i: usize, size: usize) -> (usize, bool) {
+    /// its back (the rest stays cached). Returns the memory's start and
+    /// how many of its first bytes are closed ([`reopen`]: none when the
+    /// closed bytes are only the range's head).
+    fn take(&mut self, i: usize, size: usize) -> (usize, usize) {
         let r = self.ranges[i];
         if r.size == size {
             self.remove(i);
             return (r.base, r.closed);
         }
         self.shrink(i, size);
-        (r.base + r.size - size, false)
+        let start = r.base + r.size - size;
+        (start, (r.base + r.closed).saturating_sub(start))
     }
 
     /// Take the first `size` bytes of range `i` (shorter than it); the
-    /// rest stays cached, open (its head was the middle of the range).
-    /// Returns whether the front must be reopened.
-    fn take_front(&mut self, i: usize, size: usize) -> bool {
+    /// rest stays cached, as much of it closed as was past the front.
+    /// Returns how many bytes of the front are closed.
+    fn take_front(&mut self, i: usize, size: usize) -> usize {
         let closed = self.ranges[i].closed;
         self.shrink(i, size);
         self.ranges[i].base += size;
-        self.ranges[i].closed = false;
-        closed
+        self.ranges[i].closed = closed.saturating_sub(size).min(self.ranges[i].size);
+        closed.min(size)
     }
 
     /// Remove the oldest range (the oldest tail if `tails_only`) into `ev`.
@@ -381,8 +409,8 @@ impl Cache {
 
     /// Take `size` bytes of cached memory starting exactly at `addr` (the
     /// rest of that range stays cached). `None` if no range starts there
-    /// or it is too short; else whether the memory must be reopened.
-    fn take_at(&mut self, addr: usize, size: usize) -> Option<bool> {
+    /// or it is too short; else how many of its bytes are closed.
+    fn take_at(&mut self, addr: usize, size: usize) -> Option<usize> {
         for i in 0..self.len {
             let r = self.ranges[i];
             if r.base == addr && r.size >= size {
@@ -402,7 +430,7 @@ impl Cache {
         base: usize,
         size: usize,
         tail: bool,
-        closed: bool,
+        closed: usize,
         now: u64,
         ev: &mut Evicted,
     ) {
@@ -413,18 +441,23 @@ impl Cache {
         while i < self.len {
             let r = self.ranges[i];
             if r.base + r.size == base || base + size == r.base {
-                let (first_closed, (second, second_size, second_closed)) = if r.base < base {
-                    (r.closed, (base, size, closed))
+                let ((first_size, first_closed), (second, second_closed)) = if r.base < base {
+                    ((r.size, r.closed), (base, closed))
                 } else {
-                    (closed, (r.base, r.size, r.closed))
+                    ((size, closed), (r.base, r.closed))
                 };
-                // A range has one head: the second one's is now the
-                // middle of the merged range, where blocks are carved.
-                if second_closed && !protect_head(second, second_size, true) {
+                // A range's closed bytes are at its start: the second
+                // one's stay closed when the first is closed all through
+                // (they continue its closed bytes), else they open (the
+                // middle of the merged range, where blocks are carved).
+                closed = if first_closed == first_size {
+                    first_size + second_closed
+                } else if second_closed == 0 || protect(second, second_closed, true) {
+                    first_closed
+                } else {
                     i += 1;
                     continue;
-                }
-                closed = first_closed;
+                };
                 self.remove(i);
                 size += r.size;
                 base = base.min(r.base);
@@ -535,24 +568,37 @@ unsafe fn data_end(lb: *mut LargeBlock) -> usize {
 /// # Safety
 /// `lb` is a live large block's header.
 unsafe fn guard_page(lb: *mut LargeBlock) -> Option<usize> {
+    // SAFETY: contract.
+    let (user, size, end) = unsafe { ((*lb).user, (*lb).requested, lb as usize + (*lb).map_size) };
+    guard_at(user, size, end)
+}
+
+/// The guard page of a block of `size` bytes at `user` in a mapping that
+/// ends at `end` (see [`guard_page`]).
+fn guard_at(user: usize, size: usize, end: usize) -> Option<usize> {
     if !crate::core::config::SECURE {
         return None;
     }
-    // SAFETY: contract.
-    let (user, size, end) = unsafe { ((*lb).user, (*lb).requested, lb as usize + (*lb).map_size) };
     let g = align_up(user + size + crate::core::canary::TAIL, PAGE)?;
     (g + PAGE <= end).then_some(g)
 }
 
-/// Close (`access` false) or open the secure build's guard page of `lb`.
+/// Close (`access` false) the secure build's guard page of `lb`, or open
+/// it and the rest of the block's slack (pages after the guard may have
+/// stayed closed since the block's range was cached: see [`alloc`]).
 ///
 /// # Safety
 /// `lb` is a live large block's header; nobody uses its slack.
 unsafe fn set_guard(lb: *mut LargeBlock, access: bool) {
     // SAFETY: contract.
     if let Some(g) = unsafe { guard_page(lb) } {
-        // SAFETY: the guard page lies in the block's own slack.
-        unsafe { OS.protect(g, PAGE, access) };
+        let len = if access {
+            // SAFETY: contract.
+            lb as usize + unsafe { (*lb).map_size } - g
+        } else {
+            PAGE
+        };
+        protect(g, len, access);
     }
 }
 
@@ -623,34 +669,49 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
         Some(n) if n <= isize::MAX as usize => n,
         _ => return (null_mut(), 0),
     };
-    let (base, dirty) = match take_cached(map_size, align, offset) {
-        Some((b, reused)) => {
-            CACHE_HITS.fetch_add(1, Ordering::Relaxed);
-            // The secure build hands out reused memory of up to
-            // `SECURE_ZERO_MAX` bytes cleared (a freed block's data does
-            // not reach its next owner); clearing bigger ones would cost
-            // more than the program's own use of the pages.
-            if crate::core::config::SECURE && size <= SECURE_ZERO_MAX {
-                // SAFETY: the range is ours now; the block's bytes lie in it.
-                unsafe { core::ptr::write_bytes((b + offset) as *mut u8, 0, size) };
-                (b, 0)
+    // The secure build's guard page may still be closed: the range was
+    // closed whole when its last block was freed (`retire_range`).
+    let mut guard_closed = false;
+    let (base, dirty) =
+        match take_cached(map_size, align, offset).and_then(|(b, reused, closed)| {
+            // Open what was closed, or (the guard page among it) only what
+            // lies before the guard: it stays closed, and what follows it.
+            let open = match guard_at(b + offset, size, b + map_size) {
+                Some(g) if g + PAGE <= b + closed => {
+                    guard_closed = true;
+                    g - b
+                }
+                _ => closed,
+            };
+            reopen(b, map_size, open).then_some((b, reused))
+        }) {
+            Some((b, reused)) => {
+                CACHE_HITS.fetch_add(1, Ordering::Relaxed);
+                // The secure build hands out reused memory of up to
+                // `SECURE_ZERO_MAX` bytes cleared (a freed block's data does
+                // not reach its next owner); clearing bigger ones would cost
+                // more than the program's own use of the pages.
+                if crate::core::config::SECURE && size <= SECURE_ZERO_MAX {
+                    // SAFETY: the range is ours now; the block's bytes lie in it.
+                    unsafe { core::ptr::write_bytes((b + offset) as *mut u8, 0, size) };
+                    (b, 0)
+                } else {
+                    (b, reused.saturating_sub(offset).min(size))
+                }
+            }
+            None => match if align <= GRANULE {
+                OS.map(map_size, GRANULE)
             } else {
-                (b, reused.saturating_sub(offset).min(size))
-            }
-        }
-        None => match if align <= GRANULE {
-            OS.map(map_size, GRANULE)
-        } else {
-            OS.map_offset_aligned(map_size, align, offset)
-        } {
-            Some(p) => {
-                MAPS.fetch_add(1, Ordering::Relaxed);
-                FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
-                (p.as_ptr() as usize, 0)
-            }
-            None => return (null_mut(), 0),
-        },
-    };
+                OS.map_offset_aligned(map_size, align, offset)
+            } {
+                Some(p) => {
+                    MAPS.fetch_add(1, Ordering::Relaxed);
+                    FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
+                    (p.as_ptr() as usize, 0)
+                }
+                None => return (null_mut(), 0),
+            },
+        };
     let user = base + offset;
     let lb = base as *mut LargeBlock;
     // SAFETY: `base` starts a mapping of `map_size` bytes that is ours.
@@ -668,7 +729,9 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
             kind: 0,
         });
         seal(lb);
-        set_guard(lb, false);
+        if !guard_closed {
+            set_guard(lb, false);
+        }
     }
     if !map_granules(base, map_size, lb.cast()) {
         // Undo the entries that were set before the page map ran out.
@@ -698,8 +761,14 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
         crate::util::diag::fatal("free(): invalid pointer (inside a large block)", p as usize);
     }
     check_canaries(lb);
-    // SAFETY: the live header; the block is being freed.
-    unsafe { set_guard(lb, true) };
+    // The secure build closes a range of up to CLOSE_WHOLE_MAX whole when
+    // it enters the cache, the block's guard page with it (see
+    // `retire_range`); any other guard page opens now.
+    let close_whole = crate::core::config::SECURE && map_size <= CLOSE_WHOLE_MAX;
+    if !close_whole {
+        // SAFETY: the live header; the block is being freed.
+        unsafe { set_guard(lb, true) };
+    }
     account(mmapped, -1, -(map_size as isize));
     if !mmapped {
         // SAFETY: the live header.
@@ -725,6 +794,12 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let budget = budget();
     let mut ev = Evicted::new();
     let closed = retire_range(base, map_size, may_close(now));
+    if close_whole && closed == 0 {
+        // Not closed (the kernel refused): as an open range, all of it
+        // open. The header is still readable.
+        // SAFETY: the dead block's header and slack, ours alone.
+        unsafe { set_guard(lb, true) };
+    }
     {
         let mut c = CACHE.lock();
         if crate::core::config::SECURE {
@@ -784,10 +859,11 @@ fn unmap_block(base: usize, map_size: usize) {
 
 /// A cached range for a block of `map_size` bytes whose point `offset`
 /// bytes in must be aligned to `align`: the best-fitting range (the rest
-/// split off and kept), or the largest range grown with `mremap` (its
-/// pages kept, only the growth is fresh), and how many of its first bytes
-/// are reused memory (the rest is fresh). `None`: map fresh memory.
-fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<(usize, usize)> {
+/// split off and kept), or cached ranges moved side by side (what they
+/// do not cover is fresh); how many of its first bytes are reused memory
+/// (the rest is fresh), and how many are still closed (the caller
+/// reopens them, [`reopen`]). `None`: map fresh memory.
+fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<(usize, usize, usize)> {
     if align > GRANULE {
         return None;
     }
@@ -818,13 +894,13 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<(usize, u
         // All of it, or its back (the rest stays cached).
         let (base, closed) = c.take(i, map_size);
         drop(c);
-        return reopen(base, map_size, closed).then_some((base, map_size));
+        return Some((base, map_size, closed));
     }
     // Nothing fits: assemble the block from cached ranges, largest first,
     // moving their pages side by side into a fresh reservation (mremap:
     // page tables move, nothing is copied or faulted in). What the ranges
     // do not cover is fresh memory.
-    let mut pieces = [(0usize, 0usize, false); 8];
+    let mut pieces = [(0usize, 0usize, 0usize); 8];
     let mut n = 0;
     let mut got = 0;
     while got < map_size && n < pieces.len() {
@@ -865,7 +941,7 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<(usize, u
         }
         off += size;
     }
-    target.map(|t| (t, got.min(map_size)))
+    target.map(|t| (t, got.min(map_size), 0))
 }
 
 /// Unmap cached ranges past their delay (called from slow paths).
@@ -926,11 +1002,7 @@ pub(crate) fn shed(bytes: usize) {
             let r = c.ranges[o];
             if r.size > need {
                 // The range's end goes: its head (maybe closed) stays.
-                c.ranges[o].size -= need;
-                c.bytes -= need;
-                if r.tail {
-                    c.tail_bytes -= need;
-                }
+                c.shrink(o, need);
                 ev.push(r.base + r.size - need, need);
                 need = 0;
             } else {
@@ -1132,6 +1204,9 @@ mod tests {
         let mut c = Cache::EMPTY;
         let mut ev = Evicted::new();
         let size = 4 * GRANULE;
+        // The secure build closes a range this small whole, the default
+        // one its head.
+        let whole = crate::core::config::SECURE;
         let base = OS.map(size, GRANULE).expect("memory").as_ptr() as usize;
         let fill = |p: usize, n: usize| {
             // SAFETY: memory of this test that is open.
@@ -1139,45 +1214,97 @@ mod tests {
         };
         fill(base, size);
         let closed = retire_range(base, size, true);
-        assert!(closed);
+        assert_eq!(closed, if whole { size } else { PAGE });
         assert_eq!(PAGEMAP.lookup(base + 5), cached_head(), "a FREE header");
         assert!(!readable(base), "the head of a cached range is closed");
-        assert!(readable(base + PAGE), "only the head");
+        assert_eq!(readable(base + PAGE), !whole, "only the head, or all");
+        assert!(!readable(base + size - 1) || !whole);
         c.put(base, size, false, closed, 0, &mut ev);
 
         // A smaller block comes from the back: the head stays closed.
         let (q, q_closed) = c.take(0, GRANULE);
         assert_eq!(q, base + 3 * GRANULE, "the back");
+        assert_eq!(q_closed, if whole { GRANULE } else { 0 });
         assert!(reopen(q, GRANULE, q_closed));
         fill(q, GRANULE);
         assert!(!readable(base));
         // The rest fits exactly: the same head, open again.
         let (r, r_closed) = c.take(0, 3 * GRANULE);
-        assert_eq!((r, r_closed, c.len), (base, true, 0));
+        assert_eq!((r, r_closed, c.len), (base, closed.min(3 * GRANULE), 0));
         assert!(reopen(r, 3 * GRANULE, r_closed));
         fill(r, 3 * GRANULE);
 
-        // Both back, merged into one range with one closed head.
+        // Both back, merged into one range, its closed bytes at its start:
+        // the second one's head opens, unless the first is closed all
+        // through (then the merged range is too).
         let closed = retire_range(q, GRANULE, true);
         c.put(q, GRANULE, false, closed, 0, &mut ev);
         let closed = retire_range(r, 3 * GRANULE, true);
         c.put(r, 3 * GRANULE, false, closed, 0, &mut ev);
         assert_eq!((c.len, c.ranges[0].base, c.ranges[0].size), (1, base, size));
-        assert!(c.ranges[0].closed && !readable(base));
-        assert!(readable(q), "the middle head is open again");
+        assert_eq!(c.ranges[0].closed, if whole { size } else { PAGE });
+        assert!(!readable(base));
+        assert_eq!(readable(q), !whole, "the middle head is open again");
 
-        // realloc's growth takes a range's front: the rest is open (its
-        // head was the middle).
-        assert_eq!(c.take_at(base, GRANULE), Some(true));
-        assert!(reopen(base, GRANULE, true));
+        // realloc's growth takes a range's front: the rest keeps what was
+        // closed past the front.
+        let front = c.take_at(base, GRANULE);
+        assert_eq!(front, Some(if whole { GRANULE } else { PAGE }));
+        assert!(reopen(base, GRANULE, front.unwrap()));
         fill(base, GRANULE);
-        assert!(!c.ranges[0].closed);
+        assert_eq!(c.ranges[0].closed, if whole { 3 * GRANULE } else { 0 });
         let (rest, rest_closed) = c.take(0, 3 * GRANULE);
         assert_eq!(rest, base + GRANULE);
         assert!(reopen(rest, 3 * GRANULE, rest_closed));
         fill(base, size);
         assert!(ev.n == 0);
         unmap_block(base, size);
+    }
+
+    /// The secure build: a large block sits against its closed guard page
+    /// whether its range is fresh or reused (a reused range comes closed
+    /// whole, and only what lies before the guard opens); its freed range
+    /// is closed whole; realloc in place opens the slack again.
+    #[cfg(feature = "secure")]
+    #[test]
+    fn the_secure_build_keeps_a_guard_page_on_fresh_and_reused_ranges() {
+        crate::core::config::init();
+        let size = 100_000;
+        // Freed ranges wait in a quarantine of HELD before the cache hands
+        // them out again: enough rounds to reuse some.
+        let mut hits = 0;
+        for round in 0..16 {
+            let before = CACHE_HITS.load(Ordering::Relaxed);
+            let (p, _) = alloc(size, MIN_ALIGN);
+            assert!(!p.is_null());
+            hits += (CACHE_HITS.load(Ordering::Relaxed) > before) as usize;
+            let p = p as usize;
+            let lb = PAGEMAP.lookup(p).cast::<LargeBlock>();
+            // SAFETY: our live block's header.
+            let g = unsafe { guard_page(lb) }.expect("a guard page");
+            assert_eq!(
+                g,
+                align_up(p + size + crate::core::canary::TAIL, PAGE).unwrap()
+            );
+            assert!(readable(p) && readable(p + size - 1), "round {round}");
+            assert!(!readable(g), "round {round}: the guard page is closed");
+            // SAFETY: our block.
+            unsafe { (p as *mut u8).write_bytes(0x5a, size) };
+            if round == 15 {
+                // Shrinking in place keeps the mapping: the guard moves
+                // and the old one opens.
+                // SAFETY: our live block.
+                let q = unsafe { realloc(p as *mut u8, lb.cast(), size / 2 + 1000) };
+                assert_eq!(q, Some(p as *mut u8));
+                // SAFETY: as above.
+                let g2 = unsafe { guard_page(lb) }.expect("a guard page");
+                assert!(g2 < g && !readable(g2) && readable(g), "the guard moved");
+            }
+            // SAFETY: our live block, freed once.
+            unsafe { free(p as *mut u8, lb.cast()) };
+            assert!(!readable(p), "a freed block's range is closed");
+        }
+        assert!(hits > 0, "no range was reused");
     }
 
     #[test]
