@@ -448,11 +448,17 @@ impl Cache {
                 };
                 // A range's closed bytes are at its start: the second
                 // one's stay closed when the first is closed all through
-                // (they continue its closed bytes), else they open (the
-                // middle of the merged range, where blocks are carved).
+                // (they continue its closed bytes), else a closed head
+                // opens (the middle of the merged range, where blocks are
+                // carved); a second range closed beyond its head (the
+                // secure build's whole ranges) stays apart instead:
+                // opening it would give up its protection, and cost an
+                // mprotect of up to CLOSE_WHOLE_MAX under the lock.
                 closed = if first_closed == first_size {
                     first_size + second_closed
-                } else if second_closed == 0 || protect(second, second_closed, true) {
+                } else if second_closed == 0
+                    || (second_closed <= CLOSED && protect(second, second_closed, true))
+                {
                     first_closed
                 } else {
                     i += 1;
@@ -676,14 +682,15 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
         match take_cached(map_size, align, offset).and_then(|(b, reused, closed)| {
             // Open what was closed, or (the guard page among it) only what
             // lies before the guard: it stays closed, and what follows it.
-            let open = match guard_at(b + offset, size, b + map_size) {
-                Some(g) if g + PAGE <= b + closed => {
-                    guard_closed = true;
-                    g - b
-                }
-                _ => closed,
+            let (open, guard_kept) = match guard_at(b + offset, size, b + map_size) {
+                Some(g) if g + PAGE <= b + closed => (g - b, true),
+                _ => (closed, false),
             };
-            reopen(b, map_size, open).then_some((b, reused))
+            // (A range the kernel would not reopen is unmapped: fresh
+            // memory then, with a guard page of its own.)
+            let ok = reopen(b, map_size, open);
+            guard_closed = ok && guard_kept;
+            ok.then_some((b, reused))
         }) {
             Some((b, reused)) => {
                 CACHE_HITS.fetch_add(1, Ordering::Relaxed);
@@ -795,10 +802,11 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     let mut ev = Evicted::new();
     let closed = retire_range(base, map_size, may_close(now));
     if close_whole && closed == 0 {
-        // Not closed (the kernel refused): as an open range, all of it
-        // open. The header is still readable.
-        // SAFETY: the dead block's header and slack, ours alone.
-        unsafe { set_guard(lb, true) };
+        // The kernel refused (out of mappings; it may have closed a part):
+        // no range of unknown state enters the cache.
+        RELEASED_BYTES.fetch_add(map_size, Ordering::Relaxed);
+        unmap_block(base, map_size);
+        return;
     }
     {
         let mut c = CACHE.lock();
@@ -1281,7 +1289,12 @@ mod tests {
             let p = p as usize;
             let lb = PAGEMAP.lookup(p).cast::<LargeBlock>();
             // SAFETY: our live block's header.
-            let g = unsafe { guard_page(lb) }.expect("a guard page");
+            let (g, end) = unsafe {
+                (
+                    guard_page(lb).expect("a guard page"),
+                    lb as usize + (*lb).map_size,
+                )
+            };
             assert_eq!(
                 g,
                 align_up(p + size + crate::core::canary::TAIL, PAGE).unwrap()
@@ -1299,10 +1312,17 @@ mod tests {
                 // SAFETY: as above.
                 let g2 = unsafe { guard_page(lb) }.expect("a guard page");
                 assert!(g2 < g && !readable(g2) && readable(g), "the guard moved");
+                // The slack after the new guard is open to the mapping's
+                // end (a reused range kept it closed past the old guard).
+                for a in (g2 + PAGE..end).step_by(PAGE) {
+                    assert!(readable(a), "slack at {:#x} still closed", a - p);
+                }
             }
             // SAFETY: our live block, freed once.
             unsafe { free(p as *mut u8, lb.cast()) };
-            assert!(!readable(p), "a freed block's range is closed");
+            for a in (lb as usize..end).step_by(PAGE) {
+                assert!(!readable(a), "a freed block's range is closed whole");
+            }
         }
         assert!(hits > 0, "no range was reused");
     }
