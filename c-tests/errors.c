@@ -498,6 +498,50 @@ static void test_foreign_free_other_thread(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* free of an address a multiple of 4 GiB away from a block of ours     */
+
+/* The free fast path's block-start test once compared only the low 32
+ * bits of the address with the cached slab's: memory exactly 4 GiB past
+ * a block was taken for that block and kept in the hot cache, silently
+ * (the next malloc of the size stopped the program, blaming a write after
+ * free). The free itself must stop it, naming the address. Exit 78: the
+ * address 4 GiB away could not be mapped (the case cannot be set up). */
+static void alias_child(void *arg)
+{
+    (void)arg;
+    char *a = malloc(48), *b = malloc(48);
+    if (!a || !b)
+        _exit(77);
+    free(a); /* the slab is now in the thread's slab cache */
+    uintptr_t far = (uintptr_t)b + ((uintptr_t)1 << 32);
+    uintptr_t page = far & ~(uintptr_t)4095;
+    void *m = mmap((void *)page, 8192, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (m == MAP_FAILED || (uintptr_t)m != page)
+        _exit(78);
+    fprintf(stderr, "far %#lx\n", (unsigned long)far);
+    fflush(stderr);
+    free((void *)far);
+    _exit(0);
+}
+
+static void test_free_4gib_away_is_no_block(void)
+{
+    tu_child_result r;
+    REQUIRE(tu_run_child(alias_child, NULL, 20, &r), "fork");
+    if (r.exited && r.exit_code == 78) {
+        printf("  (skipped: the address 4 GiB past a block could not be mapped)\n");
+        return;
+    }
+    char far[64] = "", want[128];
+    sscanf(r.err, "far %63s", far);
+    snprintf(want, sizeof want, "mmpool: free(): invalid pointer");
+    CHECK(r.signaled && r.sig == SIGABRT && far[0] && strstr(r.err, want) && strstr(r.err, far),
+          "free(block + 4 GiB): not stopped at the free with \"%s ... %s\" (status %d); "
+          "stderr: \"%.300s\"", want, far, r.signaled ? r.sig : r.exit_code, r.err);
+}
+
+/* ------------------------------------------------------------------ */
 /* free_sized (C23) with a size the block was not allocated for        */
 
 typedef void (*free_sized_fn)(void *, size_t);
@@ -587,6 +631,7 @@ int main(int argc, char **argv)
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);
     RUN(double_free_message_names_block);
+    RUN(free_4gib_away_is_no_block);
     RUN(free_sized_mismatch_aborts);
     RUN(free_sized_right_sizes_pass);
     RUN(parent_still_fine);

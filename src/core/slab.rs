@@ -21,14 +21,22 @@
 //!   that equals the secret's encoding of such an address (1 in 2^48); a
 //!   block handed out holds 0 there, which never looks free;
 //! - **block starts**: `is_block_start` tells a carved block start from
-//!   anything else in the slab with one multiply and one compare: for an
-//!   offset `t < 2^32`, `t * magic mod 2^64 < limit` exactly when `t` is a
-//!   multiple of the block size below the carved part (`magic =
-//!   floor(2^64 / bs) + 1`, `step = bs * magic mod 2^64`, `limit = carved *
-//!   step`; for `t = j * bs` the product is `j * step`, otherwise it is at
-//!   least `magic`); the high half of the 128-bit product `t * magic` is
-//!   `t / bs` (`block_containing` maps an interior pointer without a
-//!   division).
+//!   any other address with one multiply and one compare: for the offset
+//!   `t = p - first` (mod 2^64), `t * magic mod 2^64 < limit` exactly when
+//!   `t` is a multiple of the block size below the carved part (`magic =
+//!   floor(2^64 / bs) + 1`, `e = step = bs * magic mod 2^64 <= bs`, `limit
+//!   = carved * step`). With `t = q * bs + r`, the product is `q * e + r *
+//!   magic`: for `r = 0` it is `q * e` (below `t`, no wrap), under `limit`
+//!   exactly when `q < carved`; otherwise `r * magic` lies between
+//!   `2^64 / bs` and `2^64 - 2^64 / bs + bs`, so while `t < 2^64 / bs - bs`
+//!   the sum neither wraps nor drops below `magic > limit`. An address
+//!   below the first block (`t = 2^64 - d`) gives `2^64 - (d * magic)`,
+//!   at least `2^64 / bs - bs - d`, so it fails while `d < 2^64 / bs - bs
+//!   - limit`. Blocks are at most 32 KiB and user addresses below 2^47:
+//!   the test is exact for every address a program can pass (unit test
+//!   `only_carved_block_starts_are_block_starts`). The high half of the
+//!   128-bit product `t * magic` is `t / bs` for `t < 2^32`
+//!   (`block_containing` maps an interior pointer without a division).
 //!
 //! Invariants, for a slab owned by a live heap that is not its class's
 //! current slab: `used + |free| + |local_free| + (end - bump) / block_size
@@ -249,12 +257,12 @@ impl Slab {
         self as *const Slab as usize + SLAB_HEADER
     }
 
-    /// Is `p` the start of a carved block? Exact for any `p` within 4 GiB
-    /// after the first block (callers pass addresses inside the slab's
-    /// span, or known to share its granule's low bits).
+    /// Is `p` the start of a carved block? Exact for any address `p` (see
+    /// the module documentation: any offset from the first block below
+    /// 2^48, either way).
     #[inline(always)]
     pub(crate) fn is_block_start(&self, p: usize) -> bool {
-        let t = (p as u32).wrapping_sub(self.first_block() as u32) as u64;
+        let t = p.wrapping_sub(self.first_block()) as u64;
         t.wrapping_mul(self.magic) < self.limit
     }
 
@@ -709,6 +717,27 @@ mod tests {
                 for p in (slab..slab + s.head.granules as usize * GRANULE).step_by(8) {
                     let want = p >= first && p < bump && (p - first) % bs == 0;
                     assert_eq!(s.is_block_start(p), want, "class {class} p {:#x}", p - slab);
+                }
+                // Never an address outside the span, however far: not a
+                // carved block's address a multiple of 4 GiB away (the low
+                // 32 bits of the offset alone would say yes), nor one
+                // below the slab, nor one up to 2^47 away.
+                let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ class as u64;
+                for k in 1..=64usize {
+                    for j in 0..4 {
+                        let b = first + j * bs;
+                        for far in [b.wrapping_add(k << 32), b.wrapping_sub(k << 32)] {
+                            assert!(!s.is_block_start(far), "class {class}: {far:#x}");
+                        }
+                    }
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let d = (x as usize) & ((1 << 47) - 1);
+                    let d = d - d % bs + GRANULE * 16;
+                    for far in [first.wrapping_add(d), first.wrapping_sub(d)] {
+                        assert!(!s.is_block_start(far), "class {class}: {far:#x}");
+                    }
                 }
             });
         }

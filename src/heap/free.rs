@@ -42,10 +42,9 @@ use core::sync::atomic::Ordering;
 /// taken [`HOT_TICKS`](crate::heap::types::HOT_TICKS) blocks since its
 /// count was last renewed (the caller runs the heap's upkeep).
 ///
-/// The block-start test uses the low 32 bits of `p` minus the cached
-/// first-block address, so it also tells the cached slab from any other
-/// memory but memory exactly a multiple of 4 GiB away (which a program
-/// passes to `free` only on purpose).
+/// The block-start test (`p` minus the cached first-block address, see
+/// `core::slab`) also tells the cached slab from any other memory: a
+/// pointer elsewhere, however far, is never taken for one of its blocks.
 ///
 /// # Safety
 /// `heap` must be the calling thread's heap (`tls::heap()`); `p` any
@@ -68,7 +67,7 @@ pub(crate) unsafe fn free_cached(
     // our heap (or the empty slab, whose test fails for every address);
     // the test makes `p` one of its carved block starts.
     unsafe {
-        let t = (p as u32).wrapping_sub(first as u32) as u64;
+        let t = (p as usize).wrapping_sub(first as usize) as u64;
         if t.wrapping_mul((*slab).magic) >= (*slab).limit {
             return false;
         }
