@@ -565,6 +565,26 @@ mod tests {
     /// other's child.
     static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// Wait for fork child `pid` for at most 5 s (a child that hangs is
+    /// killed, and the test fails saying `what`); its status.
+    fn wait_child(pid: libc::pid_t, what: &str) -> i32 {
+        let mut status = 0;
+        // SAFETY: waiting for (and at the deadline killing) our own child.
+        unsafe {
+            let mut waited = 0;
+            while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
+                waited += 1;
+                if waited > 500 {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                    panic!("the fork child hung ({what})");
+                }
+                libc::usleep(10_000);
+            }
+        }
+        status
+    }
+
     /// `calloc` of a block bigger than any cached large range: the block
     /// is assembled from the cached (dirty) ranges and fresh memory, and
     /// only the reused part is cleared; the fresh part stays untouched
@@ -723,21 +743,8 @@ mod tests {
             }
         }
         assert!(pid > 0, "fork failed");
-        let mut status = 0;
-        // SAFETY: waiting for our child, with a deadline: it must finish
-        // while the parent still holds every lock.
-        unsafe {
-            let mut waited = 0;
-            while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
-                waited += 1;
-                if waited > 500 {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                    panic!("the fork child hung (locks held by a thread it does not have)");
-                }
-                libc::usleep(10_000);
-            }
-        }
+        // It must finish while the parent still holds every lock.
+        let status = wait_child(pid, "locks held by a thread it does not have");
         done_tx.send(()).unwrap();
         holder.join().unwrap();
         assert!(
@@ -794,9 +801,7 @@ mod tests {
             }
         }
         assert!(pid > 0, "fork failed");
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
+        let status = wait_child(pid, "the walk past poisoned shards");
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "child status {status:#x} (exit 1: the medium allocation failed)"

@@ -226,9 +226,14 @@ fn protect(base: usize, len: usize, access: bool) -> bool {
 /// Bigger ones close their head only: a whole range costs a page-table
 /// walk over all its pages at each free and reuse, and beyond 33 pages
 /// the kernel flushes every CPU's whole TLB instead of single pages (at
-/// 1 MiB the stress test's 8 threads took 20% longer than with four
+/// 1 MiB the stress test's 8 threads took 15-20% longer than with four
 /// one-page calls; at 128 KiB, 32 pages, 10% less).
 const CLOSE_WHOLE_MAX: usize = 128 << 10;
+
+/// Does a freed range of `size` bytes close whole (else its head)?
+fn closes_whole(size: usize) -> bool {
+    crate::core::config::SECURE && size <= CLOSE_WHOLE_MAX
+}
 
 /// A dead range enters the cache: its granules point at [`CACHED_RANGE`]
 /// and, when `close`, its head (the secure build: all of a range of up
@@ -239,7 +244,7 @@ const CLOSE_WHOLE_MAX: usize = 128 << 10;
 /// accessible).
 fn retire_range(base: usize, size: usize, close: bool) -> usize {
     map_granules(base, size, cached_head());
-    let len = if crate::core::config::SECURE && size <= CLOSE_WHOLE_MAX {
+    let len = if closes_whole(size) {
         size
     } else {
         size.min(CLOSED)
@@ -249,6 +254,21 @@ fn retire_range(base: usize, size: usize, close: bool) -> usize {
     } else {
         0
     }
+}
+
+/// A cached range of `size` bytes whose first `closed` bytes are closed,
+/// taken for a block whose guard page is `guard`: open what was closed,
+/// or, when the guard page lies among it (the secure build's ranges
+/// closed whole), only what lies before the guard, which stays closed
+/// with what follows it. Whether the guard page is closed already; `None`
+/// when the kernel refused (the range was unmapped: the caller maps fresh
+/// memory, with a guard page of its own).
+fn reopen_for(base: usize, size: usize, closed: usize, guard: Option<usize>) -> Option<bool> {
+    let (open, guard_kept) = match guard {
+        Some(g) if g + PAGE <= base + closed => (g - base, true),
+        _ => (closed, false),
+    };
+    reopen(base, size, open).then_some(guard_kept)
 }
 
 /// Memory taken out of the cache becomes accessible again (its first
@@ -678,22 +698,16 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
         Some(n) if n <= isize::MAX as usize => n,
         _ => return (null_mut(), 0),
     };
-    // The secure build's guard page may still be closed: the range was
-    // closed whole when its last block was freed (`retire_range`).
     let mut guard_closed = false;
     let (base, dirty) =
         match take_cached(map_size, align, offset).and_then(|(b, reused, closed)| {
-            // Open what was closed, or (the guard page among it) only what
-            // lies before the guard: it stays closed, and what follows it.
-            let (open, guard_kept) = match guard_at(b + offset, size, b + map_size) {
-                Some(g) if g + PAGE <= b + closed => (g - b, true),
-                _ => (closed, false),
-            };
-            // (A range the kernel would not reopen is unmapped: fresh
-            // memory then, with a guard page of its own.)
-            let ok = reopen(b, map_size, open);
-            guard_closed = ok && guard_kept;
-            ok.then_some((b, reused))
+            guard_closed = reopen_for(
+                b,
+                map_size,
+                closed,
+                guard_at(b + offset, size, b + map_size),
+            )?;
+            Some((b, reused))
         }) {
             Some((b, reused)) => {
                 CACHE_HITS.fetch_add(1, Ordering::Relaxed);
@@ -774,7 +788,7 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     // The secure build closes a range of up to CLOSE_WHOLE_MAX whole when
     // it enters the cache, the block's guard page with it (see
     // `retire_range`); any other guard page opens now.
-    let close_whole = crate::core::config::SECURE && map_size <= CLOSE_WHOLE_MAX;
+    let close_whole = closes_whole(map_size);
     if !close_whole {
         // SAFETY: the live header; the block is being freed.
         unsafe { set_guard(lb, true) };
@@ -1214,10 +1228,9 @@ mod tests {
         // A cache of our own (other tests use the global one).
         let mut c = Cache::EMPTY;
         let mut ev = Evicted::new();
+        // Above CLOSE_WHOLE_MAX: both builds close its head only.
         let size = 4 * GRANULE;
-        // The secure build closes a range of up to CLOSE_WHOLE_MAX whole,
-        // the default one its head.
-        let whole = crate::core::config::SECURE && size <= CLOSE_WHOLE_MAX;
+        assert!(!closes_whole(size));
         let base = OS.map(size, GRANULE).expect("memory").as_ptr() as usize;
         let fill = |p: usize, n: usize| {
             // SAFETY: memory of this test that is open.
@@ -1225,23 +1238,22 @@ mod tests {
         };
         fill(base, size);
         let closed = retire_range(base, size, true);
-        assert_eq!(closed, if whole { size } else { PAGE });
+        assert_eq!(closed, PAGE);
         assert_eq!(PAGEMAP.lookup(base + 5), cached_head(), "a FREE header");
         assert!(!readable(base), "the head of a cached range is closed");
-        assert_eq!(readable(base + PAGE), !whole, "only the head, or all");
-        assert!(!readable(base + size - 1) || !whole);
+        assert!(readable(base + PAGE), "only the head");
         c.put(base, size, false, closed, 0, &mut ev);
 
         // A smaller block comes from the back: the head stays closed.
         let (q, q_closed) = c.take(0, GRANULE);
         assert_eq!(q, base + 3 * GRANULE, "the back");
-        assert_eq!(q_closed, if whole { GRANULE } else { 0 });
+        assert_eq!(q_closed, 0, "the back of a range closed at its head");
         assert!(reopen(q, GRANULE, q_closed));
         fill(q, GRANULE);
         assert!(!readable(base));
         // The rest fits exactly: the same head, open again.
         let (r, r_closed) = c.take(0, 3 * GRANULE);
-        assert_eq!((r, r_closed, c.len), (base, closed.min(3 * GRANULE), 0));
+        assert_eq!((r, r_closed, c.len), (base, PAGE, 0));
         assert!(reopen(r, 3 * GRANULE, r_closed));
         fill(r, 3 * GRANULE);
 
@@ -1250,7 +1262,7 @@ mod tests {
         // closes the one-granule range whole (up to CLOSE_WHOLE_MAX), and
         // a range closed beyond its head stays apart from an open range
         // below it (merging would open it).
-        let q_whole = crate::core::config::SECURE && GRANULE <= CLOSE_WHOLE_MAX;
+        let q_whole = closes_whole(GRANULE);
         let closed = retire_range(q, GRANULE, true);
         assert_eq!(closed, if q_whole { GRANULE } else { PAGE });
         c.put(q, GRANULE, false, closed, 0, &mut ev);

@@ -262,8 +262,16 @@ impl Slab {
     /// 2^48, either way).
     #[inline(always)]
     pub(crate) fn is_block_start(&self, p: usize) -> bool {
-        let t = p.wrapping_sub(self.first_block()) as u64;
-        t.wrapping_mul(self.magic) < self.limit
+        self.is_block_offset(p.wrapping_sub(self.first_block()))
+    }
+
+    /// Is `t` (an address minus [`first_block`](Self::first_block), mod
+    /// 2^64) the offset of a carved block? The test of
+    /// [`is_block_start`](Self::is_block_start), for callers that hold
+    /// the first block's address already (the free fast path).
+    #[inline(always)]
+    pub(crate) fn is_block_offset(&self, t: usize) -> bool {
+        (t as u64).wrapping_mul(self.magic) < self.limit
     }
 
     /// Pop a block from `free`, or null; stops the program when the next

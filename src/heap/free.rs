@@ -67,8 +67,7 @@ pub(crate) unsafe fn free_cached(
     // our heap (or the empty slab, whose test fails for every address);
     // the test makes `p` one of its carved block starts.
     unsafe {
-        let t = (p as usize).wrapping_sub(first as usize) as u64;
-        if t.wrapping_mul((*slab).magic) >= (*slab).limit {
+        if !(*slab).is_block_offset((p as usize).wrapping_sub(first as usize)) {
             return false;
         }
         let b = p.cast::<Block>();

@@ -360,8 +360,18 @@ pub(crate) fn hold_for_test() -> [crate::util::lock::LockGuard<'static, impl Siz
 #[cfg(test)]
 pub(crate) unsafe fn poison_for_test(i: usize) {
     // SAFETY: contract.
+    unsafe { poison(&SHARDS.0[i]) };
+}
+
+/// Mark shard `s` poisoned (see [`ShardState::poisoned`]).
+///
+/// # Safety
+/// The calling thread is a fork child's only thread; no guard of the
+/// shard's lock exists.
+unsafe fn poison(s: &Shard) {
+    // SAFETY: contract; `made` is a flag, consistent alone.
     unsafe {
-        SHARDS.0[i].lock.reset_in_child(|old| ShardState {
+        s.lock.reset_in_child(|old| ShardState {
             made: old.made,
             allocs: 0,
             poisoned: true,
@@ -374,15 +384,8 @@ pub(crate) unsafe fn poison_for_test(i: usize) {
 pub(crate) fn after_fork_child() {
     for s in &SHARDS.0 {
         if s.lock.held_by_other_thread() {
-            // SAFETY: the child's only thread; no guard exists; `made` is
-            // a flag, consistent alone.
-            unsafe {
-                s.lock.reset_in_child(|old| ShardState {
-                    made: old.made,
-                    allocs: 0,
-                    poisoned: true,
-                })
-            };
+            // SAFETY: the child's only thread; no guard exists.
+            unsafe { poison(s) };
         }
     }
 }
