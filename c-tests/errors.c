@@ -223,8 +223,8 @@ static void test_double_free_other_thread_aborts(void)
 
 /* free(p); the program writes over p's first words; free(p) again. The
  * write wipes the mark a free block carries, but a small block freed last
- * into its thread's hot cache (or last onto its slab's list) is still
- * caught: otherwise the next two mallocs would both hand it out. */
+ * onto its slab's list is still caught: otherwise the next two mallocs
+ * would both hand it out. */
 static void test_double_free_after_write_aborts(void)
 {
     static const size_t sizes[] = {16, 48, 200, 1000};
@@ -232,10 +232,10 @@ static void test_double_free_after_write_aborts(void)
         double_free_case(DF_WRITTEN, sizes[i], true);
 }
 
-/* The same when another block was freed after p, so p no longer tops its
- * thread's hot cache when it is freed again: the cache holds p twice,
- * and the malloc that would hand it out a second time stops (a write
- * after free to a cached block stops it the same way). */
+/* The same when another block was freed after p, so p no longer heads
+ * its slab's list when it is freed again: the list holds p twice, and
+ * the malloc that would hand it out a second time stops (malloc cleared
+ * its first word, a misaligned link). */
 static void test_double_free_after_write_below_aborts(void)
 {
     static const size_t sizes[] = {16, 48, 200, 1000};
@@ -243,9 +243,9 @@ static void test_double_free_after_write_below_aborts(void)
         double_free_case(DF_WRITTEN_BELOW, sizes[i], true);
 }
 
-/* A block freed into its thread's hot cache, then its slab flagged (an
- * aligned allocation with interior pointers), then the block freed
- * again: the slow path of the flagged slab finds it in the cache. */
+/* A block freed onto its slab's list, then its slab flagged (an aligned
+ * allocation with interior pointers), then the block freed again: the
+ * slow path of the flagged slab finds it on the list. */
 static void test_double_free_in_flagged_slab_aborts(void)
 {
     static const size_t sizes[] = {48, 256};
@@ -502,7 +502,7 @@ static void test_foreign_free_other_thread(void)
 
 /* The free fast path's block-start test once compared only the low 32
  * bits of the address with the cached slab's: memory exactly 4 GiB past
- * a block was taken for that block and kept in the hot cache, silently
+ * a block was taken for that block and put on its free list, silently
  * (the next malloc of the size stopped the program, blaming a write after
  * free). The free itself must stop it, naming the address. Exit 78: the
  * address 4 GiB away could not be mapped (the case cannot be set up). */

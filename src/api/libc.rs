@@ -131,7 +131,7 @@ pub(crate) unsafe fn free(p: *mut u8) {
     }
     let heap = tls::heap();
     // SAFETY: the calling thread's heap.
-    if unsafe { heap_free::free_cached(heap, p, alloc::renew_ticks) } {
+    if unsafe { heap_free::free_cached(heap, p, alloc::run_upkeep) } {
         return;
     }
     // SAFETY: as above.
@@ -149,7 +149,7 @@ unsafe fn free_uncached(p: *mut u8, heap: *mut crate::heap::types::Heap) {
         // the calling thread's.
         unsafe {
             heap_free::free(heap, p, head);
-            alloc::hot_tick(heap);
+            alloc::upkeep_if_due(heap);
         }
     } else if !p.is_null() {
         foreign::free(p);
@@ -626,65 +626,52 @@ mod tests {
         }
     }
 
-    /// Two blocks whose slabs share one slab-cache entry, freed and
-    /// allocated in turn: every free misses the slab cache (the page-map
-    /// path, whose callers check the count) and goes to the hot cache,
-    /// every malloc comes from it, and the thread never takes the slow
-    /// path that counts towards upkeep; the hot cache's own count runs it
-    /// every `HOT_TICKS` blocks instead (a FIFO-like program would
-    /// otherwise never purge idle memory). The default build: the secure
-    /// build's quarantine stands between a free and the next malloc.
+    /// A malloc/free loop on one block: every free is the fast path's push
+    /// onto the current slab, every malloc takes that block back, and the
+    /// thread never takes the slow path that counts towards upkeep; the
+    /// current slab's count of frees runs it every `CURRENT_TICKS` frees
+    /// instead (or a block another thread freed would wait in the remote
+    /// queue for good, and idle memory would never be purged). The
+    /// default build: the secure build's quarantine stands between a free
+    /// and the next malloc.
     #[test]
     #[cfg(not(feature = "secure"))]
-    fn a_loop_the_hot_cache_serves_still_runs_upkeep() {
-        use crate::heap::types::HOT_TICKS;
+    fn a_loop_on_the_current_slab_still_runs_upkeep() {
+        use crate::heap::types::CURRENT_TICKS;
         std::thread::spawn(|| {
             ensure_init();
-            // SAFETY: blocks of the pool, each freed once.
+            // SAFETY: blocks of the pool, each freed once; our own heap.
             unsafe {
-                // Blocks in three slabs that share a slab-cache entry, freed
-                // in allocation order but for `a` and `b`.
-                let all: std::vec::Vec<*mut u8> = (0..300_000).map(|_| malloc(48)).collect();
-                let a = all[0] as usize;
-                let mut same = all.iter().copied().filter(|&p| {
-                    let g = p as usize >> 16;
-                    g != a >> 16 && g & 63 == (a >> 16) & 63
-                });
-                let b = same.next().expect("a slab 64 granules away");
-                // A third such slab, allocated after both (`c`).
-                same.find(|&p| p as usize >> 16 != b as usize >> 16)
-                    .expect("a third such slab");
-                for &p in &all {
-                    if p as usize != a && p != b {
-                        free(p);
-                    }
-                }
-                // Their entry now names `c`'s slab or a later one (or none):
-                // neither `a`'s nor `b`'s. Empty the class's hot stack (the
-                // frees that missed the cache filled it).
-                let held: std::vec::Vec<*mut u8> = (0..crate::heap::types::HOT_MAX)
-                    .map(|_| malloc(48))
-                    .collect();
+                let p = malloc(48);
+                let r = malloc(48) as usize;
+                // Another thread frees `r`: it waits in our remote queue
+                // (the other thread's outbox goes out when it exits).
+                std::thread::spawn(move || free(r as *mut u8))
+                    .join()
+                    .unwrap();
                 let heap = tls::heap();
-                let (mut x, mut y) = (a as *mut u8, b);
-                let mut lowest = i32::MAX;
-                for _ in 0..3 * HOT_TICKS {
-                    free(x);
-                    free(y);
-                    y = malloc(48);
-                    x = malloc(48);
-                    lowest = lowest.min((*heap).local.hot_ticks);
-                }
-                assert_eq!((x as usize, y), (a, b), "served by the hot cache");
                 assert!(
-                    lowest > 0 && lowest <= 2,
-                    "the count was renewed ({lowest})"
+                    !(*heap)
+                        .remote
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        .is_null(),
+                    "the remote free waits in the queue"
                 );
-                free(x);
-                free(y);
-                for p in held {
-                    free(p);
+                let mut q = p;
+                for _ in 0..2 * CURRENT_TICKS {
+                    free(q);
+                    q = malloc(48);
+                    assert_eq!(q, p, "the block freed last comes back");
                 }
+                assert!(
+                    (*heap)
+                        .remote
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        .is_null(),
+                    "the upkeep collected the remote queue"
+                );
+                assert!(!(*heap).local.upkeep_due, "and cleared its flag");
+                free(q);
             }
         })
         .join()

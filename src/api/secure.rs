@@ -347,7 +347,7 @@ unsafe fn free_slab(p: *mut u8, s: *mut Slab, expect: Option<u8>) {
     // SAFETY: a live block of ours, checked; the calling thread's heap.
     unsafe {
         quarantine(heap, start, bs);
-        alloc::hot_tick(heap);
+        alloc::upkeep_if_due(heap);
     }
 }
 

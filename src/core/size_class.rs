@@ -194,8 +194,8 @@ const fn build_granules() -> [u8; 64] {
 pub(crate) const SLAB_GRANULES: [u8; 64] = build_granules();
 
 // Small slabs are one granule: their header is at the start of the granule
-// of any of their blocks (the free fast path's slab cache, and the hot
-// cache's mark check in `heap::alloc`, rely on it).
+// of any of their blocks (the free fast path's slab cache and the secure
+// build's record checks rely on it).
 const _: () = {
     let mut c = 0;
     while c < SHARED_FROM {

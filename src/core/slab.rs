@@ -1,11 +1,14 @@
 //! Slabs: a span carved into equal blocks of one size class.
 //!
-//! Owns the slab header and its free lists. Free lists are sharded as in
-//! mimalloc: `malloc` pops `free`; the owning thread pushes freed blocks on
-//! `local_free`; the two are swapped only when `free` runs dry, so the
-//! slow path runs regularly. (Blocks freed by other threads travel through
-//! the owning heap's `remote` queue, see `heap`.) Blocks carry no header:
-//! a free block holds its encoded link in its first word.
+//! Owns the slab header and its free lists. `malloc` pops `free`, and the
+//! owning thread's fast-path `free` pushes there too, so the block freed
+//! last is handed out next while it is still in the CPU's caches (what
+//! tcache and the thread caches of jemalloc and tcmalloc give, without a
+//! cache of their own to check on every call). The owner's slow paths
+//! (remote frees collected, user data that looked free) push on `local_free`,
+//! taken over when `free` runs dry. (Blocks freed by other threads travel
+//! through the owning heap's `remote` queue, see `heap`.) Blocks carry no
+//! header: a free block holds its encoded link in its first word.
 //!
 //! Never-used blocks are carved lazily from `bump`, the blocks that end in
 //! the page in use at a time (at least one), so a slab's resident memory
@@ -42,15 +45,20 @@
 //! current slab: `used + |free| + |local_free| + (end - bump) / block_size
 //! == capacity`; `limit == (bump - first) / block_size * step`; every
 //! block on `free` or `local_free` is a carved block start holding
-//! `encode(next)`. The current slab's `used` carries [`CURRENT_BIAS`] and
-//! is not kept by `malloc` (one instruction less on the fast path): `free`
-//! counts down, and the exact count is recomputed ([`Slab::exact_used`])
-//! when the slab stops being current.
+//! `encode(next)`. The current slab's `used` is not kept by `malloc` (one
+//! instruction less on the fast path): `free` counts it down from
+//! [`CURRENT_TICKS`] (its upkeep tick), and the exact count is recomputed
+//! ([`Slab::exact_used`]) when the slab stops being current.
 //!
 //! Uses: `core::config`, `core::pagemap`, `core::size_class`, `os`,
 //! `os::pages`, `util::diag`, `util::list`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
+
+// `Slab::pop` finds a list's end by the misaligned link its span head
+// decodes to: the tag's low four bits must be neither 0 (key 0, the
+// empty slab) nor 0xf (a slab's key, whose low four bits are 0xf).
+const _: () = assert!(TAG_SLAB & 0xf != 0 && TAG_SLAB & 0xf != 0xf);
 use crate::core::size_class::{block_size, capacity_for, GRANULE, SLAB_HEADER};
 use crate::os::PAGE;
 use core::ptr::null_mut;
@@ -61,25 +69,26 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 pub(crate) struct Block {
     /// On a slab's lists: `next ^ link_key` (see [`Slab::encode`]); while
     /// the block waits in a remote queue or a medium cache: a link to
-    /// itself (it looks free); in its heap's hot cache: the slab's
-    /// `check_key`, a link to the slab itself (it looks free); once
-    /// handed out: 0, then whatever the program writes.
+    /// itself (it looks free); once handed out: 0, then whatever the
+    /// program writes.
     pub(crate) link: usize,
     /// The next block of a remote queue or a medium cache.
     pub(crate) chain: *mut Block,
 }
 
-/// The header at the head of a slab span. The free fast path reads only
-/// its first 64-byte line (the tag and owner, the block-start test, the
-/// free-block test, `local_free` and `used`): a free into a slab whose
-/// header is not in cache costs one miss, not two.
+/// The header at the head of a slab span. The fast paths read only its
+/// first 64-byte line (free: the tag and owner, the block-start test,
+/// the free-block test, `free` and `used`; malloc: `free` and
+/// `link_key`): a free into a slab whose header is not in cache costs one
+/// miss, not two.
 #[repr(C)]
 pub(crate) struct Slab {
     /// Tag `SLAB`, length, owner (heap address | flags).
     pub(crate) head: SpanHead,
-    /// Blocks the owning thread freed since the last collection; ends at
-    /// the slab's own address.
-    pub(crate) local_free: *mut Block,
+    /// Blocks `malloc` pops, and the owner's fast-path `free` pushes (so
+    /// the block freed last is handed out next); ends at the slab's own
+    /// address.
+    pub(crate) free: *mut Block,
     /// The slab's secret for links: `next ^ link_key` is stored.
     pub(crate) link_key: usize,
     /// `link_key ^ slab address`: a word `w` of a free block has
@@ -94,13 +103,15 @@ pub(crate) struct Slab {
     pub(crate) used: u32,
     /// Size class.
     pub(crate) class: u16,
-    /// `class * HOT_ROW_BYTES`: where the owner heap's hot row for this
-    /// class lies (`heap::types`), ready for the free fast path.
-    pub(crate) hot_off: u16,
-    // Second line: malloc's (the current slab's header is hot) and the
-    // slow paths'.
-    /// Blocks `malloc` pops; ends at the slab's own address.
-    pub(crate) free: *mut Block,
+    /// Its heap's current slab of its class: `used` counts down
+    /// [`CURRENT_TICKS`] frees, not blocks.
+    pub(crate) current: bool,
+    // Second line: the slow paths'.
+    /// Blocks freed by the owner's slow paths (remote frees collected,
+    /// user data that looked free) since the last refill; ends at the
+    /// slab's own
+    /// address.
+    pub(crate) local_free: *mut Block,
     /// Block-start test: `block_size * magic mod 2^64`.
     pub(crate) step: u64,
     /// Blocks in the slab.
@@ -121,11 +132,7 @@ pub(crate) struct Slab {
     pub(crate) abandoned_in: u32,
 }
 
-const _: () = assert!(core::mem::offset_of!(Slab, hot_off) + 2 == 64);
-
-/// Bytes of one hot row of a heap (`heap::types::HotRow`), which the heap
-/// keeps at its start, one per small class in class order.
-pub(crate) const HOT_ROW_BYTES: usize = 128;
+const _: () = assert!(core::mem::offset_of!(Slab, local_free) == 64);
 const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
 
 // SAFETY: `next` and `prev` are distinct fields of the slab header.
@@ -136,12 +143,15 @@ unsafe impl crate::util::list::Linked for Slab {
     }
 }
 
-/// Added to the `used` count of a heap's current slab of each class, so
-/// that the free fast path never sees it reach zero: a malloc/free loop
-/// on one block stays on the fast path instead of retiring and re-taking
-/// its slab every time, and malloc need not count at all. When the slab
-/// stops being current its count is recomputed.
-pub(crate) const CURRENT_BIAS: u32 = 1 << 31;
+/// The `used` count of a heap's current slab of each class is not a
+/// count of blocks: malloc does not count at all (one instruction less on
+/// its fast path), and `free` counts down from this many. When it reaches
+/// zero, `free` takes its slow path (`heap::slabs::slab_emptied`), which
+/// restarts the count and runs the heap's periodic upkeep: a thread that
+/// frees and allocates in a loop without ever emptying its current slab
+/// still collects its remote frees and sends its outbox. When the slab
+/// stops being current its count is recomputed ([`Slab::exact_used`]).
+pub(crate) const CURRENT_TICKS: u32 = 256;
 
 /// Owner flag: the slab is on its heap's full list.
 pub(crate) const OWNER_FULL: usize = 1;
@@ -158,8 +168,8 @@ pub(crate) const fn start_magic(bs: usize) -> u64 {
     ((1u128 << 64) / bs as u128 + 1) as u64
 }
 
-/// A block freed again while it heads its slab's `local_free` list (or
-/// tops its heap's hot stack).
+/// A block freed again while it heads its slab's `free` or `local_free`
+/// list.
 #[cold]
 #[inline(never)]
 pub(crate) fn freed_twice(b: *mut Block, bs: u32) -> ! {
@@ -216,7 +226,7 @@ impl Slab {
                 capacity: cap as u32,
                 block_size: bs as u32,
                 class: class as u16,
-                hot_off: (class * HOT_ROW_BYTES) as u16,
+                current: false,
                 bump: AtomicUsize::new(first),
                 end: first + cap * bs,
                 next: null_mut(),
@@ -277,24 +287,40 @@ impl Slab {
     /// Pop a block from `free`, or null; stops the program when the next
     /// link decodes to a misaligned address.
     ///
+    /// The end of the list needs no test of its own: the list ends at the
+    /// slab itself, whose first word (the span head, tag `SLAB`) decodes
+    /// to a misaligned address with any key (the low four bits of a link
+    /// key are 0xf, or the key is 0 for the empty slab, and those of the
+    /// tag are neither), so the one misalignment test sends both the end
+    /// and a corrupted link to [`Slab::pop_end`].
+    ///
     /// # Safety
     /// Only the owning thread may call this; `free` must be a valid list.
     #[inline(always)]
     pub(crate) unsafe fn pop(&mut self) -> *mut Block {
         let b = self.free;
-        if b == self.terminator() {
-            return null_mut();
-        }
-        // SAFETY: `b` is a free block of this slab (list invariant).
+        // SAFETY: `b` is a free block of this slab (list invariant) or the
+        // slab itself, whose header starts with the span head.
         unsafe {
             let next = self.decode((*b).link);
             if next as usize % 16 != 0 {
-                corrupted(b, self.block_size);
+                return self.pop_end(b);
             }
             self.free = next;
             (*b).link = 0;
         }
         b
+    }
+
+    /// [`pop`](Self::pop) read a misaligned link from `b`: null at the
+    /// list's end, else the list is corrupted.
+    #[cold]
+    #[inline(never)]
+    fn pop_end(&self, b: *mut Block) -> *mut Block {
+        if b != self.terminator() {
+            corrupted(b, self.block_size);
+        }
+        null_mut()
     }
 
     /// Does `b`, a block of this one-granule slab, look free (see the
@@ -342,33 +368,11 @@ impl Slab {
         unsafe { (*b).link == self.encode(b as *mut Block) }
     }
 
-    /// Make `b` look free while it waits in its heap's hot cache: its
-    /// first word decodes to the slab's own address (where its lists
-    /// end). One store of the key the free fast path has just read.
-    ///
-    /// # Safety
-    /// `b` is a block of this slab being freed.
-    #[inline(always)]
-    pub(crate) unsafe fn mark_hot(&self, b: *mut Block) {
-        // SAFETY: contract.
-        unsafe { (*b).link = self.check_key }
-    }
-
     /// The slab of `b`, a block of a small class: small slabs are one
     /// granule (`core::size_class`), their header at its start.
     #[inline(always)]
     pub(crate) fn of_small_block(b: *const Block) -> *const Slab {
         (b as usize & !(GRANULE - 1)) as *const Slab
-    }
-
-    /// Does `b` carry the hot cache's mark ([`Slab::mark_hot`])?
-    ///
-    /// # Safety
-    /// `b` is a readable block of this slab.
-    #[inline]
-    pub(crate) unsafe fn is_hot_marked(&self, b: *const Block) -> bool {
-        // SAFETY: contract.
-        unsafe { (*b).link == self.check_key }
     }
 
     /// Hand out `b`, which waited in a medium cache: it no longer looks
@@ -429,22 +433,55 @@ impl Slab {
         self.capacity - n - uncarved
     }
 
-    /// Push a block freed by the owner onto `local_free`. Returns true when
-    /// the slab has become empty. A block that is already the list's head
-    /// is a double free even when the program wrote over its link in
-    /// between (the free-block test cannot see it then): it would make
-    /// the list a loop that hands the block out again and again.
+    /// Push a block freed by the owner onto `local_free` (the owner's slow
+    /// paths). As [`push_free`](Self::push_free).
+    ///
+    /// # Safety
+    /// As [`push_free`](Self::push_free).
+    #[inline(always)]
+    pub(crate) unsafe fn push_local(&mut self, b: *mut Block) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.push_on(true, b) }
+    }
+
+    /// Push a block freed by the owner onto `free`, where malloc takes it
+    /// next (while the block is still in the CPU's caches) if this is the
+    /// current slab. Returns true when `used` reached zero: the slab has
+    /// become empty, or (the current slab) its count of frees ran out. A
+    /// block that already heads the list is a double free even when the
+    /// program wrote over its link in between (the free-block test cannot
+    /// see it then): it would make the list a loop that hands the block
+    /// out again and again.
     ///
     /// # Safety
     /// Owner thread only; `b` must be a block of this slab that is in use.
     #[inline(always)]
-    pub(crate) unsafe fn push_local(&mut self, b: *mut Block) -> bool {
-        if b == self.local_free {
-            freed_twice(b, self.block_size);
+    pub(crate) unsafe fn push_free(&mut self, b: *mut Block) -> bool {
+        // SAFETY: forwarded contract.
+        unsafe { self.push_on(false, b) }
+    }
+
+    /// [`push_free`](Self::push_free) (`local` false) or
+    /// [`push_local`](Self::push_local).
+    ///
+    /// # Safety
+    /// As [`push_free`](Self::push_free).
+    #[inline(always)]
+    unsafe fn push_on(&mut self, local: bool, b: *mut Block) -> bool {
+        let head = if local {
+            &raw mut self.local_free
+        } else {
+            &raw mut self.free
+        };
+        // SAFETY: `head` is one of our list heads; the block is ours and
+        // at least 16 bytes (contract).
+        unsafe {
+            if b == *head {
+                freed_twice(b, self.block_size);
+            }
+            (*b).link = self.encode(*head);
+            *head = b;
         }
-        // SAFETY: the block is ours and at least 16 bytes (contract).
-        unsafe { (*b).link = self.encode(self.local_free) };
-        self.local_free = b;
         self.used -= 1;
         self.used == 0
     }
@@ -564,7 +601,7 @@ impl Slab {
         unsafe {
             let cap = core::ptr::read_volatile(&raw const (*s).capacity) as usize;
             let used = core::ptr::read_volatile(&raw const (*s).used);
-            if used < CURRENT_BIAS / 2 {
+            if !core::ptr::read_volatile(&raw const (*s).current) {
                 return (used as usize).min(cap);
             }
             // Its heap's current slab: malloc does not count; count the

@@ -1,29 +1,29 @@
-//! Allocating: the malloc fast path (the class's hot stack, its top's
-//! mark checked, else a table load and a pop), the thread heap's slow
+//! Allocating: the malloc fast path (a table load and a pop from the
+//! class's current slab), the thread heap's slow
 //! path and its periodic upkeep, medium blocks through the thread's
 //! medium cache or its CPU's heap, blocks for aligned requests, and large
 //! blocks (which make idle slab spans go back when they take fresh pages).
 //!
 //! Uses: `core::large`, `core::pagemap`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::abandoned`, `heap::free`, `heap::lifecycle`, `heap::medium`,
-//! `heap::slabs`, `heap::tls`, `heap::types`, `os::errno`, `util::diag`.
+//! `heap::slabs`, `heap::tls`, `heap::types`, `os::errno`.
 
 use crate::core::pagemap::PAGEMAP;
 use crate::core::size_class::{
     block_size, class_of, direct_index, DIRECT_MAX, NUM_CLASSES, SHARED_FROM,
 };
-use crate::core::slab::{Block, Slab, OWNER_INTERIOR};
-use crate::heap::types::{exited_heap, is_thread_heap, Heap, HotRow};
+use crate::core::slab::OWNER_INTERIOR;
+use crate::heap::types::{exited_heap, is_thread_heap, Heap};
 use crate::heap::{abandoned, free, lifecycle, medium, slabs};
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
 
-/// Pop a block for a request of at most 1 KiB from the class's hot stack,
-/// else from the slab the heap's direct table names; null when the fast
+/// Pop a block for a request of at most 1 KiB from the slab the heap's
+/// direct table names (its class's current slab); null when the fast
 /// path cannot serve it (the caller then takes its slow path).
 ///
-/// Fast path: 22 instructions from the hot stack or a slab (with
-/// `api::libc::malloc`'s size test and thread-pointer load).
+/// Fast path: 14 instructions (with `api::libc::malloc`'s size test and
+/// thread-pointer load).
 ///
 /// # Safety
 /// `heap` must be the calling thread's heap (`tls::heap()`).
@@ -34,117 +34,47 @@ pub(crate) unsafe fn try_alloc_direct(heap: *mut Heap, size: usize) -> *mut u8 {
     // heap's slabs are valid (heap invariant) and only this thread pops.
     unsafe {
         let i = direct_index(size);
-        let off = *(*heap).local.hot_off.get_unchecked(i) as usize;
-        let row = heap.cast::<u8>().add(off).cast::<HotRow>();
-        let n = (*row).n;
-        if n != 0 {
-            return take_hot(row, n);
-        }
         let slab = *(*heap).local.direct.get_unchecked(i);
         (*slab).pop().cast()
     }
 }
 
-/// The most recently freed block of small class `class` from the heap's
-/// hot cache, or null.
+/// After a free that may have made the heap's upkeep due (`api::libc`'s
+/// and `api::secure`'s free paths that do not pass their own `tick`):
+/// run it. A thread whose mallocs and frees all stay on the fast paths
+/// never takes the slow path that counts towards it.
 ///
 /// # Safety
-/// `heap` is the calling thread's heap; `class < HOT_CLASSES`.
+/// `heap` is the calling thread's heap (a static heap's flag is never
+/// set).
 #[inline(always)]
-pub(crate) unsafe fn hot_pop(heap: *mut Heap, class: usize) -> *mut u8 {
-    debug_assert!(class < crate::heap::types::HOT_CLASSES);
-    // SAFETY: contract: our own heap; `n <= HOT_MAX` and the entries
-    // below it are cached blocks of ours (heap invariant).
-    unsafe {
-        let row = (*heap).local.hot.get_unchecked_mut(class);
-        if row.n == 0 {
-            return null_mut();
-        }
-        let b = take_hot(row, row.n);
-        if b.is_null() {
-            hot_block_changed(row.b[row.n - 1]);
-        }
-        b
-    }
-}
-
-/// Hand out the top of hot row `row`, which holds `n > 0` blocks; null
-/// when that block lost its mark (then it stays where it is, and the slow
-/// path, which `malloc` takes on null, stops the program in [`hot_pop`]:
-/// the fast path then keeps no frame for a call).
-///
-/// # Safety
-/// `row` is a hot row of the calling thread's heap; `n == (*row).n > 0`.
-#[inline(always)]
-unsafe fn take_hot(row: *mut HotRow, n: usize) -> *mut u8 {
-    debug_assert!(n > 0 && n <= crate::heap::types::HOT_MAX);
-    // SAFETY: contract: `b[..n]` are cached blocks of ours.
-    unsafe {
-        let b = *(*row).b.get_unchecked(n - 1);
-        // Still marked? A small slab is one granule, its header at the
-        // granule's start. A block written after its free, or cached twice
-        // (freed again after a write wiped its mark, below the top of the
-        // stack), stops the program here instead of reaching two owners.
-        if !(*Slab::of_small_block(b)).is_hot_marked(b) {
-            return null_mut();
-        }
-        (*row).n = n - 1;
-        Slab::hand_out(b);
-        b.cast()
-    }
-}
-
-/// A block in the hot cache lost its mark: written after its free, or
-/// in the cache twice and handed out once already.
-#[cold]
-#[inline(never)]
-fn hot_block_changed(b: *mut Block) -> ! {
-    // SAFETY: the block's slab header (`take_hot`).
-    let bs = unsafe { (*Slab::of_small_block(b)).block_size } as usize;
-    crate::util::diag::fatal_block(
-        "malloc(): a freed block was written after free, or freed twice, at",
-        b as usize,
-        bs,
-    )
-}
-
-/// After a free that may have filled the hot cache (`api::libc`'s and
-/// `api::secure`'s free paths, the callers of `heap::free::free`): when
-/// the cache took [`HOT_TICKS`] blocks since its last upkeep, run the
-/// heap's periodic upkeep. A thread that frees and allocates in a FIFO
-/// pattern may be served by the cache for good and never reach the slow
-/// path that counts towards it.
-///
-/// # Safety
-/// `heap` is the calling thread's heap (a static heap's count never
-/// moves).
-#[inline(always)]
-pub(crate) unsafe fn hot_tick(heap: *mut Heap) {
+pub(crate) unsafe fn upkeep_if_due(heap: *mut Heap) {
     // SAFETY: contract.
     unsafe {
-        if (*heap).local.hot_ticks <= 0 {
-            renew_ticks(heap);
+        if (*heap).local.upkeep_due {
+            run_upkeep(heap);
         }
     }
 }
 
-/// The hot cache's count ran out ([`hot_tick`], `heap::free::free_cached`):
-/// renew it and run the heap's periodic upkeep.
+/// The heap's upkeep is due ([`upkeep_if_due`], `heap::free::free_cached`):
+/// clear the flag and run it.
 ///
 /// # Safety
 /// `heap` is the calling thread's heap.
 #[cold]
 #[inline(never)]
-pub(crate) fn renew_ticks(heap: *mut Heap) {
+pub(crate) fn run_upkeep(heap: *mut Heap) {
     // SAFETY: contract.
     unsafe {
-        (*heap).local.hot_ticks = crate::heap::types::HOT_TICKS;
+        (*heap).local.upkeep_due = false;
         periodic_upkeep(heap);
     }
 }
 
 /// The heap's periodic upkeep (every 64 slow calls, and every
-/// [`HOT_TICKS`] blocks its hot cache takes): the process-wide upkeep,
+/// [`CURRENT_TICKS`](crate::heap::types::CURRENT_TICKS) frees into a
+/// current slab): the process-wide upkeep,
 /// then its outbox sent and its remote queue collected.
 ///
 /// # Safety
@@ -190,10 +120,6 @@ pub(crate) unsafe fn alloc_class(heap: *mut Heap, class: usize) -> *mut u8 {
     // SAFETY: class < NUM_CLASSES (contract); the heap's slabs are valid
     // and only we pop.
     unsafe {
-        let b = hot_pop(heap, class);
-        if !b.is_null() {
-            return b;
-        }
         let slab = *(*heap).local.current.get_unchecked(class);
         let b = (*slab).pop();
         if !b.is_null() {
@@ -239,10 +165,6 @@ unsafe fn alloc_slow(mut heap: *mut Heap, class: usize) -> *mut u8 {
     // SAFETY: `heap` is the calling thread's live heap.
     unsafe {
         if count_slow_call(heap) {
-            // Hot blocks keep their slabs from emptying: give them back
-            // now and then, so a burst of frees does not pin a slab per
-            // class for long.
-            free::flush_hot(heap);
             periodic_upkeep(heap);
         } else {
             free::drain_remote(heap);

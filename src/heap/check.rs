@@ -10,8 +10,8 @@ use crate::core::pagemap::{PAGEMAP, TAG_SLAB};
 use crate::core::size_class::{CLASS_SIZE, NUM_CLASSES, SHARED_FROM};
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR};
 use crate::heap::types::{
-    empty_slab_ptr, is_thread_heap, slab_cache_index, CURRENT_BIAS, HOT_CLASSES, HOT_MAX,
-    MCACHE_BYTES, MCACHE_CLASSES, MCACHE_MAX, SLAB_CACHE_EMPTY,
+    empty_slab_ptr, is_thread_heap, slab_cache_index, MCACHE_BYTES, MCACHE_CLASSES, MCACHE_MAX,
+    SLAB_CACHE_EMPTY,
 };
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
@@ -91,8 +91,8 @@ pub(crate) fn check_thread_heap() -> usize {
                     fail("check: instrumentation flag does not match the heap", s);
                 }
                 let is_current = class < NUM_CLASSES && h.biased[class] == s;
-                if is_current != (sl.used >= CURRENT_BIAS / 2) {
-                    fail("check: current bias on the wrong slab", s);
+                if is_current != sl.current {
+                    fail("check: current mark on the wrong slab", s);
                 }
                 // malloc does not count on the current slab: recount it.
                 let used = if is_current { sl.exact_used() } else { sl.used };
@@ -187,35 +187,6 @@ pub(crate) fn check_thread_heap() -> usize {
         }
         if bytes != h.mcache_bytes || bytes > MCACHE_BYTES {
             fail("check: medium cache bytes are wrong", null_mut());
-        }
-        for c in 0..HOT_CLASSES {
-            let n = h.hot[c].n;
-            if n > HOT_MAX {
-                fail("check: hot cache over its per-class bound", null_mut());
-            }
-            let row = &h.hot[c].b[..n.min(HOT_MAX)];
-            for (i, &b) in row.iter().enumerate() {
-                let s = PAGEMAP.lookup(b as usize).cast::<Slab>();
-                if s.is_null()
-                    || (*s).class as usize != c
-                    || (*s).head.owner.load(Ordering::Relaxed) & !OWNER_FLAGS != heap as usize
-                    || (*s).block_containing(b as usize) != Some(b as usize)
-                {
-                    fail("check: hot cache holds a block of the wrong kind", b.cast());
-                }
-                if !(*s).is_hot_marked(b) {
-                    fail("check: hot cache block without the hot mark", b.cast());
-                }
-                if row[..i].contains(&b) {
-                    fail("check: hot cache holds a block twice", b.cast());
-                }
-                if (*s).hot_off as usize != c * crate::core::slab::HOT_ROW_BYTES {
-                    fail("check: slab header names the wrong hot row", s);
-                }
-                if (*s).is_on_free_lists(b as usize) {
-                    fail("check: hot cache block also on its slab's lists", b.cast());
-                }
-            }
         }
     }
     n

@@ -5,15 +5,15 @@
 //! slab's block under the abandoned lock — or stops the program.
 //!
 //! Double frees: a free block looks free (its first word decodes to an
-//! address inside its slab, see `core::slab`; a block in the hot cache
-//! holds the slab's key, which decodes to the slab itself), and malloc
-//! clears that word; a block being freed that looks free is checked
-//! against the free lists and the hot cache by its owner (the program
+//! address inside its slab, see `core::slab`), and malloc clears that
+//! word; a block being freed that looks free is checked against the
+//! free lists by its owner (the program
 //! may in principle have written such a word), and is a double free for
 //! any other thread, which cannot see them. A block freed again after a
-//! write wiped its mark is caught when it heads its slab's `local_free`
-//! or tops its hot stack, and otherwise when malloc would hand it out of
-//! the hot cache a second time (`heap::alloc` checks the mark).
+//! write wiped its mark is caught when it heads its slab's `free` list
+//! (where the fast path pushes) or `local_free`, and otherwise when
+//! malloc reaches it a second time: its word is 0 again (malloc cleared
+//! it), which `Slab::pop` decodes to a misaligned link.
 //!
 //! Invalid frees: a pointer the page map does not know goes
 //! to `api::foreign`; one inside a slab that is not a block start stops
@@ -27,7 +27,7 @@ use crate::core::lookup::{classify, Span};
 use crate::core::pagemap::{SpanHead, PAGEMAP};
 use crate::core::size_class::SLAB_HEADER;
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
-use crate::heap::types::{is_thread_heap, slab_cache_index, Heap, HotRow, HOT_CLASSES, HOT_MAX};
+use crate::heap::types::{is_thread_heap, slab_cache_index, Heap};
 use crate::heap::{abandoned, medium, remote, slabs};
 use crate::util::diag::fatal;
 use core::sync::atomic::Ordering;
@@ -35,12 +35,12 @@ use core::sync::atomic::Ordering;
 /// The free fast path: `p` lies in a slab in the heap's slab cache (a
 /// one-granule slab of ours with no flag) and is one of its carved block
 /// starts. Then: stop a block that looks free (maybe a double free: the
-/// slow path looks), else keep it in the hot cache (its class's row has
-/// room) or push it on `local_free`. False when the cache has no such
-/// slab or `p` is not a block start there (the caller then looks `p` up
-/// in the page map, which decides). `tick` runs when the hot cache has
-/// taken [`HOT_TICKS`](crate::heap::types::HOT_TICKS) blocks since its
-/// count was last renewed (the caller runs the heap's upkeep).
+/// slow path looks), else push it on the slab's `free` list, where malloc
+/// takes it next when the slab is its class's current one. False when
+/// the cache has no such slab or `p` is not a block start there (the
+/// caller then looks `p` up in the page map, which decides). `tick` runs
+/// when the heap's upkeep is due (its current slab of the class counted
+/// [`CURRENT_TICKS`](crate::heap::types::CURRENT_TICKS) frees).
 ///
 /// The block-start test (`p` minus the cached first-block address, see
 /// `core::slab`) also tells the cached slab from any other memory: a
@@ -71,108 +71,44 @@ pub(crate) unsafe fn free_cached(
             return false;
         }
         let b = p.cast::<Block>();
-        if suspect(heap, slab, b) {
+        if (*slab).looks_free_fast(b) {
             free_suspect(b, slab, heap);
             return true;
         }
-        if hot_push(heap, slab, b) {
-            if (*heap).local.hot_ticks == 0 {
-                tick(heap);
-            }
-        } else if (*slab).push_local(b) {
-            slabs::slab_emptied(slab, heap);
+        if (*slab).push_free(b) {
+            emptied(slab, heap, tick);
         }
     }
     true
 }
 
-/// The heap's hot row for `slab`'s class.
+/// [`free_cached`]'s push brought `used` to zero: the slab is empty, or
+/// the current slab's count of frees ran out (then the upkeep is due).
 ///
 /// # Safety
-/// `heap` is a heap struct; `slab` a live slab of a small class.
-#[inline(always)]
-unsafe fn hot_row(heap: *mut Heap, slab: *mut Slab) -> *mut HotRow {
-    // SAFETY: contract: `hot_off` is the row's offset in any heap.
+/// As [`free_cached`]; `slab` is the slab of our heap just freed into.
+#[cold]
+#[inline(never)]
+unsafe fn emptied(slab: *mut Slab, heap: *mut Heap, tick: impl FnOnce(*mut Heap)) {
+    // SAFETY: contract.
     unsafe {
-        heap.cast::<u8>()
-            .add((*slab).hot_off as usize)
-            .cast::<HotRow>()
-    }
-}
-
-/// Must the free of `b`, a carved block start of our own small slab
-/// `slab`, take [`free_suspect`]: does it look free (a double free, or
-/// user data that looks like a link), or is it the block freed last into
-/// the hot cache, written over since (its mark gone) and freed again?
-/// The second test is `Slab::push_local`'s head test for the hot cache:
-/// word `n` of the row is `b[n - 1]`, or the count itself (0, never a
-/// block) when the stack is empty.
-///
-/// # Safety
-/// `heap` is the calling thread's heap, which owns `slab`; `b` is a
-/// readable block of it.
-#[inline(always)]
-unsafe fn suspect(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
-    // SAFETY: contract; `n <= HOT_MAX` (heap invariant), so word `n` lies
-    // in the row.
-    unsafe {
-        let row = hot_row(heap, slab);
-        (*slab).looks_free_fast(b) || *row.cast::<*mut Block>().add((*row).n) == b
-    }
-}
-
-/// Keep `b`, a block of our own small slab `slab` being freed, in the
-/// heap's hot cache if its class has room: false when it has none. Each
-/// block taken counts down `hot_ticks` (see `heap::alloc::hot_tick`).
-///
-/// # Safety
-/// `heap` is the calling thread's heap, which owns `slab`, a slab of a
-/// small class; `b` is one of its blocks, checked not to look free.
-#[inline(always)]
-unsafe fn hot_push(heap: *mut Heap, slab: *mut Slab, b: *mut Block) -> bool {
-    // SAFETY: contract; the row at `hot_off` is the heap's row for the
-    // slab's class; `n <= HOT_MAX` (heap invariant).
-    unsafe {
-        let row = hot_row(heap, slab);
-        let n = (*row).n;
-        if n >= HOT_MAX {
-            return false;
+        // The current slab's count of frees ran out (`slab_emptied` does
+        // the same, asked more questions first): the upkeep is due.
+        if (*slab).current && is_thread_heap(heap) {
+            (*slab).used = crate::heap::types::CURRENT_TICKS;
+            (*heap).local.upkeep_due = true;
+            return tick(heap);
         }
-        (*slab).mark_hot(b);
-        *(*row).b.get_unchecked_mut(n) = b;
-        (*row).n = n + 1;
-        (*heap).local.hot_ticks -= 1;
-        true
-    }
-}
-
-/// Give every block of `heap`'s hot cache back to its slab (thread exit,
-/// giving a heap up, `malloc_trim`, and now and then on the slow path).
-///
-/// # Safety
-/// `heap` is the calling thread's heap, or one nobody else uses.
-pub(crate) unsafe fn flush_hot(heap: *mut Heap) {
-    // SAFETY: contract; cached blocks are blocks of the heap's own small
-    // slabs, checked when they were freed.
-    unsafe {
-        for c in 0..HOT_CLASSES {
-            let n = core::mem::replace(&mut (*heap).local.hot[c].n, 0);
-            for i in 0..n {
-                let b = (*heap).local.hot[c].b[i];
-                let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
-                Slab::hand_out(b);
-                slabs::free_in(heap, slab, b, 0);
-            }
-        }
+        slabs::slab_emptied(slab, heap);
     }
 }
 
 /// Free `p`, whose span header `head` the page map returned (the slab
 /// cache missed). A block of a slab of the calling thread's heap: compare
 /// the owner, check that `p` is a block start and does not look free,
-/// keep it in the hot cache (or, when its class's row is full, push it on
-/// `local_free`), and cache the slab. The caller renews the hot cache's
-/// count when it ran out (`heap::alloc::hot_tick`).
+/// push it on the slab's `free` list (as the fast path does), and cache
+/// the slab. The caller runs the heap's upkeep when it became due
+/// (`heap::alloc::upkeep_if_due`).
 ///
 /// # Safety
 /// `heap` must be `tls::heap()`; `head` must be `PAGEMAP.lookup(p)`,
@@ -189,13 +125,10 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
                 not_a_block_start(p, slab);
             }
             let b = p.cast::<Block>();
-            if suspect(heap, slab, b) {
+            if (*slab).looks_free_fast(b) {
                 return free_suspect(b, slab, heap);
             }
-            if hot_push(heap, slab, b) {
-                return (*heap).local.cache_slab(slab);
-            }
-            if (*slab).push_local(b) {
+            if (*slab).push_free(b) {
                 slabs::slab_emptied(slab, heap);
             } else {
                 (*heap).local.cache_slab(slab);
@@ -384,10 +317,9 @@ pub(crate) unsafe fn drain_remote(heap: *mut Heap) {
     unsafe { free_chain(heap, remote::take(&(*heap).remote)) }
 }
 
-/// The fast path found a block that looks free or tops its hot stack
-/// ([`suspect`]): a double free (it is on the slab's lists, in the hot
-/// cache, or waits in our remote queue), or user data that happens to
-/// look like a free block's link.
+/// The fast path found a block that looks free: a double free (it is on
+/// the slab's lists, or waits in our remote queue), or user data that
+/// happens to look like a free block's link.
 #[cold]
 #[inline(never)]
 unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
@@ -397,10 +329,7 @@ unsafe fn free_suspect(b: *mut Block, slab: *mut Slab, heap: *mut Heap) {
         // Waiting in a remote queue, an outbox or a medium cache: its
         // first word links to itself (user data does so with a chance of
         // 1 in 2^64 per key).
-        if (*slab).is_waiting(b)
-            || (*heap).local.holds_hot(slab, b)
-            || (*slab).is_on_free_lists(b as usize)
-        {
+        if (*slab).is_waiting(b) || (*slab).is_on_free_lists(b as usize) {
             slabs::double_free(b as usize, slab);
         }
         // Not free after all: user data. Our own slab (the caller checked

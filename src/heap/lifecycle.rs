@@ -349,7 +349,6 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
         // Parked or not, its cached medium blocks go back to the per-CPU
         // heaps for other threads, and its outbox to the blocks' owners.
         medium::flush_cache(h);
-        free::flush_hot(h);
         free::flush_outbox(h);
         if !heap_park(h) {
             abandon(h);
@@ -370,7 +369,6 @@ pub(crate) unsafe fn abandon(heap: *mut Heap) {
             crate::heap::secure::drain(heap);
         }
         medium::flush_cache(heap);
-        free::flush_hot(heap);
         free::flush_outbox(heap);
         free::drain_remote(heap);
         let h = &mut (*heap).local;
@@ -408,7 +406,6 @@ pub(crate) fn trim() -> bool {
         // SAFETY: the calling thread's own heap.
         unsafe {
             medium::flush_cache(own);
-            free::flush_hot(own);
             free::flush_outbox(own);
         }
     }
@@ -441,7 +438,7 @@ pub(crate) fn for_each_heap(mut f: impl FnMut(*mut Heap)) {
 }
 
 /// Bytes the program freed that are still counted in their slab's
-/// `used`: blocks in remote queues, outboxes and hot caches, and the
+/// `used`: blocks in remote queues and outboxes, and the
 /// secure build's quarantined small blocks (statistics; medium blocks are
 /// counted
 /// by their records, which a free unseals, so medium caches need no
@@ -471,12 +468,6 @@ pub(crate) fn freed_not_collected() -> usize {
             }
             // Blocks waiting in its outbox.
             bytes += (*h).local.outbox.bytes.load(Ordering::Relaxed);
-            // Blocks in its hot cache.
-            for c in 0..crate::heap::types::HOT_CLASSES {
-                let n = core::ptr::read_volatile(&raw const (*h).local.hot[c].n);
-                bytes += n.min(crate::heap::types::HOT_MAX)
-                    * crate::core::size_class::CLASS_SIZE[c] as usize;
-            }
             // The secure build's quarantined small blocks (medium ones no
             // longer count: their records are cleared).
             if crate::core::config::SECURE {

@@ -136,8 +136,8 @@ unsafe fn leave(heap: *mut Heap, b: usize, size: usize) {
         *(b as *mut usize) = 0;
         // The program freed it long ago: the tools were told then.
         let _quiet = crate::core::config::instrumented().then(crate::heap::hook::HookGuard::enter);
-        // The hot cache's count, if it runs out here, is renewed by
-        // `api::secure`'s free after the quarantine.
+        // The upkeep, if it becomes due here, runs in `api::secure`'s
+        // free after the quarantine.
         if !free::free_cached(heap, b as *mut u8, |_| {}) {
             free::free(heap, b as *mut u8, PAGEMAP.lookup(b));
         }

@@ -6,8 +6,9 @@
 //! Invariant kept here, for a slab that is on a list of its heap and not
 //! its class's biased (current) slab:
 //! `used + |free| + |local_free| + (end - bump) / block_size == capacity`.
-//! The biased slab's `used` carries [`CURRENT_BIAS`] and is not counted
-//! by malloc; it is recounted when the slab stops being current.
+//! The biased slab's `used` is not counted by malloc: frees count it
+//! down from [`CURRENT_TICKS`] (the heap's upkeep tick), and it is
+//! recounted when the slab stops being current.
 //!
 //! Uses: `core::config`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::types`, `os`, `os::errno`, `util::diag`.
@@ -15,7 +16,7 @@
 use crate::core::size_class::{GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
-use crate::heap::types::{Heap, HeapLocal, CURRENT_BIAS};
+use crate::heap::types::{is_thread_heap, Heap, HeapLocal, CURRENT_TICKS};
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -156,10 +157,7 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
 pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize) {
     // SAFETY: contract: our heap and slab; owner-only fields.
     unsafe {
-        if user != 0
-            && (*slab).looks_free(b)
-            && ((*heap).local.holds_hot(slab, b) || (*slab).is_on_free_lists(b as usize))
-        {
+        if user != 0 && (*slab).looks_free(b) && (*slab).is_on_free_lists(b as usize) {
             double_free(user, slab);
         }
         let h = &mut (*heap).local;
@@ -178,9 +176,11 @@ pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, us
     }
 }
 
-/// A slab of ours reached `used == 0`: give it back. (The current slab
-/// of a class reaches 0 only after 2^31 frees without a count, since
-/// malloc does not count on it: then its bias is renewed instead.)
+/// A slab of ours reached `used == 0`: give it back. The current slab
+/// of a class reaches 0 after [`CURRENT_TICKS`] frees (malloc does not
+/// count on it): its count restarts instead, and a thread heap's upkeep
+/// is due (`upkeep_due`: the caller's `tick`, or the next
+/// `heap::alloc::upkeep_if_due`, runs it).
 ///
 /// # Safety
 /// The caller owns `heap`, which owns `slab`, on an `avail` list.
@@ -193,7 +193,10 @@ pub(crate) unsafe fn slab_emptied(slab: *mut Slab, heap: *mut Heap) {
         let h = &mut (*heap).local;
         let class = (*slab).class as usize;
         if h.biased[class] == slab {
-            (*slab).used = CURRENT_BIAS + (*slab).exact_used();
+            (*slab).used = CURRENT_TICKS;
+            if is_thread_heap(heap) {
+                h.upkeep_due = true;
+            }
             return;
         }
         h.avail[class].remove(slab);

@@ -1,5 +1,5 @@
 //! The heap structure: size class -> current slab, the slab lists, the
-//! slab cache of the free fast path, the hot and medium caches, the
+//! slab cache of the free fast path, the medium cache, the
 //! remote queue;
 //! the two static empty heaps; how the current slab of a class changes.
 //!
@@ -13,7 +13,8 @@
 //!   (always the empty slab when instrumented); `direct[i] ==
 //!   current[DIRECT_CLASS[i]]`;
 //! - `biased[c]` is the first slab of `avail[c]` (or the empty slab) and
-//!   is the only slab of the class whose `used` carries [`CURRENT_BIAS`];
+//!   is the only slab of the class with `current` set, its `used` a
+//!   countdown of frees from [`CURRENT_TICKS`];
 //! - every slab on `avail[c]` or `full` has `owner & !OWNER_FLAGS == h`,
 //!   and `OWNER_FULL` exactly when it is on `full`;
 //! - every slab cache entry is [`SLAB_CACHE_EMPTY`] or the first-block
@@ -21,9 +22,6 @@
 //!   exactly `h`;
 //! - `mcache_bytes == sum over medium classes of mcache_n[i] * size`,
 //!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`;
-//! - `hot[c].n <= HOT_MAX`, and `hot[c].b[..n]` are distinct blocks
-//!   of the heap's own slabs of class `c`, each carrying the hot
-//!   mark (`Slab::mark_hot`).
 //!
 //! `heap::check` verifies all of them.
 //!
@@ -53,51 +51,6 @@ pub(crate) const MCACHE_MAX: u8 = 4;
 /// blocks of a few sizes skips the lock.
 pub(crate) const MCACHE_BYTES: u32 = 32 << 10;
 
-/// Small classes (below `SHARED_FROM`): served by the thread's own slabs,
-/// with a hot cache in front.
-pub(crate) const HOT_CLASSES: usize = crate::core::size_class::SHARED_FROM;
-/// Blocks a thread's hot cache keeps per small class (a row is then two
-/// cache lines).
-pub(crate) const HOT_MAX: usize = 15;
-
-/// Blocks the hot cache takes between two upkeeps of its heap.
-pub(crate) const HOT_TICKS: i32 = 4096;
-
-/// One small class's hot cache: a stack of blocks, `b[..n]`, the most
-/// recently freed last.
-#[repr(C, align(64))]
-pub(crate) struct HotRow {
-    // `n` first, then `b`: word `n` of the row is `b[n - 1]` (the top) for
-    // `n > 0`, and `n` itself (0) for an empty row (`heap::free`'s test).
-    pub(crate) n: usize,
-    pub(crate) b: [*mut Block; HOT_MAX],
-}
-
-impl HotRow {
-    pub(crate) const EMPTY: HotRow = HotRow {
-        n: 0,
-        b: [null_mut(); HOT_MAX],
-    };
-}
-
-/// [`HeapLocal::hot_off`]: the heap-relative offset of each direct
-/// index's hot row.
-const HOT_OFF: [u16; DIRECT_LEN] = {
-    let mut t = [0u16; DIRECT_LEN];
-    let mut i = 0;
-    while i < DIRECT_LEN {
-        let c = crate::core::size_class::DIRECT_CLASS[i] as usize;
-        t[i] = (c * core::mem::size_of::<HotRow>()) as u16;
-        i += 1;
-    }
-    t
-};
-const _: () = assert!(core::mem::offset_of!(Heap, local) == 0);
-const _: () = assert!(core::mem::offset_of!(HeapLocal, hot) == 0);
-const _: () = assert!(core::mem::size_of::<HotRow>() == crate::core::slab::HOT_ROW_BYTES);
-const _: () = assert!(core::mem::offset_of!(HotRow, b) == core::mem::size_of::<usize>());
-const _: () = assert!(NUM_CLASSES * core::mem::size_of::<HotRow>() <= u16::MAX as usize);
-
 /// Entries of a heap's slab cache (a power of two).
 pub(crate) const SLAB_CACHE_LEN: usize = 64;
 /// A slab cache entry naming no slab: the first-block address of the
@@ -111,13 +64,13 @@ pub(crate) const fn slab_cache_entry(s: *const Slab) -> *const u8 {
     (s as *const u8).wrapping_add(crate::core::size_class::SLAB_HEADER)
 }
 
-pub(crate) use crate::core::slab::CURRENT_BIAS;
+pub(crate) use crate::core::slab::CURRENT_TICKS;
 
 /// A heap: the part only its owner touches, then the queue other
 /// threads push to.
 #[repr(C)]
 pub(crate) struct Heap {
-    /// Owner state (first: the fast paths reach its hot rows at offset 0).
+    /// Owner state.
     pub(crate) local: HeapLocal,
     /// Blocks freed by other threads, linked through their first word.
     pub(crate) remote: AtomicPtr<Block>,
@@ -126,17 +79,6 @@ pub(crate) struct Heap {
 /// The owner part of a heap.
 #[repr(C)]
 pub(crate) struct HeapLocal {
-    /// The hot cache: per small class, a stack of up to [`HOT_MAX`]
-    /// blocks this thread freed into its own slabs, carrying the hot mark
-    /// (`Slab::mark_hot`); malloc hands out the most recent first, while
-    /// it is still in the CPU's caches. The stacks live here, not in the
-    /// blocks: a write after free cannot redirect them. First in the
-    /// heap: a row's address is the heap's plus [`HeapLocal::hot_off`].
-    pub(crate) hot: [HotRow; HOT_CLASSES],
-    /// `(size + 15) / 16` -> byte offset from the heap of that size's
-    /// class's hot row, for requests up to 1 KiB (the same in every heap:
-    /// here so that malloc reaches it from the heap's address).
-    pub(crate) hot_off: [u16; DIRECT_LEN],
     /// `(size + 15) / 16` -> current slab of that size's class, for
     /// requests up to 1 KiB: the malloc fast path is one load from here.
     pub(crate) direct: [*mut Slab; DIRECT_LEN],
@@ -150,7 +92,7 @@ pub(crate) struct HeapLocal {
     pub(crate) avail: [SlabList; NUM_CLASSES],
     /// Slabs without a free block.
     pub(crate) full: SlabList,
-    /// The slab of each class carrying [`CURRENT_BIAS`]: the first of
+    /// The slab of each class marked `current`: the first of
     /// `avail[c]`. Equal to `current[c]` unless the heap is instrumented.
     pub(crate) biased: [*mut Slab; NUM_CLASSES],
     /// What this heap's slabs hold in `owner`: its address, plus
@@ -171,11 +113,11 @@ pub(crate) struct HeapLocal {
     pub(crate) mcache: [*mut Block; MCACHE_CLASSES],
     pub(crate) mcache_n: [u8; MCACHE_CLASSES],
     pub(crate) mcache_bytes: u32,
-    /// Blocks the hot cache may still take before its heap runs its
-    /// upkeep (`heap::alloc::hot_tick`): a thread that frees and
-    /// allocates in a FIFO pattern may be served by the cache for good,
-    /// never taking the slow path that counts towards it.
-    pub(crate) hot_ticks: i32,
+    /// The heap's periodic upkeep is due (its current slab of some class
+    /// counted [`CURRENT_TICKS`] frees): a thread whose mallocs and frees
+    /// all stay on the fast paths never takes the slow path that counts
+    /// towards it (`heap::alloc::upkeep_if_due`).
+    pub(crate) upkeep_due: bool,
     /// The per-CPU heap this thread takes medium blocks from, and how many
     /// more it takes before asking the CPU again (0: ask now).
     pub(crate) shard: u32,
@@ -194,8 +136,6 @@ impl Heap {
     pub(crate) const fn empty() -> Heap {
         Heap {
             local: HeapLocal {
-                hot: [HotRow::EMPTY; HOT_CLASSES],
-                hot_off: HOT_OFF,
                 direct: [empty_slab_ptr(); DIRECT_LEN],
                 slab_cache: [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN],
                 current: [empty_slab_ptr(); NUM_CLASSES],
@@ -211,7 +151,7 @@ impl Heap {
                 mcache: [null_mut(); MCACHE_CLASSES],
                 mcache_n: [0; MCACHE_CLASSES],
                 mcache_bytes: 0,
-                hot_ticks: HOT_TICKS,
+                upkeep_due: false,
                 shard: 0,
                 shard_uses: 0,
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
@@ -258,7 +198,7 @@ pub(crate) static EMPTY_SLAB: StaticCell<EmptySlab> = StaticCell(EmptySlab {
         capacity: 0,
         block_size: 0,
         class: 0,
-        hot_off: 0,
+        current: false,
         bump: AtomicUsize::new(0),
         end: 0,
         next: null_mut(),
@@ -315,17 +255,6 @@ impl HeapLocal {
         self.slab_cache[slab_cache_index(s as usize)] = slab_cache_entry(s);
     }
 
-    /// Is `b`, a block of small slab `s` of this heap, in the hot cache
-    /// (with its mark or, written over after its free, without)?
-    ///
-    /// # Safety
-    /// `s` is a live small slab of this heap.
-    pub(crate) unsafe fn holds_hot(&self, s: *mut Slab, b: *mut Block) -> bool {
-        // SAFETY: contract; `n <= HOT_MAX` (heap invariant).
-        let row = unsafe { &self.hot[(*s).class as usize] };
-        row.b[..row.n.min(HOT_MAX)].contains(&b)
-    }
-
     /// Forget `s` in the slab cache (it is about to become full, flagged,
     /// released or given up).
     #[inline]
@@ -354,9 +283,11 @@ impl HeapLocal {
                 if old != empty_slab_ptr() {
                     // malloc does not count on the current slab: count now.
                     (*old).used = (*old).exact_used();
+                    (*old).current = false;
                 }
                 if new != empty_slab_ptr() {
-                    (*new).used += CURRENT_BIAS;
+                    (*new).used = CURRENT_TICKS;
+                    (*new).current = true;
                 }
             }
             self.biased[class] = new;
