@@ -282,13 +282,13 @@ fn huge_alignments_work() {
     }
 }
 
-/// The hot cache: a small block its own thread frees into a slab outside
-/// the slab cache (a scattered free) is among the next ones handed out
-/// for its class, the most recent first; past the cache's bound the rest
-/// go to their slabs; the heap's invariants (`heap::check`, the hot
-/// stacks included) hold throughout.
+/// A small block its own thread frees into a slab outside the slab cache
+/// (a scattered free, into a slab that is not its class's current one)
+/// goes back to that slab's list and waits for that slab's turn: the next
+/// blocks of its class come from the current slab; the heap's invariants
+/// (`heap::check`) hold throughout.
 #[test]
-fn scattered_frees_are_handed_out_again_first() {
+fn scattered_frees_wait_in_their_own_slabs() {
     std::thread::spawn(|| {
         // SAFETY: blocks of ours, each freed once.
         unsafe {
@@ -318,13 +318,18 @@ fn scattered_frees_are_handed_out_again_first() {
                 mmpool_free(p);
             }
             mmpool::check_heap();
-            // The 15 the cache holds come back, the last freed first.
-            for &p in picked[..15].iter().rev() {
-                assert_eq!(mmpool_malloc(40), p, "most recently freed first");
+            // They wait in their own slabs: the next blocks come from the
+            // class's current slab.
+            let next: Vec<*mut c_void> = (0..15).map(|_| mmpool_malloc(40)).collect();
+            for &q in &next {
+                assert!(
+                    !picked.contains(&q) && !pairs.iter().any(|&(a, _)| a == q),
+                    "a block freed into another slab came first"
+                );
             }
             mmpool::check_heap();
-            for &p in &all {
-                let freed = pairs.iter().any(|&(a, _)| a == p) || picked[15..].contains(&p);
+            for &p in all.iter().chain(&next) {
+                let freed = pairs.iter().any(|&(a, b)| a == p || b == p);
                 if !freed {
                     mmpool_free(p);
                 }
@@ -336,10 +341,10 @@ fn scattered_frees_are_handed_out_again_first() {
     .unwrap();
 }
 
-/// Frees into the slabs a thread uses right now (the free fast path's
-/// slab cache holds them) are handed out again most recent first too:
-/// the first 15 a class's stack takes (as glibc's tcache keeps its first
-/// 7); the ones after that go back to their slab's list.
+/// Frees into the current slab of a class (the free fast path's slab
+/// cache holds it) are handed out again most recent first: the free
+/// pushes on the list malloc pops (as glibc's tcache hands out the last
+/// freed first).
 #[test]
 fn recent_frees_are_handed_out_again_first() {
     std::thread::spawn(|| {
@@ -350,17 +355,17 @@ fn recent_frees_are_handed_out_again_first() {
                 mmpool_free(p);
             }
             mmpool::check_heap();
-            for &p in all[..15].iter().rev() {
+            for &p in all.iter().rev() {
                 assert_eq!(mmpool_malloc(100), p, "most recently freed first");
             }
             mmpool::check_heap();
-            // Then the slab's own blocks, none of them handed out twice.
+            // Then other blocks, none of them handed out twice.
             let again: Vec<*mut c_void> = (0..40).map(|_| mmpool_malloc(100)).collect();
             for &p in &again {
-                assert!(!all[..15].contains(&p), "handed out twice");
+                assert!(!all.contains(&p), "handed out twice");
             }
             mmpool::check_heap();
-            for &p in all[..15].iter().chain(&again) {
+            for &p in all.iter().chain(&again) {
                 mmpool_free(p);
             }
             mmpool::check_heap();
