@@ -1315,7 +1315,7 @@ mod tests {
         let size = 100_000;
         // Freed ranges wait in a quarantine of HELD before the cache hands
         // them out again: enough rounds to reuse some.
-        let mut hits = 0;
+        let (mut hits, mut checked) = (0, 0);
         for round in 0..16 {
             let before = CACHE_HITS.load(Ordering::Relaxed);
             let (p, _) = alloc(size, MIN_ALIGN);
@@ -1355,11 +1355,26 @@ mod tests {
             }
             // SAFETY: our live block, freed once.
             unsafe { free(p as *mut u8, lb.cast()) };
-            for a in (lb as usize..end).step_by(PAGE) {
-                assert!(!readable(a), "a freed block's range is closed whole");
+            // Closed whole while it waits in the cache: checked under the
+            // cache's lock and only while the range is still there (the
+            // frees of tests running beside this one may evict it, and
+            // anyone may map its addresses again once it is unmapped).
+            let c = CACHE.lock();
+            let base = lb as usize;
+            if c.held[..c.held_n].iter().any(|h| h.0 == base)
+                || c.ranges[..c.len]
+                    .iter()
+                    .any(|r| r.base <= base && base < r.base + r.size)
+            {
+                checked += 1;
+                for a in (base..end).step_by(PAGE) {
+                    assert!(!readable(a), "a freed block's range is closed whole");
+                }
             }
+            drop(c);
         }
         assert!(hits > 0, "no range was reused");
+        assert!(checked > 0, "no freed range stayed in the cache");
     }
 
     #[test]
