@@ -18,7 +18,7 @@ typedef struct {
 } df_arg;
 
 enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD,
-       DF_EARLY, DF_OTHER_TWICE, DF_WRITTEN, DF_WRITTEN_BELOW, DF_FLAGGED };
+       DF_EARLY, DF_OTHER_TWICE, DF_WRITTEN, DF_WRITTEN_BELOW, DF_FLAGGED, DF_LAST_LIVE };
 static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
                                        "realloc", "mmpool_malloc+mmpool_free",
                                        "memalign(64)", "malloc, freed again by another thread",
@@ -26,7 +26,8 @@ static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)"
                                        "malloc, freed twice by another thread",
                                        "malloc, written after its free, freed again",
                                        "malloc, written after its free, freed again after another free",
-                                       "malloc, freed again after memalign flagged its slab"};
+                                       "malloc, freed again after memalign flagged its slab",
+                                       "malloc, one of a slab's last three, written and freed again"};
 
 /* The program's .preinit_array runs before any library's constructor,
  * mmpool's included: this medium block is allocated and freed before the
@@ -101,6 +102,43 @@ static void df_child(void *a)
         xfree(p);
         for (int i = 0; i < 3; i++) /* the third would be p again */
             memset(xmalloc(d->size), 0x33, d->size);
+    } else if (d->how == DF_LAST_LIVE) {
+        /* p, q and x are the last blocks in use of a slab that is not its
+         * class's current one: p freed, q freed, p written over and freed
+         * again brings the slab's count of blocks in use to zero while x
+         * is live. The slab must not go back to the span cache (a later
+         * slab there would hand x's memory out again): its lists are
+         * counted first, and they hold p twice. */
+        enum { N = 8192 };
+        static void *v[N];
+        for (int i = 0; i < N; i++)
+            v[i] = xmalloc(d->size);
+        /* A slab v carved whole: its first block (128 bytes into its
+         * 64 KiB granule) and the next one in a row, not the last slab.
+         * (The secure build carves in a random order: any block then.) */
+        uintptr_t g = (uintptr_t)v[0] >> 16;
+        for (int i = N / 2; i > 0; i--)
+            if (((uintptr_t)v[i] & 0xffff) == 128 &&
+                (uintptr_t)v[i + 1] == (uintptr_t)v[i] + d->size) {
+                g = (uintptr_t)v[i] >> 16;
+                break;
+            }
+        int idx[3], k = 0;
+        for (int i = 0; i < N && k < 3; i++)
+            if ((uintptr_t)v[i] >> 16 == g)
+                idx[k++] = i;
+        if (k < 3 || (uintptr_t)v[N - 1] >> 16 == g)
+            _exit(77); /* the case cannot be set up */
+        for (int i = 0; i < N; i++)
+            if ((uintptr_t)v[i] >> 16 == g && i != idx[0] && i != idx[1] && i != idx[2])
+                xfree(v[i]);
+        void *q = v[idx[1]];
+        p = v[idx[0]];
+        *d->addr = (uintptr_t)p;
+        xfree(p);
+        xfree(q);
+        memset(p, 0x22, 16);
+        xfree(p);
     } else if (d->how == DF_FLAGGED) {
         /* memalign with a big alignment marks the slab it carves from as
          * holding interior pointers: later frees of its blocks take the
@@ -235,12 +273,22 @@ static void test_double_free_after_write_aborts(void)
 /* The same when another block was freed after p, so p no longer heads
  * its slab's list when it is freed again: the list holds p twice, and
  * the malloc that would hand it out a second time stops (malloc cleared
- * its first word, a misaligned link). */
+ * its first word and the program wrote 0x33 bytes there: a misaligned
+ * link; a value ending in 0xf would pass that test, 1 in 16). */
 static void test_double_free_after_write_below_aborts(void)
 {
     static const size_t sizes[] = {16, 48, 200, 1000};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
         double_free_case(DF_WRITTEN_BELOW, sizes[i], true);
+}
+
+/* A double free after a write that brings its slab's count of blocks in
+ * use to zero early, with a block of the slab still in use. */
+static void test_double_free_of_a_last_block_aborts(void)
+{
+    static const size_t sizes[] = {48, 256};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++)
+        double_free_case(DF_LAST_LIVE, sizes[i], false);
 }
 
 /* A block freed onto its slab's list, then its slab flagged (an aligned
@@ -627,6 +675,7 @@ int main(int argc, char **argv)
     RUN(double_free_after_write_aborts);
     RUN(double_free_after_write_below_aborts);
     RUN(double_free_in_flagged_slab_aborts);
+    RUN(double_free_of_a_last_block_aborts);
     RUN(stale_free_marks_are_not_double_frees);
     RUN(double_free_large_aborts);
     RUN(double_free_other_entry_points_abort);

@@ -310,6 +310,17 @@ fn scattered_frees_wait_in_their_own_slabs() {
                 }
             }
             assert_eq!(pairs.len(), 20);
+            // A fresh current slab (two blocks carved in a row from a
+            // slab's start): the next blocks come from it, not from a slab
+            // the frees below make available again.
+            let mut fresh: Vec<*mut c_void> = Vec::new();
+            while fresh.len() < 2
+                || fresh[fresh.len() - 2] as usize & 0xffff != 128
+                || fresh[fresh.len() - 1] as usize != fresh[fresh.len() - 2] as usize + 48
+            {
+                assert!(fresh.len() < 1 << 20, "no fresh slab");
+                fresh.push(mmpool_malloc(48));
+            }
             for &(a, _) in &pairs {
                 mmpool_free(a);
             }
@@ -328,7 +339,7 @@ fn scattered_frees_wait_in_their_own_slabs() {
                 );
             }
             mmpool::check_heap();
-            for &p in all.iter().chain(&next) {
+            for &p in all.iter().chain(&next).chain(&fresh) {
                 let freed = pairs.iter().any(|&(a, b)| a == p || b == p);
                 if !freed {
                     mmpool_free(p);
@@ -350,7 +361,17 @@ fn recent_frees_are_handed_out_again_first() {
     std::thread::spawn(|| {
         // SAFETY: blocks of ours, each freed once.
         unsafe {
-            let all: Vec<*mut c_void> = (0..40).map(|_| mmpool_malloc(100)).collect();
+            // Forty blocks of one slab (the current one: a batch that
+            // straddles two slabs is kept aside and another taken).
+            let mut aside: Vec<*mut c_void> = Vec::new();
+            let all = loop {
+                let batch: Vec<*mut c_void> = (0..40).map(|_| mmpool_malloc(100)).collect();
+                let g = batch[0] as usize >> 16;
+                if batch.iter().all(|&p| p as usize >> 16 == g) {
+                    break batch;
+                }
+                aside.extend(batch);
+            };
             for &p in &all {
                 mmpool_free(p);
             }
@@ -365,7 +386,7 @@ fn recent_frees_are_handed_out_again_first() {
                 assert!(!all.contains(&p), "handed out twice");
             }
             mmpool::check_heap();
-            for &p in all.iter().chain(&again) {
+            for &p in all.iter().chain(&again).chain(&aside) {
                 mmpool_free(p);
             }
             mmpool::check_heap();

@@ -642,8 +642,9 @@ mod tests {
             ensure_init();
             // SAFETY: blocks of the pool, each freed once; our own heap.
             unsafe {
-                let p = malloc(48);
+                // `p` last: its slab is the current one.
                 let r = malloc(48) as usize;
+                let p = malloc(48);
                 // Another thread frees `r`: it waits in our remote queue
                 // (the other thread's outbox goes out when it exits).
                 std::thread::spawn(move || free(r as *mut u8))

@@ -59,6 +59,8 @@ use crate::core::pagemap::{SpanHead, TAG_SLAB};
 // decodes to: the tag's low four bits must be neither 0 (key 0, the
 // empty slab) nor 0xf (a slab's key, whose low four bits are 0xf).
 const _: () = assert!(TAG_SLAB & 0xf != 0 && TAG_SLAB & 0xf != 0xf);
+// (The tag is the low half of that word.)
+const _: () = assert!(cfg!(target_endian = "little"));
 use crate::core::size_class::{block_size, capacity_for, GRANULE, SLAB_HEADER};
 use crate::os::PAGE;
 use core::ptr::null_mut;
@@ -146,11 +148,12 @@ unsafe impl crate::util::list::Linked for Slab {
 /// The `used` count of a heap's current slab of each class is not a
 /// count of blocks: malloc does not count at all (one instruction less on
 /// its fast path), and `free` counts down from this many. When it reaches
-/// zero, `free` takes its slow path (`heap::slabs::slab_emptied`), which
-/// restarts the count and runs the heap's periodic upkeep: a thread that
-/// frees and allocates in a loop without ever emptying its current slab
-/// still collects its remote frees and sends its outbox. When the slab
-/// stops being current its count is recomputed ([`Slab::exact_used`]).
+/// zero, `free` takes its slow path (`heap::free::emptied` or
+/// `heap::slabs::slab_emptied`), which restarts the count and makes the
+/// heap's periodic upkeep due: a thread that frees and allocates in a
+/// loop without ever emptying its current slab still collects its remote
+/// frees and sends its outbox. When the slab stops being current its
+/// count is recomputed ([`Slab::exact_used`]).
 pub(crate) const CURRENT_TICKS: u32 = 256;
 
 /// Owner flag: the slab is on its heap's full list.
@@ -168,24 +171,34 @@ pub(crate) const fn start_magic(bs: usize) -> u64 {
     ((1u128 << 64) / bs as u128 + 1) as u64
 }
 
+/// A slab's count of blocks in use reached zero with blocks still in use,
+/// or its lists hold more blocks than it carved: a block was freed twice
+/// (a write after free wiped its mark in between).
+fn listed_twice(b: *mut Block, bs: u32) -> ! {
+    stop_at("free(): double free (a block of this slab was freed twice; a write after free wiped its mark) near", b, bs)
+}
+
 /// A block freed again while it heads its slab's `free` or `local_free`
 /// list.
-#[cold]
-#[inline(never)]
 pub(crate) fn freed_twice(b: *mut Block, bs: u32) -> ! {
-    crate::util::diag::fatal_block("free(): double free", b as usize, bs as usize)
+    stop_at("free(): double free", b, bs)
 }
 
 /// A free list's link decoded to a misaligned address: the block was
 /// written after it was freed (or its link forged).
+fn corrupted(b: *mut Block, bs: u32) -> ! {
+    stop_at(
+        "malloc(): corrupted free list (a write after free?) at",
+        b,
+        bs,
+    )
+}
+
+/// Stop the program: `what` happened at block `b` of `bs` bytes.
 #[cold]
 #[inline(never)]
-fn corrupted(b: *mut Block, bs: u32) -> ! {
-    crate::util::diag::fatal_block(
-        "malloc(): corrupted free list (a write after free?) at",
-        b as usize,
-        bs as usize,
-    )
+fn stop_at(what: &'static str, b: *mut Block, bs: u32) -> ! {
+    crate::util::diag::fatal_block(what, b as usize, bs as usize)
 }
 
 impl Slab {
@@ -411,7 +424,11 @@ impl Slab {
     }
 
     /// Blocks handed out and not back on this slab's lists, counted (walks
-    /// the free lists). For a slab that stops being current.
+    /// the free lists). For a slab that stops being current, and one whose
+    /// count reached zero before it goes back. Stops the program when the
+    /// lists hold more blocks than were carved: a block on them twice (a
+    /// double free after a write wiped its mark, which the free-block test
+    /// cannot see), or a loop.
     ///
     /// # Safety
     /// Owner thread only.
@@ -430,7 +447,25 @@ impl Slab {
             }
         }
         let uncarved = ((self.end - self.bump()) / self.block_size as usize) as u32;
-        self.capacity - n - uncarved
+        match self.capacity.checked_sub(n + uncarved) {
+            Some(used) => used,
+            None => listed_twice(self.free, self.block_size),
+        }
+    }
+
+    /// Is this slab, whose `used` count reached zero, really empty? Its
+    /// count goes down once per free, so a block freed twice without being
+    /// seen (a write after free wiped its mark, and it was not its list's
+    /// head) brings it to zero early: the slab must not go back while a
+    /// block of it is in use. Stops the program then.
+    ///
+    /// # Safety
+    /// Owner thread only (or under the abandoned-slabs lock).
+    pub(crate) unsafe fn check_empty(&self) {
+        // SAFETY: forwarded contract.
+        if unsafe { self.exact_used() } != 0 {
+            listed_twice(self.free, self.block_size);
+        }
     }
 
     /// Push a block freed by the owner onto `local_free` (the owner's slow
@@ -476,7 +511,9 @@ impl Slab {
         // SAFETY: `head` is one of our list heads; the block is ours and
         // at least 16 bytes (contract).
         unsafe {
-            if b == *head {
+            // (The slow paths' push also looks at the other list's head:
+            // the fast path pushes there.)
+            if b == *head || (local && b == self.free) {
                 freed_twice(b, self.block_size);
             }
             (*b).link = self.encode(*head);
@@ -588,7 +625,9 @@ impl Slab {
 
     /// Blocks handed out and not back on the slab's lists, read by any
     /// thread while the owner may be changing them (statistics): exact
-    /// when the owner is idle, close to it otherwise. Every read stays
+    /// when the owner is idle, approximate otherwise (`current` and `used`
+    /// are read apart: while the owner changes its current slab, up to
+    /// [`CURRENT_TICKS`] blocks may be counted that are not in use). Every read stays
     /// inside the slab's span (which is never unmapped): a free-list walk
     /// follows only links that name a carved block of this slab.
     ///

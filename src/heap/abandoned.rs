@@ -125,6 +125,7 @@ pub(crate) unsafe fn free_abandoned(slab: *mut Slab, b: *mut Block, user: usize)
             crate::heap::slabs::double_free(user, slab);
         }
         if (*slab).push_local(b) {
+            (*slab).check_empty();
             // (A slab of an older generation is on no list: see above.)
             if (*slab).abandoned_in == lists.listed() {
                 lists.lists[(*slab).class as usize].remove(slab);

@@ -85,6 +85,8 @@ unsafe fn periodic_upkeep(heap: *mut Heap) {
     lifecycle::upkeep();
     // SAFETY: contract.
     unsafe {
+        // Whatever made it due, it runs now.
+        (*heap).local.upkeep_due = false;
         free::flush_outbox(heap);
         free::drain_remote(heap);
     }

@@ -94,6 +94,9 @@ pub(crate) fn check_thread_heap() -> usize {
                 if is_current != sl.current {
                     fail("check: current mark on the wrong slab", s);
                 }
+                if is_current && !(1..=crate::heap::types::CURRENT_TICKS).contains(&sl.used) {
+                    fail("check: current slab's count of frees out of range", s);
+                }
                 // malloc does not count on the current slab: recount it.
                 let used = if is_current { sl.exact_used() } else { sl.used };
                 let total = used as usize + count(sl.free) + count(sl.local_free) + uncarved;

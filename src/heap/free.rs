@@ -11,9 +11,11 @@
 //! may in principle have written such a word), and is a double free for
 //! any other thread, which cannot see them. A block freed again after a
 //! write wiped its mark is caught when it heads its slab's `free` list
-//! (where the fast path pushes) or `local_free`, and otherwise when
-//! malloc reaches it a second time: its word is 0 again (malloc cleared
-//! it), which `Slab::pop` decodes to a misaligned link.
+//! (where the fast path pushes) or `local_free`; otherwise when its
+//! slab's count of blocks in use reaches zero early (`Slab::check_empty`
+//! counts the lists before a slab goes back), or when malloc reaches it a
+//! second time: malloc cleared its word, and what the program wrote there
+//! since decodes to a misaligned link 15 times in 16 (`Slab::pop`).
 //!
 //! Invalid frees: a pointer the page map does not know goes
 //! to `api::foreign`; one inside a slab that is not a block start stops

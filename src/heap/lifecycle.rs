@@ -383,8 +383,10 @@ pub(crate) unsafe fn abandon(heap: *mut Heap) {
     }
 }
 
-/// Periodic upkeep, every 64 slow paths of a thread heap and every 256
-/// allocations from a per-CPU heap (never under a heap lock): purge idle
+/// Periodic upkeep, every 64 slow paths of a thread heap, every 256 frees
+/// into a thread heap's current slab of a class (`core::slab`'s
+/// `CURRENT_TICKS`) and every 256 allocations from a per-CPU heap (never
+/// under a heap lock): purge idle
 /// spans and cached large ranges, reclaim late heaps, give up heaps
 /// parked too long.
 pub(crate) fn upkeep() {

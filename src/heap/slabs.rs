@@ -199,6 +199,7 @@ pub(crate) unsafe fn slab_emptied(slab: *mut Slab, heap: *mut Heap) {
             }
             return;
         }
+        (*slab).check_empty();
         h.avail[class].remove(slab);
         h.uncache_slab(slab);
         release_slab(slab);

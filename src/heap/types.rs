@@ -266,9 +266,10 @@ impl HeapLocal {
     }
 
     /// Re-point `current[class]` (and its direct entries) at the first
-    /// slab of `avail[class]`, moving the bias from the old current slab
-    /// to the new. The old current slab must still be alive (on a list of
-    /// this heap).
+    /// slab of `avail[class]`, moving the `current` mark (and the count of
+    /// frees, see [`CURRENT_TICKS`]) from the old current slab to the new,
+    /// whose count of blocks in use is recomputed. The old current slab
+    /// must still be alive (on a list of this heap).
     pub(crate) fn set_current(&mut self, class: usize) {
         let new = if self.avail[class].first.is_null() {
             empty_slab_ptr()
@@ -315,8 +316,8 @@ impl HeapLocal {
         }
     }
 
-    /// Make every class's current slab the empty slab, unbiasing the old
-    /// ones.
+    /// Make every class's current slab the empty slab (the old ones get
+    /// their counts of blocks in use back).
     pub(crate) fn clear_current(&mut self) {
         let saved = core::mem::replace(&mut self.avail, [EMPTY_LIST; NUM_CLASSES]);
         for c in 0..NUM_CLASSES {
