@@ -94,14 +94,10 @@ pub(crate) unsafe fn free_cached(
 unsafe fn emptied(slab: *mut Slab, heap: *mut Heap, tick: impl FnOnce(*mut Heap)) {
     // SAFETY: contract.
     unsafe {
-        // The current slab's count of frees ran out (`slab_emptied` does
-        // the same, asked more questions first): the upkeep is due.
-        if (*slab).current && is_thread_heap(heap) {
-            (*slab).used = crate::heap::types::CURRENT_TICKS;
-            (*heap).local.upkeep_due = true;
-            return tick(heap);
-        }
         slabs::slab_emptied(slab, heap);
+        if (*heap).local.upkeep_due {
+            tick(heap);
+        }
     }
 }
 

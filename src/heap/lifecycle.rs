@@ -99,6 +99,11 @@ const PARK_MAX: usize = 8;
 /// upkeep, or by `malloc_trim`.
 const PARK_MS: u64 = 1000;
 
+/// `parked_n`, written under the pool lock whenever it changes: the
+/// upkeep (every few hundred frees of a malloc/free loop) looks here
+/// before it takes the lock (`LATE_COUNT` does the same for late heaps).
+static PARKED_N: AtomicUsize = AtomicUsize::new(0);
+
 /// A heap struct for a new thread: a parked heap (slabs and all: the
 /// second field says so) unless `bare`, else a pooled or fresh struct to
 /// initialise.
@@ -109,6 +114,7 @@ fn heap_pool_take(bare: bool) -> (*mut Heap, bool) {
         // SAFETY: parked heaps are valid heap structs nobody uses.
         p.parked = unsafe { (*h).local.pool_next };
         p.parked_n -= 1;
+        PARKED_N.store(p.parked_n, Ordering::Relaxed);
         return (h, true);
     }
     if !p.free.is_null() {
@@ -171,6 +177,7 @@ unsafe fn heap_park(h: *mut Heap) -> bool {
     }
     p.parked = h;
     p.parked_n += 1;
+    PARKED_N.store(p.parked_n, Ordering::Relaxed);
     true
 }
 
@@ -182,6 +189,9 @@ pub(crate) fn parked_heaps() -> usize {
 /// Give up the heaps parked for [`PARK_MS`] or more (all of them if
 /// `all`), oldest first. Cheap when none is parked.
 pub(crate) fn expire_parked(all: bool) {
+    if !all && PARKED_N.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     loop {
         let h = {
             let mut p = POOL.lock();
@@ -205,6 +215,7 @@ pub(crate) fn expire_parked(all: bool) {
                 h
             };
             p.parked_n -= 1;
+            PARKED_N.store(p.parked_n, Ordering::Relaxed);
             h
         };
         // SAFETY: unlinked from the parked list: nobody else uses it.
@@ -502,6 +513,7 @@ pub(crate) fn after_fork_child(parent_tid: i32) {
     if POOL.held_by_other_thread() {
         // SAFETY: the child's only thread; no guard exists.
         unsafe { POOL.reset_in_child(|_| Pool::EMPTY) };
+        PARKED_N.store(0, Ordering::Relaxed);
     }
     if LATE.held_by_other_thread() {
         // SAFETY: as above.

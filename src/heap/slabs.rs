@@ -16,7 +16,7 @@
 use crate::core::size_class::{GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
-use crate::heap::types::{is_thread_heap, Heap, HeapLocal, CURRENT_TICKS};
+use crate::heap::types::{Heap, HeapLocal, CURRENT_TICKS};
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -178,9 +178,10 @@ pub(crate) unsafe fn free_in(heap: *mut Heap, slab: *mut Slab, b: *mut Block, us
 
 /// A slab of ours reached `used == 0`: give it back. The current slab
 /// of a class reaches 0 after [`CURRENT_TICKS`] frees (malloc does not
-/// count on it): its count restarts instead, and a thread heap's upkeep
-/// is due (`upkeep_due`: the caller's `tick`, or the next
-/// `heap::alloc::upkeep_if_due`, runs it).
+/// count on it): its count restarts instead, and the heap's upkeep is due
+/// (`upkeep_due`: the caller's `tick`, or the next
+/// `heap::alloc::upkeep_if_due`, runs it; only thread heaps read the
+/// flag, a per-CPU heap runs its upkeep by its own count).
 ///
 /// # Safety
 /// The caller owns `heap`, which owns `slab`, on an `avail` list.
@@ -191,14 +192,12 @@ pub(crate) unsafe fn slab_emptied(slab: *mut Slab, heap: *mut Heap) {
     // full flag is cleared before the push).
     unsafe {
         let h = &mut (*heap).local;
-        let class = (*slab).class as usize;
-        if h.biased[class] == slab {
+        if (*slab).current {
             (*slab).used = CURRENT_TICKS;
-            if is_thread_heap(heap) {
-                h.upkeep_due = true;
-            }
+            h.upkeep_due = true;
             return;
         }
+        let class = (*slab).class as usize;
         (*slab).check_empty();
         h.avail[class].remove(slab);
         h.uncache_slab(slab);
