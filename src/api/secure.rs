@@ -203,7 +203,23 @@ unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8, zero: bool) 
     if b == 0 {
         return null_mut();
     }
-    let end = b + block_size(c);
+    // A small slab's header starts the block's granule (no page map
+    // lookup); a medium slab may span granules, and a medium block may be
+    // one of a bigger class (`heap::medium`'s borrowing): its own slab
+    // says how big it is.
+    let slab = if c < SHARED_FROM {
+        Some(Slab::of_small_block(b as *const _))
+    } else if let Some(Span::Slab(s)) = span_of(b) {
+        Some(s.cast_const())
+    } else {
+        None
+    };
+    let bs = match slab {
+        // SAFETY: a live slab header.
+        Some(s) if c >= SHARED_FROM => unsafe { (*s).block_size as usize },
+        _ => block_size(c),
+    };
+    let end = b + bs;
     // SAFETY: a block just handed to us, at least 32 bytes, 16-aligned.
     unsafe {
         if zero && !still_zero(b + 16, end) {
@@ -217,15 +233,6 @@ unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8, zero: bool) 
         align_up(b, align).unwrap_or(b)
     };
     debug_assert!(p + size + RECORD <= end);
-    // A small slab's header starts the block's granule (no page map
-    // lookup); a medium slab may span granules.
-    let slab = if c < SHARED_FROM {
-        Some(Slab::of_small_block(b as *const _))
-    } else if let Some(Span::Slab(s)) = span_of(b) {
-        Some(s.cast_const())
-    } else {
-        None
-    };
     if let Some(s) = slab {
         // SAFETY: the live header of the block's slab; the block is ours;
         // the record and pattern fit after `size` bytes at `p` (the class
