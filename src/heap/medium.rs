@@ -245,26 +245,21 @@ const BORROW_DEN: usize = 2;
 /// # Safety
 /// The caller holds the lock of the shard heap `h`; `class` is medium.
 unsafe fn borrow(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
-    let mut c = class + 1;
-    while c < NUM_CLASSES
-        && CLASS_SIZE[c] as usize * BORROW_DEN <= CLASS_SIZE[class] as usize * BORROW_NUM
-    {
-        if lends(c, class) {
-            // SAFETY: the heap's current slabs are live (or the empty
-            // slab); contract.
-            let b = unsafe { free_block_of(h.current[c]) };
-            if !b.is_null() {
-                return b;
-            }
+    for c in lenders(class) {
+        // SAFETY: the heap's current slabs are live (or the empty slab);
+        // contract.
+        let b = unsafe { free_block_of(h.current[c]) };
+        if !b.is_null() {
+            return b;
         }
-        c += 1;
     }
     null_mut()
 }
 
-/// May class `c` lend its free blocks to the smaller class `class`? When
-/// they are at most half as big again, and aligned at least as well.
-fn lends(c: usize, class: usize) -> bool {
+/// The classes that may lend their free blocks to `class`, smallest
+/// first: those at most half as big again, whose blocks are aligned at
+/// least as well.
+fn lenders(class: usize) -> impl Iterator<Item = usize> {
     // Block addresses are `span + SLAB_HEADER + i * size`, spans granule
     // aligned: a block is aligned to the lower of the two powers of two.
     let align = |c: usize| {
@@ -272,9 +267,10 @@ fn lends(c: usize, class: usize) -> bool {
             .trailing_zeros()
             .min(SLAB_HEADER.trailing_zeros())
     };
-    c > class
-        && CLASS_SIZE[c] as usize * BORROW_DEN <= CLASS_SIZE[class] as usize * BORROW_NUM
-        && align(c) >= align(class)
+    let limit = CLASS_SIZE[class] as usize * BORROW_NUM / BORROW_DEN;
+    (class + 1..NUM_CLASSES)
+        .take_while(move |&c| CLASS_SIZE[c] as usize <= limit)
+        .filter(move |&c| align(c) >= align(class))
 }
 
 /// Free block `b` of `slab`, owned by the shard heap at `h`, under the
@@ -345,6 +341,30 @@ pub(crate) unsafe fn free(
 /// `heap` is the calling thread's heap (a thread heap); `class` medium.
 #[inline]
 pub(crate) unsafe fn cache_pop(heap: *mut Heap, class: usize) -> *mut u8 {
+    // SAFETY: contract.
+    unsafe {
+        let b = cache_take(heap, class);
+        if !b.is_null() || (*heap).local.mcache_bytes == 0 {
+            return b;
+        }
+        // A cached block of a class that may lend to this one (see
+        // `borrow`): it is resident, and would wait here unused.
+        for c in lenders(class) {
+            let b = cache_take(heap, c);
+            if !b.is_null() {
+                return b;
+            }
+        }
+        null_mut()
+    }
+}
+
+/// A block of class `class` from the thread's medium cache, or null.
+///
+/// # Safety
+/// As [`cache_pop`].
+#[inline]
+unsafe fn cache_take(heap: *mut Heap, class: usize) -> *mut u8 {
     // SAFETY: contract: our own heap; cached blocks are ours.
     unsafe {
         let h = &mut (*heap).local;
@@ -521,6 +541,14 @@ mod tests {
                 "the free block of the neighbour class is lent"
             );
             assert!((*near_slab).block_size as usize >= 9000 + crate::core::canary::RECORD);
+            // The thread's medium cache lends the same way, before the lock.
+            assert!(cache_push(hp, near_slab, b.cast()));
+            assert_eq!(
+                cache_pop(hp, small),
+                b,
+                "a cached block of the neighbour is lent"
+            );
+            assert!(cache_pop(hp, small).is_null() && (*hp).local.mcache_bytes == 0);
             slabs::free_in(hp, near_slab, b.cast(), b as usize);
             slabs::release_empty(hp);
             assert!((*hp).local.avail.iter().all(|l| l.first.is_null()));
@@ -538,7 +566,7 @@ mod tests {
             let mut align = 16;
             while align <= SLAB_HEADER {
                 if size % align == 0 {
-                    for c in (0..NUM_CLASSES).filter(|&c| lends(c, class)) {
+                    for c in lenders(class) {
                         let n = CLASS_SIZE[c] as usize;
                         assert!(n > size && 2 * n <= 3 * size);
                         pairs += 1;
