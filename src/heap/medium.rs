@@ -10,10 +10,12 @@
 //! peaks into a per-CPU peak, as jemalloc's arenas and tcmalloc's per-CPU
 //! caches do.
 //!
-//! Before a class touches fresh pages it borrows a free block of a
-//! bigger class (up to half as big again) from that class's current slab
-//! ([`borrow`]): the classes share their high-water marks a little, as
-//! glibc's free chunks are shared by every size.
+//! A class takes fresh pages last ([`take`]): before it carves a block
+//! or takes a new slab it uses the free blocks of all its slabs, then
+//! borrows a free block of a bigger class (up to half as big again) from
+//! that class's current slab ([`borrow`]): the classes share their
+//! high-water marks a little, as glibc's free chunks are shared by every
+//! size.
 //!
 //! Invariants:
 //! - a shard's heap is touched only under its lock; it is never parked,
@@ -28,7 +30,7 @@
 //!
 //! Uses: `core::canary`, `core::config`, `core::lookup`, `core::pagemap`,
 //! `core::size_class`, `core::slab`, `heap::slabs`, `heap::tls`,
-//! `heap::types`, `os::errno`, `os::process`, `util::lock`.
+//! `heap::types`, `os`, `os::errno`, `os::process`, `util::lock`.
 
 use crate::core::pagemap::PAGEMAP;
 use crate::core::size_class::{CLASS_SIZE, NUM_CLASSES, SHARED_FROM, SLAB_HEADER};
@@ -178,21 +180,7 @@ pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
             st.made = true;
             MADE.fetch_add(1, Ordering::Relaxed);
         }
-        let h = &mut (*heap).local;
-        let b = free_block_of(h.current[class]);
-        if !b.is_null() {
-            b
-        } else {
-            let b = borrow(h, class);
-            if !b.is_null() {
-                b
-            } else {
-                match slabs::pop_from_avail(h, class) {
-                    Some(b) => b,
-                    None => slabs::pop_from_new_slab(h, class),
-                }
-            }
-        }
+        take(&mut (*heap).local, class)
     };
     st.allocs += 1;
     let upkeep = st.allocs >= UPKEEP_EVERY;
@@ -200,6 +188,64 @@ pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
         st.allocs = 0;
     }
     (p, upkeep)
+}
+
+/// A block of medium class `class` from the shard heap `h`, fresh pages
+/// last: a free block of the class's current slab, else of another of
+/// its slabs (which becomes the current one), else a bigger class's free
+/// block ([`borrow`]), and only then a block carved from the class's
+/// slabs or a new slab. Null (errno `ENOMEM`) when out of memory.
+///
+/// # Safety
+/// The caller holds the lock of the shard heap `h`; `class` is medium.
+unsafe fn take(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
+    // SAFETY: contract: the heap's slabs are ours under the lock.
+    unsafe {
+        let b = free_block_of(h.current[class]);
+        if !b.is_null() {
+            return b;
+        }
+        let b = own_free_block(h, class);
+        if !b.is_null() {
+            return b;
+        }
+        let b = borrow(h, class);
+        if !b.is_null() {
+            return b;
+        }
+        match slabs::pop_from_avail(h, class) {
+            Some(b) => b,
+            None => slabs::pop_from_new_slab(h, class),
+        }
+    }
+}
+
+/// A free block of a slab of `class` other than its current one, which
+/// then becomes the current one; null when none holds a free block.
+/// Carves nothing (`slabs::pop_from_avail` carves the current slab's
+/// untouched blocks first).
+///
+/// # Safety
+/// As [`take`].
+unsafe fn own_free_block(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
+    let first = h.avail[class].first;
+    if first.is_null() {
+        return null_mut();
+    }
+    // SAFETY: contract: slabs on the heap's lists are live, ours.
+    unsafe {
+        let mut s = (*first).next;
+        while !s.is_null() {
+            if (*s).free != (*s).terminator() || (*s).local_free != (*s).terminator() {
+                h.avail[class].remove(s);
+                h.avail[class].push_front(s);
+                h.set_current(class);
+                return free_block_of(s);
+            }
+            s = (*s).next;
+        }
+    }
+    null_mut()
 }
 
 /// A block `slab` holds free (on either of its lists: the blocks freed
@@ -231,12 +277,13 @@ const BORROW_DEN: usize = 2;
 /// the shard's current slab of that class holds; null when none does.
 ///
 /// Why: each medium class keeps the pages of its own high-water mark, and
-/// medium blocks are pages long, so a program whose requests wander over
-/// many medium sizes (per-request buffers of 8-64 KiB) held the sum of
-/// sixteen high-water marks where glibc, which splits and merges free
-/// chunks, holds about the largest one. A free block of a neighbour class
-/// is resident already: handing it out costs a few of its bytes, never a
-/// page (arena-malloc's peak RSS went from 3.9 to 3.1 MiB, glibc's 2.1).
+/// the bigger medium blocks are pages long, so a program whose requests
+/// wander over many medium sizes (per-request buffers of 8-32 KiB) held
+/// the sum of sixteen high-water marks where glibc, which splits and
+/// merges free chunks, holds about the largest one. A free block of a
+/// neighbour class is resident already: handing it out costs some of its
+/// bytes, never a page (arena-malloc's peak RSS went from 3.73-3.83 to
+/// 3.03-3.18 MiB, glibc's 2.0-2.1).
 /// The block stays a block of its own slab and class (its statistics, its
 /// usable size record say so). A class's blocks are aligned to at least
 /// what an aligned request of that class needs (`heap::alloc::
@@ -499,8 +546,8 @@ mod tests {
         heap
     }
 
-    /// A block of `class` in `h`, from a slab of its own (the class's
-    /// current slab), and that slab.
+    /// A block of `class` in `h`, from a new slab of its own (which
+    /// becomes the class's current slab), and that slab.
     fn block_of(h: &mut HeapLocal, class: usize) -> (*mut u8, *mut Slab) {
         // SAFETY: the test's own heap.
         let b = unsafe { slabs::pop_from_new_slab(h, class) };
@@ -508,8 +555,13 @@ mod tests {
         (b, h.current[class])
     }
 
+    /// The slab holding block `b` of the test heap.
+    fn slab_of(b: *mut u8) -> *mut Slab {
+        crate::core::pagemap::PAGEMAP.lookup(b as usize).cast()
+    }
+
     #[test]
-    fn a_class_without_free_blocks_takes_a_free_block_of_a_bigger_class() {
+    fn a_class_takes_fresh_pages_last() {
         let mut heap = test_heap();
         let hp: *mut Heap = &mut *heap;
         let small = class_of(9000 + crate::core::canary::RECORD);
@@ -519,37 +571,68 @@ mod tests {
                 CLASS_SIZE[c] as usize * BORROW_DEN > CLASS_SIZE[small] as usize * BORROW_NUM
             })
             .unwrap();
+        // Blocks of these classes are over a page long: every carve makes
+        // one block, so "nothing free" and "carved" are exact here.
+        assert!(CLASS_SIZE[small] as usize > crate::os::PAGE);
         // SAFETY: the test's own heap, used by this thread alone; the
-        // blocks are live blocks of its slabs.
+        // blocks are live blocks of its slabs, each freed once.
         unsafe {
-            let h = &mut (*hp).local;
-            let (f, far_slab) = block_of(h, far);
-            slabs::free_in(hp, far_slab, f.cast(), f as usize);
+            let free = move |b: *mut u8| slabs::free_in(hp, slab_of(b), b.cast(), b as usize);
+            // Slab A of `small` with blocks a1, a2; then slab B, current.
+            let (a1, slab_a) = block_of(&mut (*hp).local, small);
+            let a2 = slabs::pop_from_avail(&mut (*hp).local, small).unwrap();
+            assert_eq!(slab_of(a2), slab_a);
+            let (b1, slab_b) = block_of(&mut (*hp).local, small);
+            assert_ne!(slab_a, slab_b);
+            // A lender too big, and one near with a free block.
+            let (f, _) = block_of(&mut (*hp).local, far);
+            free(f);
             assert!(
                 borrow(&mut (*hp).local, small).is_null(),
                 "a block more than half as big again is not lent"
             );
-            let (b, near_slab) = block_of(&mut (*hp).local, near);
-            assert!(
-                borrow(&mut (*hp).local, small).is_null(),
-                "nothing free in the neighbour: nothing is carved for the loan"
-            );
-            slabs::free_in(hp, near_slab, b.cast(), b as usize);
+            let (n1, slab_n) = block_of(&mut (*hp).local, near);
+            let n2 = slabs::pop_from_avail(&mut (*hp).local, near).unwrap();
+            free(n1);
+            free(a1);
+            // B has nothing free: A's free block comes before the loan,
+            // and A becomes the current slab.
             assert_eq!(
-                borrow(&mut (*hp).local, small),
-                b,
-                "the free block of the neighbour class is lent"
+                take(&mut (*hp).local, small),
+                a1,
+                "the class's own free block first"
             );
-            assert!((*near_slab).block_size as usize >= 9000 + crate::core::canary::RECORD);
-            // The thread's medium cache lends the same way, before the lock.
-            assert!(cache_push(hp, near_slab, b.cast()));
+            assert_eq!((*hp).local.current[small], slab_a);
+            // Nothing of the class is free now: the neighbour lends.
+            assert_eq!(take(&mut (*hp).local, small), n1, "then the neighbour's");
+            assert_eq!(slab_of(n1), slab_n);
+            // Nothing free anywhere: a block is carved for the class.
+            let c = take(&mut (*hp).local, small);
+            assert!(!c.is_null() && ![a1, a2, b1, n1, n2].contains(&c));
+            assert_eq!(
+                (*slab_of(c)).class as usize,
+                small,
+                "carved in the class's own slab"
+            );
+            // With the class's current slab holding a free block and the
+            // neighbour one too, the class's own comes first.
+            free(n1);
+            free(a1);
+            assert_eq!(take(&mut (*hp).local, small), a1);
+            // The thread's medium cache: the class's own block first, then
+            // a neighbour's.
+            assert!(cache_push(hp, slab_of(n2), n2.cast()));
+            assert!(cache_push(hp, slab_of(a1), a1.cast()));
+            assert_eq!(cache_pop(hp, small), a1);
             assert_eq!(
                 cache_pop(hp, small),
-                b,
+                n2,
                 "a cached block of the neighbour is lent"
             );
             assert!(cache_pop(hp, small).is_null() && (*hp).local.mcache_bytes == 0);
-            slabs::free_in(hp, near_slab, b.cast(), b as usize);
+            for b in [a1, a2, b1, c, n2] {
+                free(b);
+            }
             slabs::release_empty(hp);
             assert!((*hp).local.avail.iter().all(|l| l.first.is_null()));
         }
