@@ -529,6 +529,16 @@ impl Slab {
     /// # Safety
     /// Owner thread only.
     pub(crate) unsafe fn refill(&mut self) -> bool {
+        // SAFETY: forwarded contract.
+        self.refill_freed() || unsafe { self.carve() }
+    }
+
+    /// Refill `free` from the blocks freed into this slab only (`free`
+    /// itself, else `local_free`), touching no fresh page. Returns false
+    /// when no freed block waits here.
+    ///
+    /// Owner thread only (the lists are the owner's).
+    pub(crate) fn refill_freed(&mut self) -> bool {
         if self.free != self.terminator() {
             return true;
         }
@@ -537,8 +547,7 @@ impl Slab {
             self.local_free = self.terminator();
             return true;
         }
-        // SAFETY: forwarded contract.
-        unsafe { self.carve() }
+        false
     }
 
     /// Carve the never-used blocks that end in the page where the bump

@@ -236,11 +236,11 @@ unsafe fn own_free_block(h: &mut crate::heap::types::HeapLocal, class: usize) ->
     unsafe {
         let mut s = (*first).next;
         while !s.is_null() {
-            if (*s).free != (*s).terminator() || (*s).local_free != (*s).terminator() {
+            if (*s).refill_freed() {
                 h.avail[class].remove(s);
                 h.avail[class].push_front(s);
                 h.set_current(class);
-                return free_block_of(s);
+                return (*s).pop().cast();
             }
             s = (*s).next;
         }
@@ -248,22 +248,22 @@ unsafe fn own_free_block(h: &mut crate::heap::types::HeapLocal, class: usize) ->
     null_mut()
 }
 
-/// A block `slab` holds free (on either of its lists: the blocks freed
+/// A block freed into `slab` (on either of its lists: the blocks freed
 /// here since the last refill count, or a LIFO loop on a class with few
 /// blocks per page, every medium class, would take the slow path on every
 /// call), or null. Carves nothing.
 ///
 /// # Safety
-/// `slab` is a current slab of a shard heap whose lock the caller holds.
+/// `slab` is a current slab of a shard heap whose lock the caller holds
+/// (or the empty slab).
 #[inline(always)]
 unsafe fn free_block_of(slab: *mut Slab) -> *mut u8 {
     // SAFETY: contract: the owner's fields, under the shard's lock.
     unsafe {
-        let b = (*slab).pop();
-        if !b.is_null() {
-            return b.cast();
+        if !(*slab).refill_freed() {
+            return null_mut();
         }
-        slabs::pop_local_free(slab)
+        (*slab).pop().cast()
     }
 }
 
@@ -283,7 +283,7 @@ const BORROW_DEN: usize = 2;
 /// merges free chunks, holds about the largest one. A free block of a
 /// neighbour class is resident already: handing it out costs some of its
 /// bytes, never a page (arena-malloc's peak RSS went from 3.73-3.83 to
-/// 3.03-3.18 MiB, glibc's 2.0-2.1).
+/// 3.10-3.20 MiB, glibc's 2.0-2.1).
 /// The block stays a block of its own slab and class (its statistics, its
 /// usable size record say so). A class's blocks are aligned to at least
 /// what an aligned request of that class needs (`heap::alloc::
