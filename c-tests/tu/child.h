@@ -115,7 +115,13 @@ static void TU_UNUSED tu_case_child_main(void *arg)
     tu_case_why[0] = 0;
     tu_case_skip[0] = 0;
     b->body();
-    static const char fail_tag[] = "\nTU-FAIL: ", skip_tag[] = "\nTU-SKIP: ";
+    static const char fail_tag[] = "\nTU-FAIL: ", skip_tag[] = "\nTU-SKIP: ",
+                      note_tag[] = "\nTU-NOTE: ";
+    if (tu_case_note[0]) {
+        tu_write_all(2, note_tag, sizeof note_tag - 1);
+        tu_write_all(2, tu_case_note, strlen(tu_case_note));
+        tu_write_all(2, "\n", 1);
+    }
     if (tu_case_failed) {
         tu_write_all(2, fail_tag, sizeof fail_tag - 1);
         tu_write_all(2, tu_case_why, strlen(tu_case_why));
@@ -177,6 +183,8 @@ static void TU_UNUSED tu_case_in_child(void (*body)(void), unsigned timeout_s)
     } else if (tu_tagged_line(r.err, "\nTU-SKIP: ", line, sizeof line)) {
         SKIP("%.250s", line);
     }
+    if (!tu_case_failed && tu_tagged_line(r.err, "\nTU-NOTE: ", line, sizeof line))
+        tu_note("%s", line);
 }
 
 #endif /* MMPOOL_TU_CHILD_H */
