@@ -62,21 +62,40 @@ impl Quarantine {
             out.n += 1;
             self.bytes -= self.size[i] as usize;
             self.addr[i] = 0;
+            self.size[i] = 0;
         }
     }
 
-    /// Quarantine block `[b, b + size)`; the blocks that leave for it are
-    /// in `out`. `seed` starts the random sequence (a secret, the first
-    /// time).
-    pub(crate) fn put(&mut self, b: usize, size: usize, seed: usize, out: &mut Leaving) {
+    /// Quarantine block `[b, b + size)`: it takes a random slot, and the
+    /// block that held the slot, if any, leaves (returned). `seed` starts
+    /// the random sequence (a secret, the first time). While the bytes
+    /// held are over [`BYTES`], [`Quarantine::over`] is true and the
+    /// caller takes more out with [`Quarantine::shed`].
+    #[inline]
+    pub(crate) fn put(&mut self, b: usize, size: usize, seed: usize) -> Option<(usize, usize)> {
         let i = self.random(seed);
-        self.take(i, out);
+        let old = (self.addr[i], self.size[i] as usize);
         self.addr[i] = b;
         self.size[i] = size as u32;
-        self.bytes += size;
-        while self.bytes > BYTES && out.n < out.blocks.len() {
+        self.bytes = self.bytes + size - old.1;
+        (old.0 != 0).then_some(old)
+    }
+
+    /// Does the quarantine hold more than [`BYTES`]?
+    #[inline]
+    pub(crate) fn over(&self) -> bool {
+        self.bytes > BYTES
+    }
+
+    /// Take up to [`Leaving::blocks`]`.len()` random blocks out while the
+    /// bytes are over the bound (never the slot of `keep`, the block just
+    /// put).
+    pub(crate) fn shed(&mut self, keep: usize, seed: usize, out: &mut Leaving) {
+        let mut tries = 0;
+        while self.bytes > BYTES && out.n < out.blocks.len() && tries < 4 * SLOTS {
+            tries += 1;
             let j = self.random(seed);
-            if j != i {
+            if self.addr[j] != keep {
                 self.take(j, out);
             }
         }
@@ -143,9 +162,7 @@ mod tests {
         let mut left = 0;
         let mut out = Leaving::new();
         for b in 1..=1000usize {
-            out.n = 0;
-            q.put(b * 64, 32, 12345, &mut out);
-            left += out.n;
+            left += usize::from(q.put(b * 64, 32, 12345).is_some());
         }
         let held = q.addr.iter().filter(|&&a| a != 0).count();
         assert_eq!(left + held, 1000, "every block is held or left once");
@@ -155,9 +172,7 @@ mod tests {
         let mut order = [0usize; 8];
         let mut k = 0;
         for b in 1..=200usize {
-            out.n = 0;
-            q.put(b * 64, 32, 99, &mut out);
-            for &(a, _) in &out.blocks[..out.n] {
+            if let Some((a, _)) = q.put(b * 64, 32, 99) {
                 if k < order.len() {
                     order[k] = a / 64;
                     k += 1;
@@ -169,7 +184,8 @@ mod tests {
         let mut q = Quarantine::EMPTY;
         for b in 1..=100usize {
             out.n = 0;
-            q.put(b << 20, 32 << 10, 7, &mut out);
+            q.put(b << 20, 32 << 10, 7);
+            q.shed(b << 20, 7, &mut out);
             assert!(q.bytes <= BYTES, "{} bytes held", q.bytes);
         }
         let mut all = 0;

@@ -109,13 +109,28 @@ pub(crate) unsafe fn quarantine(heap: *mut Heap, b: usize, size: usize) {
                 written_after_free(s, n);
             }
         }
-        let mut out = Leaving::new();
-        q.put(
-            b,
-            size,
-            heap as usize ^ crate::core::config::free_key(),
-            &mut out,
-        );
+        let seed = heap as usize ^ crate::core::config::free_key();
+        if let Some((l, n)) = q.put(b, size, seed) {
+            leave(heap, l, n);
+        }
+        if (*heap).local.quarantine.over() {
+            shed(heap, b, seed);
+        }
+    }
+}
+
+/// The quarantine of `heap` holds more than its bound in bytes: release
+/// random blocks (never `keep`, the one just put) until it does not.
+///
+/// # Safety
+/// As [`quarantine`].
+#[cold]
+#[inline(never)]
+unsafe fn shed(heap: *mut Heap, keep: usize, seed: usize) {
+    let mut out = Leaving::new();
+    // SAFETY: contract: the calling thread's heap.
+    unsafe {
+        (*heap).local.quarantine.shed(keep, seed, &mut out);
         for &(l, n) in &out.blocks[..out.n] {
             leave(heap, l, n);
         }
