@@ -1,7 +1,8 @@
 /* c-tests/arena/bad_arena.c -- arenas that are not arenas: NULL, stack,
  * static and malloc memory, an arena's own allocations, a pointer to the
- * last bytes of a pool block (the check must not read past it), a
- * destroyed arena's handle.  Every call must answer (NULL + EINVAL, -1,
+ * last bytes of a pool block (the check must not read past it), pointers
+ * into every page around live pool blocks (the secure build's guard
+ * pages among them), a destroyed arena's handle.  Every call must answer (NULL + EINVAL, -1,
  * zero statistics) or ignore them, never trust them. */
 #include "arena.h"
 
@@ -213,6 +214,53 @@ static void test_invalid_arena_block_end(void)
           r.signaled ? "crashed with signal" : "exited", r.signaled ? r.sig : r.exit_code);
 }
 
+/* Pointers into every page of the pool's memory around live blocks (a
+ * small block's 64 KiB span, a medium one's, a large block's mapping and
+ * the granule before it): the secure build keeps guard pages there
+ * (after a slab's header page, at a slab's end, around a large block),
+ * and the arena check must not read them. In a child: a crash is a
+ * failure. */
+static void pool_pages_child(void *arg)
+{
+    (void)arg;
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t granule = 64 * 1024;
+    static const size_t sizes[] = {64, 2000, 20000, 300000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char *p = malloc(sizes[i]);
+        if (!p)
+            _exit(3);
+        uintptr_t base = ((uintptr_t)p & ~(granule - 1)) - (sizes[i] > 100000 ? granule : 0);
+        uintptr_t end = ((uintptr_t)p + sizes[i] + 2 * granule) & ~(granule - 1);
+        for (uintptr_t pg = base; pg < end; pg += ps) {
+            if (!mmpool_owns((void *)pg) && !mmpool_owns((void *)(pg + 16)))
+                continue; /* not the pool's: the other tests cover that */
+            for (uintptr_t off = 0; off < ps; off += ps / 4) {
+                mmpool_arena_t *bad = (mmpool_arena_t *)(pg + off + 16);
+                errno = 0;
+                void *r = mmpool_arena_alloc(bad, 16);
+                if (r != NULL || errno != EINVAL)
+                    _exit(4);
+                mmpool_arena_stats_t s;
+                mmpool_arena_stats(bad, &s);
+                mmpool_arena_reset(bad);
+            }
+        }
+        free(p);
+    }
+    _exit(0);
+}
+
+static void test_invalid_arena_any_pool_page(void)
+{
+    tu_child_result r;
+    REQUIRE(tu_run_child(pool_pages_child, NULL, 60, &r), "fork");
+    CHECK(r.exited && r.exit_code == 0,
+          "mmpool_arena_alloc(a pointer into the pool's pages around a live block) %s %d "
+          "(the arena check read a guard page, or accepted a non-arena)",
+          r.signaled ? "crashed with signal" : "exited", r.signaled ? r.sig : r.exit_code);
+}
+
 static void test_destroyed_arena_handle(void)
 {
     mmpool_arena_t *a = mmpool_arena_create(0);
@@ -246,6 +294,7 @@ int main(int argc, char **argv)
     RUN(invalid_arena_malloc_block);
     RUN(invalid_arena_allocation);
     RUN(invalid_arena_block_end);
+    RUN(invalid_arena_any_pool_page);
     RUN(destroyed_arena_handle);
     return tu_finish();
 }

@@ -11,7 +11,7 @@
 
 use crate::core::large::LargeBlock;
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE, TAG_LARGE, TAG_SLAB};
-use crate::core::size_class::{GRANULE, SHARED_FROM};
+use crate::core::size_class::SHARED_FROM;
 use crate::core::slab::Slab;
 
 /// A span of ours, by what its header's tag says it is.
@@ -99,19 +99,6 @@ impl Span {
                 None => None,
             },
             Span::Freed | Span::Corrupt => None,
-        }
-    }
-
-    /// The end of the span (all of its bytes are mapped); `None` for
-    /// spans that are not live.
-    pub(crate) fn end(self) -> Option<usize> {
-        // SAFETY: as in `block_bounds`.
-        unsafe {
-            match self {
-                Span::Slab(s) => Some(s as usize + (*s).head.granules as usize * GRANULE),
-                Span::Large(lb) => Some(lb as usize + (*lb).map_size),
-                Span::Freed | Span::Corrupt => None,
-            }
         }
     }
 }

@@ -230,25 +230,39 @@ pub(crate) unsafe fn create_child(parent: *mut ArenaCore, block_size: usize) -> 
     c
 }
 
-/// Is `a` a live arena? Its core must lie inside a span of the pool
-/// (never read outside one), carry the magic, and point to itself (a copy
-/// of a core elsewhere does not). NULL, garbage, destroyed arenas and
-/// pointers into other blocks are answered, not crashed on. Cheap: one
-/// page-map lookup, no division (it runs on every arena call).
+/// Is `a` a live arena? `create` puts its core [`BLOCK_HDR`] bytes into a
+/// pool block, so `a` must lie there in a block that holds a whole core
+/// (a carved slab block, or a large block whose requested bytes do), and
+/// the core must carry the magic
+/// and point to itself (a copy of a core elsewhere does not). Nothing
+/// else is read: NULL, garbage, destroyed arenas, pointers into other
+/// blocks and the secure build's guard pages (between a slab's header
+/// and its blocks, at its end, around large blocks) are answered, not
+/// crashed on. Cheap: one page-map lookup, no division (it runs on every
+/// arena call).
 pub(crate) fn is_arena(a: usize) -> bool {
+    use crate::core::lookup::Span;
     if a % ARENA_ALIGN != 0 {
         return false;
     }
-    match crate::core::lookup::span_of(a).and_then(|s| s.end()) {
-        Some(end) if a.checked_add(CORE_SIZE).is_some_and(|e| e <= end) => {
-            // SAFETY: the core's bytes lie inside a mapped span of ours.
-            unsafe {
-                let core = a as *const ArenaCore;
-                (*core).magic == ARENA_MAGIC && (*core).self_ptr == a
-            }
-        }
+    let whole = match crate::core::lookup::span_of(a) {
+        Some(s @ Span::Slab(_)) => s
+            .block_bounds(a)
+            .is_some_and(|(start, end)| start + BLOCK_HDR == a && a + CORE_SIZE <= end),
+        // SAFETY: a live large header (`span_of`).
+        Some(Span::Large(lb)) => unsafe {
+            (*lb).user + BLOCK_HDR == a && (*lb).requested >= BLOCK_HDR + CORE_SIZE
+        },
         _ => false,
-    }
+    };
+    // SAFETY: the core's bytes lie inside a carved block of ours (slab
+    // blocks and a large block's requested bytes are mapped and
+    // accessible in both builds).
+    whole
+        && unsafe {
+            let core = a as *const ArenaCore;
+            (*core).magic == ARENA_MAGIC && (*core).self_ptr == a
+        }
 }
 
 /// Allocate `size` bytes aligned to `align` (a power of two). Null when
