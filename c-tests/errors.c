@@ -163,18 +163,28 @@ static void lower(char *s)
         *s = (char)tolower((unsigned char)*s);
 }
 
-/* Runs one double free in a child; checks abnormal exit + message. */
-static void double_free_case(int how, size_t size, bool check_addr)
+/* A word shared with forked children (they store a block's address
+ * there); NULL (and a failure recorded) when it cannot be mapped. */
+static volatile uintptr_t *shared_word(void)
 {
     static volatile uintptr_t *shared;
     if (!shared) {
         void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED) {
             FAILF("mmap");
-            return;
+            return NULL;
         }
         shared = m;
     }
+    return shared;
+}
+
+/* Runs one double free in a child; checks abnormal exit + message. */
+static void double_free_case(int how, size_t size, bool check_addr)
+{
+    volatile uintptr_t *shared = shared_word();
+    if (!shared)
+        return;
     *shared = 0;
     df_arg d = {how, size, shared};
     tu_child_result r;
@@ -665,6 +675,94 @@ static void test_free_sized_right_sizes_pass(void)
           "stderr: \"%.300s\"", r.signaled ? r.sig : r.exit_code, r.err);
 }
 
+/* An underflow out of the first block of a slab: the bytes before it are
+ * the slab's header. The child allocates blocks of one size until it
+ * holds one that starts a slab (64 KiB span + the header: 128 bytes in
+ * the default build, a header page and a guard page in the secure one),
+ * writes 8 bytes before it, then keeps allocating that size until the
+ * slab is full and leaves its list. The default build must stop there
+ * (the header's canary) naming the block; the secure build faults at
+ * once on the guard page. Without the check the write lands in the
+ * header unseen (a longer one reaches its list links). */
+typedef struct {
+    size_t size;
+    volatile uintptr_t *addr;
+} uf_arg;
+
+static void underflow_child(void *a)
+{
+    uf_arg *u = a;
+    mmpool_stats_t st;
+    mmpool_stats_get(&st);
+    uintptr_t header = st.secure ? 8192 : 128;
+    enum { MAX = 20000 };
+    static void *volatile sink; /* the blocks stay allocated: the slab fills */
+    char *first = NULL;
+    int n = 0;
+    while (n < MAX && !first) {
+        char *p = malloc(u->size);
+        if (!p)
+            _exit(77);
+        sink = p;
+        n++;
+        if (((uintptr_t)p & 0xffff) == header)
+            first = p;
+    }
+    if (!first)
+        _exit(78); /* no block at a slab's start: the layout changed */
+    *u->addr = (uintptr_t)first;
+    /* (through the shared word: the compiler does not see the write
+     * leave the block) */
+    volatile char *victim = (volatile char *)*u->addr;
+    for (int i = 1; i <= 8; i++)
+        victim[-i] = 0x41;
+    while (n < MAX) {
+        void *p = malloc(u->size);
+        if (!p)
+            _exit(77);
+        sink = p;
+        n++;
+    }
+    _exit(sink ? 0 : 79);
+}
+
+static void test_underflow_into_slab_header_stops(void)
+{
+    static const size_t sizes[] = {48, 880, 3000, 9000};
+    volatile uintptr_t *shared = shared_word();
+    if (!shared)
+        return;
+    mmpool_stats_t st;
+    mmpool_stats_get(&st);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && !tu_case_failed; i++) {
+        *shared = 0;
+        uf_arg u = {sizes[i], shared};
+        tu_child_result r;
+        REQUIRE(tu_run_child(underflow_child, &u, 30, &r), "fork");
+        CHECK(!(r.exited && r.exit_code == 78), "malloc(%zu): no block at a slab's start",
+              sizes[i]);
+        if (r.exited && r.exit_code == 78)
+            continue;
+        if (st.secure) {
+            CHECK(r.signaled && r.sig == SIGSEGV,
+                  "secure build, malloc(%zu): a write before a slab's first block %s %d, "
+                  "want SIGSEGV (its guard page)", sizes[i], r.signaled ? "signal" : "exit",
+                  r.signaled ? r.sig : r.exit_code);
+            continue;
+        }
+        char addr[32];
+        snprintf(addr, sizeof addr, "%" PRIxPTR, *shared);
+        char err[sizeof r.err];
+        memcpy(err, r.err, sizeof err);
+        lower(err);
+        CHECK(r.signaled && r.sig == SIGABRT && strncmp(r.err, "mmpool:", 7) == 0 &&
+                  strstr(r.err, "underflow") && strstr(err, addr),
+              "malloc(%zu): an underflow into the slab header before block 0x%s: %s %d, "
+              "stderr \"%.200s\"", sizes[i], addr, r.signaled ? "signal" : "exit",
+              r.signaled ? r.sig : r.exit_code, r.err);
+    }
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -681,6 +779,7 @@ int main(int argc, char **argv)
     RUN(double_free_other_entry_points_abort);
     RUN(double_free_message_names_block);
     RUN(free_4gib_away_is_no_block);
+    RUN(underflow_into_slab_header_stops);
     RUN(free_sized_mismatch_aborts);
     RUN(free_sized_right_sizes_pass);
     RUN(parent_still_fine);

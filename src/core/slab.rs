@@ -132,16 +132,30 @@ pub(crate) struct Slab {
     /// On an abandoned list of generation `abandoned_in - 1`; 0 when on
     /// none (see `heap::abandoned`).
     pub(crate) abandoned_in: u32,
+    /// A keyed word of the slab's address ([`Slab::canary_of`]), the
+    /// header's last bytes: in the default build the first block follows
+    /// it, so an underflow out of that block overwrites it before it
+    /// reaches `next`, `prev`, `end` or `bump`. Checked before every list
+    /// operation on the slab and every carve ([`Slab::check_canary`]): a
+    /// corrupted header stops the program instead of steering a list
+    /// write anywhere.
+    pub(crate) canary: u32,
 }
 
 const _: () = assert!(core::mem::offset_of!(Slab, local_free) == 64);
 const _: () = assert!(core::mem::size_of::<Slab>() <= SLAB_HEADER);
+// The canary ends the header: the first block starts right after it.
+const _: () =
+    assert!(core::mem::offset_of!(Slab, canary) + 4 == SLAB_HEADER || cfg!(feature = "secure"));
 
 // SAFETY: `next` and `prev` are distinct fields of the slab header.
 unsafe impl crate::util::list::Linked for Slab {
     unsafe fn links(this: *mut Self) -> (*mut *mut Self, *mut *mut Self) {
         // SAFETY: `this` is a live slab header (contract).
-        unsafe { (&raw mut (*this).next, &raw mut (*this).prev) }
+        unsafe {
+            (*this).check_canary();
+            (&raw mut (*this).next, &raw mut (*this).prev)
+        }
     }
 }
 
@@ -191,6 +205,18 @@ fn corrupted(b: *mut Block, bs: u32) -> ! {
         "malloc(): corrupted free list (a write after free?) at",
         b,
         bs,
+    )
+}
+
+/// A slab header's canary was overwritten: name the slab's first block,
+/// whose underflow is the likely cause.
+#[cold]
+#[inline(never)]
+fn canary_hit(first: usize, bs: u32) -> ! {
+    crate::util::diag::fatal_block(
+        "heap underflow: the slab header before this block was overwritten at",
+        first,
+        bs as usize,
     )
 }
 
@@ -245,9 +271,29 @@ impl Slab {
                 next: null_mut(),
                 prev: null_mut(),
                 abandoned_in: 0,
+                canary: Slab::canary_of(s as usize, key),
             });
         }
         s
+    }
+
+    /// The canary of a slab header at `s` whose check key is `key`.
+    fn canary_of(s: usize, key: usize) -> u32 {
+        let x = (s ^ key.rotate_left(23)) as u64;
+        (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as u32
+    }
+
+    /// Stop the program when the header's canary was overwritten (a heap
+    /// underflow out of the slab's first block, or a wild write).
+    #[inline]
+    pub(crate) fn check_canary(&self) {
+        let s = self as *const Slab as usize;
+        // (Read as it is: another thread may check the same slab.)
+        // SAFETY: a live slab header.
+        let c = unsafe { core::ptr::read_volatile(&raw const self.canary) };
+        if c != Slab::canary_of(s, self.check_key) {
+            canary_hit(s + SLAB_HEADER, self.block_size);
+        }
     }
 
     /// The end of the slab's lists: its own address.
@@ -555,6 +601,7 @@ impl Slab {
     /// beyond the one it must (blocks start 128 bytes into the span, so a
     /// page's worth of blocks would spill into the next page).
     unsafe fn carve(&mut self) -> bool {
+        self.check_canary();
         let bs = self.block_size as usize;
         let start = self.bump();
         if start + bs > self.end {

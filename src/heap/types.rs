@@ -204,6 +204,7 @@ pub(crate) static EMPTY_SLAB: StaticCell<EmptySlab> = StaticCell(EmptySlab {
         next: null_mut(),
         prev: null_mut(),
         abandoned_in: 0,
+        canary: 0,
     },
     pad: [0; crate::core::size_class::SLAB_HEADER - core::mem::size_of::<Slab>()],
 });
