@@ -94,7 +94,15 @@ struct Range {
 
 struct Cache {
     ranges: [Range; CACHE_RANGES],
+    /// Each range's start and end, side by side for [`Cache::adjacent`]
+    /// (kept in step with `ranges` by [`Cache::sync`]).
+    starts: [usize; CACHE_RANGES],
+    ends: [usize; CACHE_RANGES],
     len: usize,
+    /// At most the `freed_ms` of every range (`u64::MAX` when none was
+    /// put since the last scan found none): [`Cache::expire`] skips its
+    /// scan while no range can be past the delay.
+    oldest_ms: u64,
     bytes: usize,
     /// Bytes of the ranges that are realloc tails.
     tail_bytes: usize,
@@ -296,15 +304,43 @@ impl Cache {
         held_n: 0,
         held_bytes: 0,
         rng: 0,
+        starts: [0; CACHE_RANGES],
+        ends: [0; CACHE_RANGES],
         len: 0,
+        oldest_ms: u64::MAX,
         bytes: 0,
         tail_bytes: 0,
     };
+
+    /// Copy range `i`'s bounds into `starts` and `ends`.
+    fn sync(&mut self, i: usize) {
+        self.starts[i] = self.ranges[i].base;
+        self.ends[i] = self.ranges[i].base + self.ranges[i].size;
+    }
+
+    /// The first range from `from` on that ends at `base` or starts at
+    /// `end` (eight compared at a time, one branch for the eight).
+    fn adjacent(&self, from: usize, base: usize, end: usize) -> Option<usize> {
+        let (starts, ends) = (&self.starts[..self.len], &self.ends[..self.len]);
+        let mut i = from;
+        while i + 8 <= self.len {
+            let mut hit = false;
+            for k in i..i + 8 {
+                hit |= (ends[k] == base) | (starts[k] == end);
+            }
+            if hit {
+                break;
+            }
+            i += 8;
+        }
+        (i..self.len).find(|&k| ends[k] == base || starts[k] == end)
+    }
 
     fn remove(&mut self, i: usize) -> Range {
         let r = self.ranges[i];
         self.len -= 1;
         self.ranges[i] = self.ranges[self.len];
+        self.sync(i);
         self.bytes -= r.size;
         if r.tail {
             self.tail_bytes -= r.size;
@@ -354,6 +390,7 @@ impl Cache {
         let r = &mut self.ranges[i];
         r.size -= size;
         r.closed = r.closed.min(r.size);
+        self.sync(i);
     }
 
     /// Take `size` bytes (at most its size) of range `i`: all of it, or
@@ -379,6 +416,7 @@ impl Cache {
         self.shrink(i, size);
         self.ranges[i].base += size;
         self.ranges[i].closed = closed.saturating_sub(size).min(self.ranges[i].size);
+        self.sync(i);
         closed.min(size)
     }
 
@@ -412,19 +450,32 @@ impl Cache {
                 i += 1;
             }
         }
+        let tail_budget = tail_budget();
+        // Nothing idle long enough, nothing over a budget: no scan (every
+        // large free and allocation gets here; with many ranges cached the
+        // scan was a third of a large free's instructions).
+        if now.saturating_sub(self.oldest_ms) < CACHE_DELAY_MS
+            && self.bytes <= budget
+            && self.tail_bytes <= tail_budget
+        {
+            return;
+        }
         let mut i = 0;
+        let mut oldest = u64::MAX;
         while i < self.len && !ev.full() {
             if now.saturating_sub(self.ranges[i].freed_ms) >= CACHE_DELAY_MS {
                 let r = self.remove(i);
                 ev.push(r.base, r.size);
             } else {
+                oldest = oldest.min(self.ranges[i].freed_ms);
                 i += 1;
             }
         }
+        // (Ranges not reached when `ev` filled keep the bound where it was.)
+        self.oldest_ms = if i < self.len { self.oldest_ms } else { oldest };
         while self.bytes > budget && self.len > 0 && !ev.full() {
             self.evict_oldest(false, ev);
         }
-        let tail_budget = tail_budget();
         while self.tail_bytes > tail_budget && !ev.full() {
             self.evict_oldest(true, ev);
         }
@@ -461,40 +512,39 @@ impl Cache {
         // Merge with a range ending where this one starts, and with one
         // starting where it ends.
         let mut i = 0;
-        while i < self.len {
+        while let Some(j) = self.adjacent(i, base, base + size) {
+            i = j;
             let r = self.ranges[i];
-            if r.base + r.size == base || base + size == r.base {
-                let ((first_size, first_closed), (second, second_closed)) = if r.base < base {
-                    ((r.size, r.closed), (base, closed))
-                } else {
-                    ((size, closed), (r.base, r.closed))
-                };
-                // A range's closed bytes are at its start: the second
-                // one's stay closed when the first is closed all through
-                // (they continue its closed bytes), else a closed head
-                // opens (the middle of the merged range, where blocks are
-                // carved); a second range closed beyond its head (the
-                // secure build's whole ranges) stays apart instead:
-                // opening it would give up its protection, and cost an
-                // mprotect of up to CLOSE_WHOLE_MAX under the lock.
-                closed = if first_closed == first_size {
-                    first_size + second_closed
-                } else if second_closed == 0
-                    || (second_closed <= CLOSED && protect(second, second_closed, true))
-                {
-                    first_closed
-                } else {
-                    i += 1;
-                    continue;
-                };
-                self.remove(i);
-                size += r.size;
-                base = base.min(r.base);
-                tail &= r.tail;
-                i = 0;
+            let ((first_size, first_closed), (second, second_closed)) = if r.base < base {
+                ((r.size, r.closed), (base, closed))
+            } else {
+                ((size, closed), (r.base, r.closed))
+            };
+            // A range's closed bytes are at its start: the second
+            // one's stay closed when the first is closed all through
+            // (they continue its closed bytes), else a closed head
+            // opens (the middle of the merged range, where blocks are
+            // carved); a second range closed beyond its head (the
+            // secure build's whole ranges) stays apart instead:
+            // opening it would give up its protection, and cost an
+            // mprotect of up to CLOSE_WHOLE_MAX under the lock.
+            closed = if first_closed == first_size {
+                first_size + second_closed
+            } else if second_closed == 0
+                || (second_closed <= CLOSED && protect(second, second_closed, true))
+            {
+                first_closed
+            } else {
+                i += 1;
                 continue;
-            }
-            i += 1;
+            };
+            // (`remove` moved the last range to `i`: check it next.
+            // One pass finds both neighbours: merging with one moves
+            // neither end the other one touches.)
+            self.remove(i);
+            size += r.size;
+            base = base.min(r.base);
+            tail &= r.tail;
         }
         if self.len == CACHE_RANGES {
             // Full: the smallest range is the least useful one.
@@ -514,6 +564,8 @@ impl Cache {
             tail,
             closed,
         };
+        self.sync(self.len);
+        self.oldest_ms = self.oldest_ms.min(now);
         self.len += 1;
         self.bytes += size;
         if tail {
@@ -1375,6 +1427,68 @@ mod tests {
         }
         assert!(hits > 0, "no range was reused");
         assert!(checked > 0, "no freed range stayed in the cache");
+    }
+
+    /// Bookkeeping only (open ranges: no page is touched): a range
+    /// merges with both neighbours in one pass wherever they sit in the
+    /// table, the side arrays follow every change, and `expire` removes
+    /// exactly the ranges past the delay, its early exit included.
+    #[test]
+    fn ranges_merge_with_both_neighbours_and_expire_on_time() {
+        let mut c = Cache::EMPTY;
+        let mut ev = Evicted::new();
+        let g = GRANULE;
+        let base = 1 << 40;
+        // Far-apart ranges first, so the neighbours sit at varied indices.
+        for k in 0..20 {
+            c.put(base + (100 + 4 * k) * g, g, false, 0, 10, &mut ev);
+        }
+        c.put(base + 3 * g, g, false, 0, 20, &mut ev); // the successor
+        c.put(base, g, false, 0, 30, &mut ev); // the predecessor
+        assert_eq!(c.len, 22);
+        // [base + g, base + 3g) joins both: one range [base, base + 4g).
+        c.put(base + g, 2 * g, false, 0, 40, &mut ev);
+        assert_eq!(c.len, 21);
+        assert_eq!(ev.n, 0);
+        let check = |c: &Cache| {
+            for k in 0..c.len {
+                let r = c.ranges[k];
+                assert_eq!((c.starts[k], c.ends[k]), (r.base, r.base + r.size), "{k}");
+                for j in 0..c.len {
+                    assert!(
+                        j == k || c.ranges[j].base != r.base + r.size,
+                        "adjacent left"
+                    );
+                }
+            }
+        };
+        check(&c);
+        let i = (0..c.len).find(|&k| c.ranges[k].base == base).unwrap();
+        assert_eq!((c.ranges[i].size, c.ranges[i].freed_ms), (4 * g, 40));
+        // Taking from the back and the front keeps the side arrays right.
+        let (b, _) = c.take(i, g);
+        assert_eq!(b, base + 3 * g);
+        check(&c);
+        assert_eq!(c.take_front(i, g), 0);
+        check(&c);
+        assert_eq!(c.take_at(base + g, 2 * g), Some(0));
+        check(&c);
+        assert_eq!(c.len, 20);
+        // Nothing is past the delay a moment before it: no range leaves.
+        let big = usize::MAX / 2;
+        c.expire(10 + CACHE_DELAY_MS - 1, big, &mut ev);
+        assert_eq!((c.len, ev.n), (20, 0));
+        // At the delay the twenty old ranges leave (as many per call as
+        // the list of ranges to unmap holds).
+        let mut left = 0;
+        while c.len > 0 {
+            ev.n = 0;
+            c.expire(10 + CACHE_DELAY_MS, big, &mut ev);
+            assert!(ev.n > 0, "a range past the delay stayed");
+            left += ev.n;
+        }
+        assert_eq!(left, 20);
+        check(&c);
     }
 
     #[test]
