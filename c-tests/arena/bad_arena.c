@@ -174,6 +174,31 @@ static void test_invalid_arena_allocation(void)
     mmpool_arena_destroy(a);
 }
 
+/* In a child of the crash tests below: a bogus handle must be refused
+ * by the arena calls (the child exits 4 if alloc accepts it); stats,
+ * reset and destroy must ignore it. A crash kills the child. */
+static void probe_bogus_handle(mmpool_arena_t *bad)
+{
+    errno = 0;
+    void *r = mmpool_arena_alloc(bad, 16);
+    if (r != NULL || errno != EINVAL)
+        _exit(4);
+    mmpool_arena_stats_t s;
+    mmpool_arena_stats(bad, &s);
+    mmpool_arena_reset(bad);
+    mmpool_arena_destroy(bad);
+}
+
+/* Run `child` in a forked child; it must exit 0 (a crash or a refused
+ * probe fails the case, described by `what`). */
+static void expect_child_survives(void (*child)(void *), unsigned timeout, const char *what)
+{
+    tu_child_result r;
+    REQUIRE(tu_run_child(child, NULL, timeout, &r), "fork");
+    CHECK(r.exited && r.exit_code == 0, "%s %s %d", what,
+          r.signaled ? "crashed with signal" : "exited", r.signaled ? r.sig : r.exit_code);
+}
+
 /* A pointer to the last bytes of a pool block, with nothing mapped after
  * it: validating it as an arena must not read past the block. Run in a
  * child process so a crash is a failure, not the end of the test. */
@@ -192,26 +217,16 @@ static void block_end_child(void *arg)
         if (((uintptr_t)e & (ps - 1)) == 0) /* page-aligned end: put a guard there */
             (void)mmap(e, ps, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
                        -1, 0);
-        for (int off = 1; off <= 8; off++) {
-            errno = 0;
-            void *r = mmpool_arena_alloc((mmpool_arena_t *)(e - off), 16);
-            if (r != NULL || errno != EINVAL)
-                _exit(4);
-            mmpool_arena_stats_t s;
-            mmpool_arena_stats((mmpool_arena_t *)(e - off), &s);
-            mmpool_arena_destroy((mmpool_arena_t *)(e - off));
-        }
+        for (int off = 1; off <= 8; off++)
+            probe_bogus_handle((mmpool_arena_t *)(e - off));
     }
 }
 
 static void test_invalid_arena_block_end(void)
 {
-    tu_child_result r;
-    REQUIRE(tu_run_child(block_end_child, NULL, 20, &r), "fork");
-    CHECK(r.exited && r.exit_code == 0,
-          "mmpool_arena_alloc(pointer to the last bytes of a pool block before an unmapped "
-          "page) %s %d (the arena check reads past the block)",
-          r.signaled ? "crashed with signal" : "exited", r.signaled ? r.sig : r.exit_code);
+    expect_child_survives(block_end_child, 20,
+                          "arena calls on a pointer to the last bytes of a pool block before an "
+                          "unmapped page (the arena check must not read past the block):");
 }
 
 /* Pointers into every page of the pool's memory around live blocks (a
@@ -235,16 +250,8 @@ static void pool_pages_child(void *arg)
         for (uintptr_t pg = base; pg < end; pg += ps) {
             if (!mmpool_owns((void *)pg) && !mmpool_owns((void *)(pg + 16)))
                 continue; /* not the pool's: the other tests cover that */
-            for (uintptr_t off = 0; off < ps; off += ps / 4) {
-                mmpool_arena_t *bad = (mmpool_arena_t *)(pg + off + 16);
-                errno = 0;
-                void *r = mmpool_arena_alloc(bad, 16);
-                if (r != NULL || errno != EINVAL)
-                    _exit(4);
-                mmpool_arena_stats_t s;
-                mmpool_arena_stats(bad, &s);
-                mmpool_arena_reset(bad);
-            }
+            for (uintptr_t off = 0; off < ps; off += ps / 4)
+                probe_bogus_handle((mmpool_arena_t *)(pg + off + 16));
         }
         free(p);
     }
@@ -253,12 +260,9 @@ static void pool_pages_child(void *arg)
 
 static void test_invalid_arena_any_pool_page(void)
 {
-    tu_child_result r;
-    REQUIRE(tu_run_child(pool_pages_child, NULL, 60, &r), "fork");
-    CHECK(r.exited && r.exit_code == 0,
-          "mmpool_arena_alloc(a pointer into the pool's pages around a live block) %s %d "
-          "(the arena check read a guard page, or accepted a non-arena)",
-          r.signaled ? "crashed with signal" : "exited", r.signaled ? r.sig : r.exit_code);
+    expect_child_survives(pool_pages_child, 60,
+                          "arena calls on pointers into the pool's pages around a live block "
+                          "(the arena check must not read a guard page, nor accept them):");
 }
 
 static void test_destroyed_arena_handle(void)

@@ -208,18 +208,6 @@ fn corrupted(b: *mut Block, bs: u32) -> ! {
     )
 }
 
-/// A slab header's canary was overwritten: name the slab's first block,
-/// whose underflow is the likely cause.
-#[cold]
-#[inline(never)]
-fn canary_hit(first: usize, bs: u32) -> ! {
-    crate::util::diag::fatal_block(
-        "heap underflow: the slab header before this block was overwritten at",
-        first,
-        bs as usize,
-    )
-}
-
 /// Stop the program: `what` happened at block `b` of `bs` bytes.
 #[cold]
 #[inline(never)]
@@ -292,7 +280,13 @@ impl Slab {
         // SAFETY: a live slab header.
         let c = unsafe { core::ptr::read_volatile(&raw const self.canary) };
         if c != Slab::canary_of(s, self.check_key) {
-            canary_hit(s + SLAB_HEADER, self.block_size);
+            // Named after the slab's first block, whose underflow is the
+            // likely cause.
+            stop_at(
+                "heap underflow: the slab header before this block was overwritten at",
+                (s + SLAB_HEADER) as *mut Block,
+                self.block_size,
+            );
         }
     }
 
