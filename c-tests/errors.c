@@ -257,7 +257,7 @@ static void test_double_free_medium_aborts(void)
         double_free_case(DF_MALLOC, sizes[i], false);
 }
 
-/* A second free from another thread: medium blocks (1.25-32 KiB) live
+/* A second free from another thread: medium blocks (1.25-64 KiB) live
  * in per-CPU heaps that every thread frees into under a lock; a small
  * block's key word shows it was freed already (malloc clears it). */
 static void test_double_free_other_thread_aborts(void)

@@ -1,4 +1,4 @@
-/* c-tests/shared_heap.c -- medium blocks (1.25-32 KiB) come from per-CPU
+/* c-tests/shared_heap.c -- medium blocks (1.25-64 KiB) come from per-CPU
  * heaps shared by all threads, not from the threads' own heaps.
  *
  * cross_thread_free_reused: blocks one thread allocates and another frees

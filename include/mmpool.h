@@ -207,7 +207,7 @@ typedef struct mmpool_stats_t {
    */
   size_t heaps_parked;
   /**
-   * Per-CPU heaps made for the medium classes (blocks of 1.25-32 KiB),
+   * Per-CPU heaps made for the medium classes (blocks of 1.25-64 KiB),
    * at most one per CPU.
    */
   size_t shared_heaps;

@@ -39,14 +39,14 @@
 //! - **span**: a granule-aligned run of memory with a header at its head
 //!   whose first field is a tag (`SLAB`, `LARGE`, `FREE`).
 //! - **slab**: a span carved into equal blocks of one size class.
-//! - **large block**: one allocation above the small limit (32 KiB), in a
+//! - **large block**: one allocation above the small limit (64 KiB), in a
 //!   mapping of its own, returned to the OS on free (after a short stay in
 //!   a bounded cache).
 //! - **heap**: a set of slabs, one current slab per size class: a
 //!   thread's own (only its thread touches it, except the `remote` queue
 //!   where other threads push blocks they free), or a per-CPU heap.
 //! - **per-CPU heap** (shard): a heap for the medium classes (blocks of
-//!   1.25-32 KiB) shared by the threads running on one CPU, touched only
+//!   1.25-64 KiB) shared by the threads running on one CPU, touched only
 //!   under its lock.
 //! - **parked heap**: the heap of an exited thread, kept whole (at most 8,
 //!   for at most about a second) for the next new thread to take over.

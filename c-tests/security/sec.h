@@ -40,7 +40,7 @@
 #define SEC_UNUSED __attribute__((unused))
 
 /* The three block kinds of mmpool: small <= 1 KiB (thread heaps), medium
- * 1-32 KiB (per-CPU heaps), large > 32 KiB (own mapping).  24 bytes is
+ * 1-64 KiB (per-CPU heaps), large > 64 KiB (own mapping).  24 bytes is
  * 8 bytes short of mmpool's 32-byte class (glibc: exactly its usable
  * size); 3000 is 72 bytes short of mmpool's 3072 class; 200000 is 704
  * bytes short of the 49 pages a large block takes. */

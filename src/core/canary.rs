@@ -2,7 +2,7 @@
 //! medium or large block in the default build, as glibc's chunk headers
 //! do, without a header per small block.
 //!
-//! A medium block (1.25-32 KiB) ends with a record: the size the program
+//! A medium block (1.25-64 KiB) ends with a record: the size the program
 //! asked for and a check word (a keyed hash of the block's address and
 //! that size); the bytes from the requested size to the record (up to
 //! [`TAIL`] of them) hold a keyed pattern. A large block keeps its
@@ -142,7 +142,7 @@ const _: () = assert!(crate::core::size_class::SMALL_MAX <= u16::MAX as usize + 
 /// out at `p` for a request of `size` bytes.
 ///
 /// # Safety
-/// `start <= p`, `p + size + RECORD <= end`, `end - start <= 32 KiB`;
+/// `start <= p`, `p + size + RECORD <= end`, `end - start <= 64 KiB`;
 /// the block is the caller's.
 pub(crate) unsafe fn seal_medium(
     key: usize,

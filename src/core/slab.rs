@@ -35,7 +35,7 @@
 //!   the sum neither wraps nor drops below `magic > limit`. An address
 //!   below the first block (`t = 2^64 - d`) gives `2^64 - (d * magic)`,
 //!   at least `2^64 / bs - bs - d`, so it fails while `d < 2^64 / bs - bs
-//!   - limit`. Blocks are at most 32 KiB and user addresses below 2^47:
+//!   - limit`. Blocks are at most 64 KiB and user addresses below 2^47:
 //!   the test is exact for every address a program can pass (unit test
 //!   `only_carved_block_starts_are_block_starts`). The high half of the
 //!   128-bit product `t * magic` is `t / bs` for `t < 2^32`
@@ -571,6 +571,11 @@ impl Slab {
     pub(crate) unsafe fn refill(&mut self) -> bool {
         // SAFETY: forwarded contract.
         self.refill_freed() || unsafe { self.carve() }
+    }
+
+    /// Are all of the slab's blocks carved (no fresh block left to carve)?
+    pub(crate) fn carved_out(&self) -> bool {
+        self.bump() + self.block_size as usize > self.end
     }
 
     /// Refill `free` from the blocks freed into this slab only (`free`

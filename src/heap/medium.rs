@@ -1,14 +1,15 @@
-//! Medium blocks (the classes above `DIRECT_MAX`, 1.25-32 KiB): per-CPU
+//! Medium blocks (the classes above `DIRECT_MAX`, 1.25-64 KiB): per-CPU
 //! heaps under a lock, and a small per-thread cache in front of them.
 //!
 //! Why per CPU: a thread heap keeps, per class, the pages of its highest
 //! demand ever, so `threads x classes` high-water marks add up. For small
 //! blocks that is a page or two per class and buys a lock-free fast path;
-//! for blocks of 1.25-32 KiB it is several pages per class per thread,
+//! for blocks of 1.25-64 KiB it is several pages per class per thread,
 //! while these requests are rare and each one already costs its caller
 //! far more than a lock. Sharing them per CPU turns the sum of per-thread
 //! peaks into a per-CPU peak, as jemalloc's arenas and tcmalloc's per-CPU
-//! caches do.
+//! caches do. The classes above 32 KiB go further: one shard serves them
+//! for every CPU ([`ONE_SHARD_FROM`]).
 //!
 //! A class takes fresh pages last ([`take`]): before it carves a block
 //! or takes a new slab it uses the free blocks of all its slabs, then
@@ -100,6 +101,16 @@ pub(crate) fn made() -> usize {
     MADE.load(Ordering::Relaxed)
 }
 
+/// The classes from this one on (blocks above 32 KiB) come from the first
+/// shard whatever the CPU: each class keeps the pages of its high-water
+/// mark in every shard it is used in, and a block this big is up to
+/// sixteen pages, so eight classes in each CPU's shard would hold a few
+/// megabytes per CPU for a program with a handful of such buffers (the
+/// arena bench's 8-64 KiB buffers: 3.5 MiB peak against 3.1 with one
+/// shard for them). These blocks were large blocks before, behind one
+/// lock as well; a request this big costs its caller more than the lock.
+const ONE_SHARD_FROM: usize = crate::core::size_class::BIG_MEDIUM_FROM;
+
 /// Medium allocations between two looks at which CPU a thread runs on.
 const CPU_RECHECK: u32 = 64;
 
@@ -154,7 +165,11 @@ pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
     // `current_shard` again could name another shard (the thread's CPU
     // is looked up again every CPU_RECHECK calls), and a walk that
     // stopped there failed with shards left untried.
-    let start = current_shard();
+    let start = if class >= ONE_SHARD_FROM {
+        0
+    } else {
+        current_shard()
+    };
     let mut i = start;
     let (s, mut st) = loop {
         let s = &SHARDS.0[i];
@@ -225,6 +240,13 @@ unsafe fn take(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
 /// Carves nothing (`slabs::pop_from_avail` carves the current slab's
 /// untouched blocks first).
 ///
+/// A slab the walk finds with neither a freed nor a fresh block goes to
+/// the full list (a free into it brings it back), so each walk passes a
+/// slab without free blocks at most once: a class with thousands of
+/// slabs, most of them full (stress-ng's malloc stressor: 64K blocks of
+/// up to 64 KiB), spent 35% of its time here when they stayed on the
+/// list and every walk passed them all.
+///
 /// # Safety
 /// As [`take`].
 unsafe fn own_free_block(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
@@ -236,13 +258,17 @@ unsafe fn own_free_block(h: &mut crate::heap::types::HeapLocal, class: usize) ->
     unsafe {
         let mut s = (*first).next;
         while !s.is_null() {
+            let next = (*s).next;
             if (*s).refill_freed() {
                 h.avail[class].remove(s);
                 h.avail[class].push_front(s);
                 h.set_current(class);
                 return (*s).pop().cast();
             }
-            s = (*s).next;
+            if (*s).carved_out() {
+                slabs::retire_full(h, class, s);
+            }
+            s = next;
         }
     }
     null_mut()
@@ -631,6 +657,72 @@ mod tests {
             );
             assert!(cache_pop(hp, small).is_null() && (*hp).local.mcache_bytes == 0);
             for b in [a1, a2, b1, c, n2] {
+                free(b);
+            }
+            slabs::release_empty(hp);
+            assert!((*hp).local.avail.iter().all(|l| l.first.is_null()));
+        }
+    }
+
+    /// A slab the walk for free blocks passes without a free or fresh
+    /// block leaves the class's list (for the full list) instead of being
+    /// passed again by every later walk; a free brings it back.
+    #[test]
+    fn the_walk_for_free_blocks_retires_full_slabs() {
+        use crate::core::slab::OWNER_FULL;
+        let mut heap = test_heap();
+        let hp: *mut Heap = &mut *heap;
+        let class = class_of(9000 + crate::core::canary::RECORD);
+        // SAFETY: the test's own heap, used by this thread alone; the
+        // blocks are live blocks of its slabs, each freed once.
+        unsafe {
+            let free = move |b: *mut u8| slabs::free_in(hp, slab_of(b), b.cast(), b as usize);
+            let is_full = |s: *mut Slab| (*s).head.owner.load(Ordering::Relaxed) & OWNER_FULL != 0;
+            // Four slabs: S1-S3 full, S4 the current one (blocks left to
+            // carve, none freed).
+            let mut blocks = std::vec::Vec::new();
+            let mut seen: std::vec::Vec<*mut Slab> = std::vec::Vec::new();
+            while seen.len() < 4 {
+                let b = take(&mut (*hp).local, class);
+                assert!(!b.is_null());
+                if !seen.contains(&slab_of(b)) {
+                    seen.push(slab_of(b));
+                }
+                blocks.push(b);
+            }
+            let [s1, s2, s3, s4] = [seen[0], seen[1], seen[2], seen[3]];
+            assert!(is_full(s1) && is_full(s2) && is_full(s3) && !is_full(s4));
+            assert!(!(*s4).carved_out());
+            let in_slab = |s: *mut Slab| *blocks.iter().find(|&&b| slab_of(b) == s).unwrap();
+            // Freed in S1: S1 becomes current, S4 (no freed block, blocks
+            // to carve) stays behind it, on the list.
+            let x1 = in_slab(s1);
+            free(x1);
+            assert_eq!(take(&mut (*hp).local, class), x1);
+            assert_eq!((*hp).local.current[class], s1);
+            // Freed in S2: the walk passes S4 and finds S2; S1, exhausted,
+            // is second now.
+            let x2 = in_slab(s2);
+            free(x2);
+            assert_eq!(take(&mut (*hp).local, class), x2);
+            assert!(!is_full(s1) && !is_full(s4));
+            // Freed in S3: the walk passes S1, which has neither a freed
+            // nor a fresh block, and retires it; S4 stays.
+            let x3 = in_slab(s3);
+            free(x3);
+            assert_eq!(take(&mut (*hp).local, class), x3);
+            assert!(is_full(s1), "the walk retired the slab it found full");
+            assert!(!is_full(s4), "a slab with blocks to carve stays");
+            let mut s = (*hp).local.avail[class].first;
+            while !s.is_null() {
+                assert_ne!(s, s1, "a retired slab is off the class's list");
+                s = (*s).next;
+            }
+            // A free into S1 brings it back, and the walk finds its block.
+            free(x1);
+            assert!(!is_full(s1));
+            assert_eq!(take(&mut (*hp).local, class), x1);
+            for b in blocks {
                 free(b);
             }
             slabs::release_empty(hp);

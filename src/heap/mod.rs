@@ -12,7 +12,7 @@
 //! - [`slabs`] - a heap's own slabs: pop, refill, free into, release;
 //! - [`abandoned`] - slabs of heaps given up, freed into or adopted;
 //! - [`remote`] - the queues other threads push freed blocks onto;
-//! - [`medium`] - per-CPU heaps for 1.25-32 KiB, and the medium cache;
+//! - [`medium`] - per-CPU heaps for 1.25-64 KiB, and the medium cache;
 //! - [`free`] - the free fast path and the dispatch of every other free;
 //! - [`secure`] - the secure build's free side: zero, quarantine, check;
 //! - [`lifecycle`] - heaps created, parked, given up; upkeep and trim;

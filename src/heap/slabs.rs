@@ -63,11 +63,23 @@ pub(crate) unsafe fn pop_from_avail(h: &mut HeapLocal, class: usize) -> Option<*
                 h.set_current(class);
                 return Some((*s).pop().cast());
             }
-            h.avail[class].remove(s);
-            h.uncache_slab(s);
-            (*s).head.owner.fetch_or(OWNER_FULL, Ordering::Relaxed);
-            h.full.push_back(s);
+            retire_full(h, class, s);
         }
+    }
+}
+
+/// Move `s`, a slab of `avail[class]` without a free block, to the full
+/// list: a free into it brings it back ([`free_in`]).
+///
+/// # Safety
+/// The caller owns the heap of `h`; `s` is on `h.avail[class]`.
+pub(crate) unsafe fn retire_full(h: &mut HeapLocal, class: usize, s: *mut Slab) {
+    // SAFETY: contract.
+    unsafe {
+        h.avail[class].remove(s);
+        h.uncache_slab(s);
+        (*s).head.owner.fetch_or(OWNER_FULL, Ordering::Relaxed);
+        h.full.push_back(s);
     }
 }
 

@@ -95,7 +95,7 @@ pub struct Stats {
     /// thread (at most 8; one parked for over a second is given up at
     /// the next allocator slow path, and trimming gives up all).
     pub heaps_parked: usize,
-    /// Per-CPU heaps made for the medium classes (blocks of 1.25-32 KiB),
+    /// Per-CPU heaps made for the medium classes (blocks of 1.25-64 KiB),
     /// at most one per CPU.
     pub shared_heaps: usize,
     /// Bytes at the end of every block of up to 1 KiB that the pool keeps
@@ -267,7 +267,7 @@ pub(crate) fn print(fd: i32) {
         l.write_to(fd);
     }
     let mut l = Line::new();
-    l.str("  large   >32K");
+    l.str("  large   >64K");
     num(&mut l, s.large_allocs, 11);
     num(&mut l, s.large_frees, 11);
     num(&mut l, s.large_live, 11);
