@@ -730,6 +730,53 @@ mod tests {
         }
     }
 
+    /// `malloc_trim`'s `slabs::release_empty` gives back an empty current
+    /// slab and a slab that stopped being current empty (it lingers on
+    /// the list), and keeps a current slab nothing was freed into.
+    #[test]
+    fn trim_releases_empty_current_and_lingering_slabs() {
+        let mut heap = test_heap();
+        let hp: *mut Heap = &mut *heap;
+        let class = class_of(9000 + crate::core::canary::RECORD);
+        let listed = |h: &HeapLocal| {
+            let mut v = std::vec::Vec::new();
+            let mut s = h.avail[class].first;
+            while !s.is_null() {
+                v.push(s);
+                // SAFETY: slabs on the test heap's list are live.
+                s = unsafe { (*s).next };
+            }
+            v
+        };
+        // SAFETY: the test's own heap, used by this thread alone; the
+        // blocks are live blocks of its slabs, each freed once.
+        unsafe {
+            let free = move |b: *mut u8| slabs::free_in(hp, slab_of(b), b.cast(), b as usize);
+            // S1 current, its only block freed: empty, still current.
+            let (b1, s1) = block_of(&mut (*hp).local, class);
+            free(b1);
+            assert_eq!((*hp).local.biased[class], s1);
+            // A new slab S2 becomes current: S1 lingers, empty.
+            let (b2, s2) = block_of(&mut (*hp).local, class);
+            assert!((*hp).local.lingering && (*s1).used == 0);
+            assert_eq!(listed(&(*hp).local), [s2, s1]);
+            // Trim: S1 goes back, S2 (a block in use, nothing freed into
+            // it) stays current.
+            slabs::release_empty(hp);
+            assert_eq!(listed(&(*hp).local), [s2]);
+            assert_eq!((*hp).local.biased[class], s2);
+            assert!(!(*hp).local.lingering);
+            // Its block freed, S2 is empty: the next trim gives it back.
+            free(b2);
+            slabs::release_empty(hp);
+            assert!(listed(&(*hp).local).is_empty());
+            assert_eq!(
+                (*hp).local.biased[class],
+                crate::heap::types::empty_slab_ptr()
+            );
+        }
+    }
+
     /// A class lends only blocks that satisfy every aligned request it
     /// may serve (`heap::alloc::class_for_aligned` picks a class whose
     /// block size is a multiple of the alignment, up to `SLAB_HEADER`).

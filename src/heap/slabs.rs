@@ -16,7 +16,7 @@
 use crate::core::size_class::{GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
-use crate::heap::types::{Heap, HeapLocal, CURRENT_TICKS};
+use crate::heap::types::{empty_slab_ptr, Heap, HeapLocal, CURRENT_TICKS};
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -205,7 +205,10 @@ pub(crate) unsafe fn slab_emptied(slab: *mut Slab, heap: *mut Heap) {
     unsafe {
         let h = &mut (*heap).local;
         if (*slab).current {
-            (*slab).used = CURRENT_TICKS;
+            // One less than a new current slab's count: `used ==
+            // CURRENT_TICKS` then tells that nothing was freed into the
+            // slab since it became current (`release_empty`).
+            (*slab).used = CURRENT_TICKS - 1;
             h.upkeep_due = true;
             return;
         }
@@ -220,14 +223,44 @@ pub(crate) unsafe fn slab_emptied(slab: *mut Slab, heap: *mut Heap) {
 /// Give back every slab of `h` without a live block, the current slabs
 /// included (`malloc_trim`, on the per-CPU heaps and the caller's heap).
 ///
+/// A slab that empties goes back at once unless it is current
+/// ([`slab_emptied`]), so only two kinds can be left: a current slab, and
+/// one that stopped being current with no block in use (`lingering`).
+/// A current slab is counted (a walk of its free lists) only if a block
+/// was freed into it since it became current (it held a block in use
+/// then, and the count of frees starts at [`CURRENT_TICKS`] only then);
+/// the lists are walked only if a slab lingers. stress-ng's malloc
+/// stressor calls `malloc_trim` every 8 operations: recounting every
+/// class's current slab and walking every list took 26,000 instructions
+/// a call, half of all the instructions of its run.
+///
 /// # Safety
 /// The caller owns `h`.
 pub(crate) unsafe fn release_empty(h: *mut Heap) {
     // SAFETY: contract; the slabs on `avail` are ours.
     unsafe {
         let h = &mut (*h).local;
-        h.clear_current();
+        let walk = core::mem::take(&mut h.lingering);
         for c in 0..NUM_CLASSES {
+            let s = h.biased[c];
+            if s == empty_slab_ptr() || (*s).used == CURRENT_TICKS {
+                continue;
+            }
+            h.clear_current_of(c);
+            if (*s).used == 0 {
+                h.avail[c].remove(s);
+                h.uncache_slab(s);
+                release_slab(s);
+            }
+            h.set_current(c);
+        }
+        // The slabs the loop found empty went back.
+        h.lingering = false;
+        if !walk {
+            return;
+        }
+        for c in 0..NUM_CLASSES {
+            // A current slab's count is one of frees, never 0.
             let mut s = h.avail[c].first;
             while !s.is_null() {
                 let next = (*s).next;
@@ -238,7 +271,6 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
                 }
                 s = next;
             }
-            h.set_current(c);
         }
     }
 }

@@ -122,6 +122,10 @@ pub(crate) struct HeapLocal {
     /// more it takes before asking the CPU again (0: ask now).
     pub(crate) shard: u32,
     pub(crate) shard_uses: u32,
+    /// A slab stopped being current with no block in use and stayed on
+    /// its `avail` list (every other slab goes back the moment it empties):
+    /// `heap::slabs::release_empty` walks the lists only then.
+    pub(crate) lingering: bool,
     /// The secure build's quarantine of blocks this thread freed (empty
     /// in the default build).
     pub(crate) quarantine: crate::heap::quarantine::Quarantine,
@@ -154,6 +158,7 @@ impl Heap {
                 upkeep_due: false,
                 shard: 0,
                 shard_uses: 0,
+                lingering: false,
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
                 outbox: crate::heap::remote::Outbox::new(),
             },
@@ -286,6 +291,7 @@ impl HeapLocal {
                     // malloc does not count on the current slab: count now.
                     (*old).used = (*old).exact_used();
                     (*old).current = false;
+                    self.lingering |= (*old).used == 0;
                 }
                 if new != empty_slab_ptr() {
                     (*new).used = CURRENT_TICKS;
@@ -320,11 +326,17 @@ impl HeapLocal {
     /// Make every class's current slab the empty slab (the old ones get
     /// their counts of blocks in use back).
     pub(crate) fn clear_current(&mut self) {
-        let saved = core::mem::replace(&mut self.avail, [EMPTY_LIST; NUM_CLASSES]);
         for c in 0..NUM_CLASSES {
-            self.set_current(c);
+            self.clear_current_of(c);
         }
-        self.avail = saved;
+    }
+
+    /// Make `class`'s current slab the empty slab (the old one gets its
+    /// count of blocks in use back), until the next `set_current(class)`.
+    pub(crate) fn clear_current_of(&mut self, class: usize) {
+        let saved = core::mem::replace(&mut self.avail[class], EMPTY_LIST);
+        self.set_current(class);
+        self.avail[class] = saved;
     }
 }
 
