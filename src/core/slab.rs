@@ -163,7 +163,8 @@ unsafe impl crate::util::list::Linked for Slab {
 /// count of blocks: malloc does not count at all (one instruction less on
 /// its fast path), and `free` counts down from this many. When it reaches
 /// zero, `free` takes its slow path (`heap::free::emptied` or
-/// `heap::slabs::slab_emptied`), which restarts the count and makes the
+/// `heap::slabs::slab_emptied`), which restarts the count (one lower, so
+/// that this count means no free since the slab became current) and makes the
 /// heap's periodic upkeep due: a thread that frees and allocates in a
 /// loop without ever emptying its current slab still collects its remote
 /// frees and sends its outbox. When the slab stops being current its

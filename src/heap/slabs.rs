@@ -240,7 +240,23 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
     // SAFETY: contract; the slabs on `avail` are ours.
     unsafe {
         let h = &mut (*h).local;
-        let walk = core::mem::take(&mut h.lingering);
+        // Lingering slabs first (a current slab's count is one of frees,
+        // never 0): a class whose current slab goes back below promotes
+        // its next slab, which must not be one of them.
+        if core::mem::take(&mut h.lingering) {
+            for c in 0..NUM_CLASSES {
+                let mut s = h.avail[c].first;
+                while !s.is_null() {
+                    let next = (*s).next;
+                    if (*s).used == 0 {
+                        h.avail[c].remove(s);
+                        h.uncache_slab(s);
+                        release_slab(s);
+                    }
+                    s = next;
+                }
+            }
+        }
         for c in 0..NUM_CLASSES {
             let s = h.biased[c];
             if s == empty_slab_ptr() || (*s).used == CURRENT_TICKS {
@@ -256,22 +272,6 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
         }
         // The slabs the loop found empty went back.
         h.lingering = false;
-        if !walk {
-            return;
-        }
-        for c in 0..NUM_CLASSES {
-            // A current slab's count is one of frees, never 0.
-            let mut s = h.avail[c].first;
-            while !s.is_null() {
-                let next = (*s).next;
-                if (*s).used == 0 {
-                    h.avail[c].remove(s);
-                    h.uncache_slab(s);
-                    release_slab(s);
-                }
-                s = next;
-            }
-        }
     }
 }
 

@@ -14,7 +14,11 @@
 //!   current[DIRECT_CLASS[i]]`;
 //! - `biased[c]` is the first slab of `avail[c]` (or the empty slab) and
 //!   is the only slab of the class with `current` set, its `used` a
-//!   countdown of frees from [`CURRENT_TICKS`];
+//!   countdown of frees from [`CURRENT_TICKS`] (restarted at one less
+//!   when it reaches 0: still at [`CURRENT_TICKS`], nothing was freed
+//!   into the slab since it became current, holding a block in use);
+//! - a slab on `avail[c]` other than the current one has `used > 0`
+//!   unless `lingering` is set (it stopped being current, empty);
 //! - every slab on `avail[c]` or `full` has `owner & !OWNER_FLAGS == h`,
 //!   and `OWNER_FULL` exactly when it is on `full`;
 //! - every slab cache entry is [`SLAB_CACHE_EMPTY`] or the first-block
