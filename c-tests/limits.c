@@ -164,11 +164,17 @@ static void rlimit_fresh_body(void)
     small_allocs_under_limit(vm, "fresh process");
 }
 
-static void exec_rlimit_child(void)
+/* Run this test again, freshly exec'd, as `mode` (main's first lines). */
+static void exec_self(const char *mode)
 {
-    char *argv[] = {self_exe, (char *)"--rlimit-as-child", NULL};
+    char *argv[] = {self_exe, (char *)mode, NULL};
     execv("/proc/self/exe", argv);
     FAILF("execv(/proc/self/exe): %s", strerror(errno));
+}
+
+static void exec_rlimit_child(void)
+{
+    exec_self("--rlimit-as-child");
 }
 
 /* The user's report: `ulimit -v $((VmSize + 2 MiB))`-like limits make
@@ -191,6 +197,56 @@ static void rlimit_warm_body(void)
 static void test_rlimit_as_small_malloc_after_use(void)
 {
     tu_case_in_child(rlimit_warm_body, 20);
+}
+
+/* The biggest medium classes under the limit: a block of 54-64 KiB
+ * does not fit in a one-granule slab beside the header (the secure
+ * build's header and guard pages take 12 KiB), so their fallback slab is
+ * two granules. Each size is allocated, written and freed eight times
+ * (a slab of one granule held no block: every malloc failed and left a
+ * slab behind, until the address space was gone), then other sizes must
+ * still work. */
+static void rlimit_big_medium_body(void)
+{
+    long vm;
+    if (!set_tight_as_limit(&vm))
+        return;
+    static const size_t sizes[] = {50000, 54000, 58000, 61440, 64000, 65528};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        for (int k = 0; k < 8; k++) {
+            errno = 0;
+            unsigned char *p = xmalloc(sizes[i]);
+            if (!p) {
+                FAILF("malloc(%zu) returned NULL (errno %s), try %d, with RLIMIT_AS = VmSize "
+                      "(%ld KiB) + 2 MiB", sizes[i], errname(errno), k + 1, vm);
+                return;
+            }
+            memset(p, 0x5a, sizes[i]);
+            xfree(p);
+        }
+    }
+    /* What is left of the 2 MiB still serves other sizes (each slab of
+     * one granule that held no block used up 64 KiB of it). */
+    static const size_t after[] = {256, 3000, 100000};
+    for (size_t i = 0; i < sizeof after / sizeof after[0]; i++) {
+        errno = 0;
+        void *p = xmalloc(after[i]);
+        CHECK(p != NULL, "malloc(%zu) after the biggest medium classes returned NULL (errno %s)",
+              after[i], errname(errno));
+        xfree(p);
+    }
+}
+
+static void exec_big_medium_child(void)
+{
+    exec_self("--rlimit-big-child");
+}
+
+/* In a freshly exec'd process, as rlimit_as_small_malloc: there the pool
+ * has no span with room left, so every slab is mapped under the limit. */
+static void test_rlimit_as_big_medium_classes(void)
+{
+    tu_case_in_child(exec_big_medium_child, 20);
 }
 
 /* A thread started before the limit (its stack is mapped then) makes its
@@ -696,10 +752,15 @@ int main(int argc, char **argv)
         tu_case_body b = {rlimit_fresh_body};
         tu_case_child_main(&b);
     }
+    if (argc == 2 && strcmp(argv[1], "--rlimit-big-child") == 0) {
+        tu_case_body b = {rlimit_big_medium_body};
+        tu_case_child_main(&b);
+    }
     tu_init(argc, argv);
     RUN(rlimit_as_small_malloc);
     RUN(rlimit_as_small_malloc_after_use);
     RUN(rlimit_as_small_malloc_new_thread);
+    RUN(rlimit_as_big_medium_classes);
     RUN(overcommit_impossible_malloc);
     RUN(overcommit_impossible_calloc);
     RUN(overcommit_impossible_realloc);

@@ -372,7 +372,7 @@ static bool TU_UNUSED table_complete(const char *t)
 {
     return strstr(t, "mmpool statistics (pid ") &&
            strstr(t, "  class   block     allocs      frees       live  peak live  slabs       held") &&
-           strstr(t, "  large   >64K") && strstr(t, "  large blocks: ") &&
+           strstr(t, "  large   >") && strstr(t, "  large blocks: ") &&
            strstr(t, " maps, ") && strstr(t, " cache hits") && strstr(t, "  requested: ") &&
            strstr(t, " over the run); held: ") && strstr(t, "  spans: ") &&
            strstr(t, "  rss: ") && strstr(t, "; threads: ");

@@ -55,8 +55,19 @@ pub(crate) const SLAB_HEADER: usize = if cfg!(feature = "secure") {
 pub(crate) const SLAB_TRAILER: usize = if cfg!(feature = "secure") { 4096 } else { 0 };
 /// Largest request that can ever succeed (glibc refuses above PTRDIFF_MAX).
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
-/// Largest request served from a slab.
-pub(crate) const SMALL_MAX: usize = 64 * 1024;
+/// Largest request served from a slab: 64 KiB, 32 KiB in the secure
+/// build. There a block above 32 KiB stays a large block, against its
+/// own guard page (a linear overflow faults at once, where a slab block's
+/// is seen at `free`), and a slab of the biggest classes would hold one
+/// block when a tight address-space limit leaves it two granules, one
+/// more slab for every such block in quarantine (`c-tests/limits.c`,
+/// `rlimit_as_big_medium_classes`: the address space was gone after a
+/// few dozen).
+pub(crate) const SMALL_MAX: usize = if cfg!(feature = "secure") {
+    32 * 1024
+} else {
+    64 * 1024
+};
 /// Largest request served through a heap's direct table.
 pub(crate) const DIRECT_MAX: usize = 1024;
 /// Entries of the direct table: one per 16-byte step up to [`DIRECT_MAX`].
@@ -209,6 +220,27 @@ const fn build_granules() -> [u8; 64] {
 
 /// Granules per slab of each class.
 pub(crate) const SLAB_GRANULES: [u8; 64] = build_granules();
+
+/// The smallest span that holds a block of class `c` (1 granule, 2 for
+/// the biggest classes, whose blocks do not fit in one granule beside the
+/// slab header): what a slab falls back to when its usual span cannot be
+/// had (a tight address-space limit, `heap::slabs::pop_from_new_slab`).
+pub(crate) const fn fallback_granules(c: usize) -> usize {
+    if capacity_for(CLASS_SIZE[c] as usize, 1) >= 1 {
+        1
+    } else {
+        2
+    }
+}
+
+const _: () = {
+    let mut c = 0;
+    while c < NUM_CLASSES {
+        assert!(capacity_for(CLASS_SIZE[c] as usize, fallback_granules(c)) >= 1);
+        assert!(fallback_granules(c) <= SLAB_GRANULES[c] as usize);
+        c += 1;
+    }
+};
 
 // Small slabs are one granule: their header is at the start of the granule
 // of any of their blocks (the free fast path's slab cache and the secure

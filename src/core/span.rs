@@ -184,9 +184,11 @@ impl<S: PageSource + 'static> SpanCache<S> {
             g.chunk_end = 0;
             let (c, len) = match self.src.map(CHUNK, GRANULE) {
                 Some(c) => (c, CHUNK),
-                // Short of address space: one granule at a time (a bigger
-                // request fails, and its slab falls back to one granule).
-                None if size == GRANULE => (self.src.map(size, GRANULE)?, size),
+                // Short of address space: just this span when it is a
+                // slab's fallback (one granule, two for the biggest
+                // classes: `size_class::fallback_granules`); a bigger
+                // request fails, and its slab falls back to that.
+                None if size <= 2 * GRANULE => (self.src.map(size, GRANULE)?, size),
                 None => return None,
             };
             let c = c.as_ptr() as usize;

@@ -13,7 +13,7 @@
 //! Uses: `core::config`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::types`, `os`, `os::errno`, `util::diag`.
 
-use crate::core::size_class::{GRANULE, NUM_CLASSES, SLAB_GRANULES};
+use crate::core::size_class::{fallback_granules, GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
 use crate::heap::types::{empty_slab_ptr, Heap, HeapLocal, CURRENT_TICKS};
@@ -86,19 +86,23 @@ pub(crate) unsafe fn retire_full(h: &mut HeapLocal, class: usize, s: *mut Slab) 
 /// Give the heap a new slab of `class` from the span cache, make it the
 /// current one and pop its first block; null (errno `ENOMEM`) when no
 /// span can be had. When the class's usual span cannot be had (a tight
-/// address-space limit), a one-granule slab serves (at least one block).
+/// address-space limit), the smallest span that holds a block serves
+/// (`fallback_granules`: one granule, two for the classes above 60 KiB,
+/// whose blocks do not fit in one beside the header; a one-granule slab
+/// of those held no block, and each failed malloc left one behind).
 ///
 /// # Safety
 /// The caller owns the heap of `h`.
 pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut u8 {
     let usual = SLAB_GRANULES[class] as usize;
+    let small = fallback_granules(class);
     let (span, granules) = match SPANS.acquire(usual, class as u32) {
         Some(s) => (s, usual),
-        None => match (usual > 1)
-            .then(|| SPANS.acquire(1, class as u32))
+        None => match (usual > small)
+            .then(|| SPANS.acquire(small, class as u32))
             .flatten()
         {
-            Some(s) => (s, 1),
+            Some(s) => (s, small),
             None => {
                 crate::os::errno::set(libc::ENOMEM);
                 return null_mut();
@@ -108,8 +112,8 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
     if crate::core::config::SECURE {
         guard_slab(span.as_ptr() as usize, granules, false);
     }
-    // SAFETY: a fresh span of `granules` granules (one holds a block of
-    // every class), ours alone.
+    // SAFETY: a fresh span of `granules` granules (at least
+    // `fallback_granules`: it holds a block of the class), ours alone.
     unsafe {
         let s = Slab::init(span.as_ptr(), granules, class, h.owner_word);
         SLABS_LIVE[class].fetch_add(1, Ordering::Relaxed);
