@@ -17,7 +17,8 @@
 //! the cache missed. stress-ng's malloc stressor (sizes uniform up to 64
 //! KiB, 200,000 operations) ran 0.9-1.1 s with 430 MB peak RSS against
 //! glibc's 0.65 s and 283 MB, making 44,000 `mmap` and `munmap` calls;
-//! with these eight classes 0.8 s and 386 MB, and 800 such calls. Every peer serves these sizes from pooled memory (tcmalloc's
+//! with these eight classes 0.66-0.83 s and 345-351 MB, and 800 such
+//! calls. Every peer serves these sizes from pooled memory (tcmalloc's
 //! classes go to 256 KiB, mimalloc's to 512 KiB, glibc's heap to its 128
 //! KiB mmap threshold). 64 KiB is the most a block record's `u16` size
 //! field holds (`core::canary`).

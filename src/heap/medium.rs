@@ -106,7 +106,7 @@ pub(crate) fn made() -> usize {
 /// mark in every shard it is used in, and a block this big is up to
 /// sixteen pages, so eight classes in each CPU's shard would hold a few
 /// megabytes per CPU for a program with a handful of such buffers (the
-/// arena bench's 8-64 KiB buffers: 3.5 MiB peak against 3.1 with one
+/// arena bench's 8-64 KiB buffers: 3.5 MiB peak against 3.2 with one
 /// shard for them). These blocks were large blocks before, behind one
 /// lock as well; a request this big costs its caller more than the lock.
 const ONE_SHARD_FROM: usize = crate::core::size_class::BIG_MEDIUM_FROM;
