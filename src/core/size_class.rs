@@ -230,9 +230,13 @@ pub(crate) const fn fallback_granules(c: usize) -> usize {
     if capacity_for(CLASS_SIZE[c] as usize, 1) >= 1 {
         1
     } else {
-        2
+        MAX_FALLBACK_GRANULES
     }
 }
+
+/// The most [`fallback_granules`] gives: the span cache maps a span this
+/// small on its own when it cannot map a chunk (`core::span`).
+pub(crate) const MAX_FALLBACK_GRANULES: usize = 2;
 
 const _: () = {
     let mut c = 0;

@@ -20,7 +20,7 @@
 //! `os::clock`, `util::list`, `util::lock`, `util::mapped`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE};
-use crate::core::size_class::{GRANULE, MAX_SLAB_GRANULES};
+use crate::core::size_class::{GRANULE, MAX_FALLBACK_GRANULES, MAX_SLAB_GRANULES};
 use crate::os::clock::now_ms;
 use crate::os::{PageSource, PAGE};
 use crate::util::lock::Lock;
@@ -185,10 +185,11 @@ impl<S: PageSource + 'static> SpanCache<S> {
             let (c, len) = match self.src.map(CHUNK, GRANULE) {
                 Some(c) => (c, CHUNK),
                 // Short of address space: just this span when it is a
-                // slab's fallback (one granule, two for the biggest
-                // classes: `size_class::fallback_granules`); a bigger
-                // request fails, and its slab falls back to that.
-                None if size <= 2 * GRANULE => (self.src.map(size, GRANULE)?, size),
+                // slab's fallback (`size_class::fallback_granules`); a
+                // bigger request fails, and its slab falls back to that.
+                None if size <= MAX_FALLBACK_GRANULES * GRANULE => {
+                    (self.src.map(size, GRANULE)?, size)
+                }
                 None => return None,
             };
             let c = c.as_ptr() as usize;

@@ -97,20 +97,17 @@ pub(crate) fn check_thread_heap() -> usize {
                 if is_current && !(1..=crate::heap::types::CURRENT_TICKS).contains(&sl.used) {
                     fail("check: current slab's count of frees out of range", s);
                 }
-                if is_current
-                    && sl.used == crate::heap::types::CURRENT_TICKS
-                    && sl.exact_used() == 0
-                {
+                // malloc does not count on the current slab: recount it.
+                let used = if is_current { sl.exact_used() } else { sl.used };
+                if is_current && sl.used == crate::heap::types::CURRENT_TICKS && used == 0 {
                     fail(
                         "check: current slab empty while its count says nothing was freed",
                         s,
                     );
                 }
-                if !is_current && class < NUM_CLASSES && sl.used == 0 && !h.lingering {
+                if !is_current && class < NUM_CLASSES && used == 0 && !h.lingering {
                     fail("check: an empty slab lingers unflagged", s);
                 }
-                // malloc does not count on the current slab: recount it.
-                let used = if is_current { sl.exact_used() } else { sl.used };
                 let total = used as usize + count(sl.free) + count(sl.local_free) + uncarved;
                 if total != sl.capacity as usize {
                     fail("check: used + free + local_free + uncarved != capacity", s);

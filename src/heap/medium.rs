@@ -104,11 +104,11 @@ pub(crate) fn made() -> usize {
 /// The classes from this one on (blocks above 32 KiB) come from the first
 /// shard whatever the CPU: each class keeps the pages of its high-water
 /// mark in every shard it is used in, and a block this big is up to
-/// sixteen pages, so eight classes in each CPU's shard would hold a few
-/// megabytes per CPU for a program with a handful of such buffers (the
-/// arena bench's 8-64 KiB buffers: 3.5 MiB peak against 3.2 with one
-/// shard for them). These blocks were large blocks before, behind one
-/// lock as well; a request this big costs its caller more than the lock.
+/// sixteen pages, so eight classes in each CPU's shard hold those pages
+/// once per CPU (the arena bench's 8-64 KiB buffers on 2 CPUs: 3.45-3.62
+/// MiB peak with a shard per CPU, 3.2-3.3 with one). These blocks were
+/// large blocks before, behind one lock as well; a request this big
+/// costs its caller more than the lock.
 const ONE_SHARD_FROM: usize = crate::core::size_class::BIG_MEDIUM_FROM;
 
 /// Medium allocations between two looks at which CPU a thread runs on.
@@ -586,6 +586,28 @@ mod tests {
         crate::core::pagemap::PAGEMAP.lookup(b as usize).cast()
     }
 
+    /// Free block `b` into its slab of the test heap `hp`.
+    ///
+    /// # Safety
+    /// `b` is a live block of `hp`'s slabs; `hp` is used by this thread
+    /// alone.
+    unsafe fn free_block(hp: *mut Heap, b: *mut u8) {
+        // SAFETY: contract.
+        unsafe { slabs::free_in(hp, slab_of(b), b.cast(), b as usize) }
+    }
+
+    /// The slabs on `h.avail[class]`, in order.
+    fn listed(h: &HeapLocal, class: usize) -> std::vec::Vec<*mut Slab> {
+        let mut v = std::vec::Vec::new();
+        let mut s = h.avail[class].first;
+        while !s.is_null() {
+            v.push(s);
+            // SAFETY: slabs on a test heap's list are live.
+            s = unsafe { (*s).next };
+        }
+        v
+    }
+
     #[test]
     fn a_class_takes_fresh_pages_last() {
         let mut heap = test_heap();
@@ -603,7 +625,7 @@ mod tests {
         // SAFETY: the test's own heap, used by this thread alone; the
         // blocks are live blocks of its slabs, each freed once.
         unsafe {
-            let free = move |b: *mut u8| slabs::free_in(hp, slab_of(b), b.cast(), b as usize);
+            let free = move |b: *mut u8| free_block(hp, b);
             // Slab A of `small` with blocks a1, a2; then slab B, current.
             let (a1, slab_a) = block_of(&mut (*hp).local, small);
             let a2 = slabs::pop_from_avail(&mut (*hp).local, small).unwrap();
@@ -676,7 +698,7 @@ mod tests {
         // SAFETY: the test's own heap, used by this thread alone; the
         // blocks are live blocks of its slabs, each freed once.
         unsafe {
-            let free = move |b: *mut u8| slabs::free_in(hp, slab_of(b), b.cast(), b as usize);
+            let free = move |b: *mut u8| free_block(hp, b);
             let is_full = |s: *mut Slab| (*s).head.owner.load(Ordering::Relaxed) & OWNER_FULL != 0;
             // Four slabs: S1-S3 full, S4 the current one (blocks left to
             // carve, none freed).
@@ -713,11 +735,10 @@ mod tests {
             assert_eq!(take(&mut (*hp).local, class), x3);
             assert!(is_full(s1), "the walk retired the slab it found full");
             assert!(!is_full(s4), "a slab with blocks to carve stays");
-            let mut s = (*hp).local.avail[class].first;
-            while !s.is_null() {
-                assert_ne!(s, s1, "a retired slab is off the class's list");
-                s = (*s).next;
-            }
+            assert!(
+                !listed(&(*hp).local, class).contains(&s1),
+                "a retired slab is off the class's list"
+            );
             // A free into S1 brings it back, and the walk finds its block.
             free(x1);
             assert!(!is_full(s1));
@@ -738,20 +759,10 @@ mod tests {
         let mut heap = test_heap();
         let hp: *mut Heap = &mut *heap;
         let class = class_of(9000 + crate::core::canary::RECORD);
-        let listed = |h: &HeapLocal| {
-            let mut v = std::vec::Vec::new();
-            let mut s = h.avail[class].first;
-            while !s.is_null() {
-                v.push(s);
-                // SAFETY: slabs on the test heap's list are live.
-                s = unsafe { (*s).next };
-            }
-            v
-        };
         // SAFETY: the test's own heap, used by this thread alone; the
         // blocks are live blocks of its slabs, each freed once.
         unsafe {
-            let free = move |b: *mut u8| slabs::free_in(hp, slab_of(b), b.cast(), b as usize);
+            let free = move |b: *mut u8| free_block(hp, b);
             // S1 current, its only block freed: empty, still current.
             let (b1, s1) = block_of(&mut (*hp).local, class);
             free(b1);
@@ -759,17 +770,17 @@ mod tests {
             // A new slab S2 becomes current: S1 lingers, empty.
             let (b2, s2) = block_of(&mut (*hp).local, class);
             assert!((*hp).local.lingering && (*s1).used == 0);
-            assert_eq!(listed(&(*hp).local), [s2, s1]);
+            assert_eq!(listed(&(*hp).local, class), [s2, s1]);
             // Trim: S1 goes back, S2 (a block in use, nothing freed into
             // it) stays current.
             slabs::release_empty(hp);
-            assert_eq!(listed(&(*hp).local), [s2]);
+            assert_eq!(listed(&(*hp).local, class), [s2]);
             assert_eq!((*hp).local.biased[class], s2);
             assert!(!(*hp).local.lingering);
             // Its block freed, S2 is empty: the next trim gives it back.
             free(b2);
             slabs::release_empty(hp);
-            assert!(listed(&(*hp).local).is_empty());
+            assert!(listed(&(*hp).local, class).is_empty());
             assert_eq!(
                 (*hp).local.biased[class],
                 crate::heap::types::empty_slab_ptr()

@@ -216,11 +216,22 @@ pub(crate) unsafe fn slab_emptied(slab: *mut Slab, heap: *mut Heap) {
             h.upkeep_due = true;
             return;
         }
-        let class = (*slab).class as usize;
         (*slab).check_empty();
-        h.avail[class].remove(slab);
-        h.uncache_slab(slab);
-        release_slab(slab);
+        release_listed(h, (*slab).class as usize, slab);
+    }
+}
+
+/// Take `s`, an empty slab on `h.avail[class]` (not the current one), off
+/// the list and give its span back.
+///
+/// # Safety
+/// The caller owns the heap of `h`; nobody uses `s` any more.
+unsafe fn release_listed(h: &mut HeapLocal, class: usize, s: *mut Slab) {
+    // SAFETY: contract.
+    unsafe {
+        h.avail[class].remove(s);
+        h.uncache_slab(s);
+        release_slab(s);
     }
 }
 
@@ -253,9 +264,7 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
                 while !s.is_null() {
                     let next = (*s).next;
                     if (*s).used == 0 {
-                        h.avail[c].remove(s);
-                        h.uncache_slab(s);
-                        release_slab(s);
+                        release_listed(h, c, s);
                     }
                     s = next;
                 }
@@ -268,9 +277,7 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
             }
             h.clear_current_of(c);
             if (*s).used == 0 {
-                h.avail[c].remove(s);
-                h.uncache_slab(s);
-                release_slab(s);
+                release_listed(h, c, s);
             }
             h.set_current(c);
         }
