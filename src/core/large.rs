@@ -667,19 +667,28 @@ fn guard_at(user: usize, size: usize, end: usize) -> Option<usize> {
 /// Close (`access` false) the secure build's guard page of `lb`, or open
 /// it and the rest of the block's slack (pages after the guard may have
 /// stayed closed since the block's range was cached: see [`alloc`]).
+/// False when the kernel refused (out of mappings: `vm.max_map_count`;
+/// it may have changed a part): a guard that could not close leaves the
+/// block without one (its canaries are still checked), but slack that
+/// could not open must never be handed out or cached as open, so the
+/// callers that open fall back (`realloc` copies, `free` unmaps).
 ///
 /// # Safety
 /// `lb` is a live large block's header; nobody uses its slack.
-unsafe fn set_guard(lb: *mut LargeBlock, access: bool) {
+#[must_use]
+unsafe fn set_guard(lb: *mut LargeBlock, access: bool) -> bool {
     // SAFETY: contract.
-    if let Some(g) = unsafe { guard_page(lb) } {
-        let len = if access {
-            // SAFETY: contract.
-            lb as usize + unsafe { (*lb).map_size } - g
-        } else {
-            PAGE
-        };
-        protect(g, len, access);
+    match unsafe { guard_page(lb) } {
+        Some(g) => {
+            let len = if access {
+                // SAFETY: contract.
+                lb as usize + unsafe { (*lb).map_size } - g
+            } else {
+                PAGE
+            };
+            protect(g, len, access)
+        }
+        None => true,
     }
 }
 
@@ -806,7 +815,8 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
         });
         seal(lb);
         if !guard_closed {
-            set_guard(lb, false);
+            // A guard that could not close: the block goes without one.
+            let _ = set_guard(lb, false);
         }
     }
     if !map_granules(base, map_size, lb.cast()) {
@@ -841,10 +851,8 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     // it enters the cache, the block's guard page with it (see
     // `retire_range`); any other guard page opens now.
     let close_whole = closes_whole(map_size);
-    if !close_whole {
-        // SAFETY: the live header; the block is being freed.
-        unsafe { set_guard(lb, true) };
-    }
+    // SAFETY: the live header; the block is being freed.
+    let opened = close_whole || unsafe { set_guard(lb, true) };
     account(mmapped, -1, -(map_size as isize));
     if !mmapped {
         // SAFETY: the live header.
@@ -857,8 +865,10 @@ pub(crate) unsafe fn free(p: *mut u8, head: *mut SpanHead) {
     // Blocks above the cache's limit, and, once the program set an mmap
     // threshold (mallopt), the blocks it calls mmapped, go back to the OS
     // at once, as glibc's mmapped chunks do.
+    // So does a block whose guard page could not be opened again: its
+    // range is of unknown state and may not enter the cache.
     let (_, threshold_set) = crate::core::config::mmap_threshold();
-    if map_size > CACHE_MAX_BLOCK || (threshold_set && mmapped) {
+    if map_size > CACHE_MAX_BLOCK || (threshold_set && mmapped) || !opened {
         // SAFETY: the block is dead; a later free of `p` finds TAG_FREE
         // until the granules are forgotten, then `recently_unmapped`.
         unsafe { (*lb).head.tag = TAG_FREE };
@@ -1121,12 +1131,16 @@ pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -
         );
     }
     check_canaries(lb);
-    // SAFETY: the live header; the guard moves with the block's end.
-    unsafe { set_guard(lb, true) };
+    // SAFETY: the live header; the guard moves with the block's end. If
+    // the slack could not be opened, the block stays as it is and the
+    // caller copies it to a new block (freeing this one unmaps it).
+    if !unsafe { set_guard(lb, true) } {
+        return None;
+    }
     // SAFETY: forwarded contract.
     let Some(q) = (unsafe { resize(p, lb, new_size) }) else {
         // SAFETY: as above: the block is unchanged.
-        unsafe { set_guard(lb, false) };
+        let _ = unsafe { set_guard(lb, false) };
         return None;
     };
     // Only blocks with the header right before them are resized.
@@ -1140,8 +1154,9 @@ pub(crate) unsafe fn realloc(p: *mut u8, head: *mut SpanHead, new_size: usize) -
         (*nlb).requested = new_size;
     }
     seal(nlb);
-    // SAFETY: the live header of the resized block.
-    unsafe { set_guard(nlb, false) };
+    // SAFETY: the live header of the resized block (a guard that could
+    // not close: the block goes without one).
+    let _ = unsafe { set_guard(nlb, false) };
     Some(q)
 }
 
