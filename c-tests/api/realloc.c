@@ -135,6 +135,39 @@ static void test_realloc_preserves_contents(void)
     }
 }
 
+/* A medium block lent by a bigger class (a free 30000-byte block serves
+ * an 11000-byte request before fresh pages are touched: heap::medium's
+ * loans) stays in place when realloc keeps or grows its size within the
+ * block, and moves when it shrinks below half of it (the big block is
+ * released). While the rule was "at least half the room" alone, every
+ * realloc of such a block copied it. */
+static void test_realloc_lent_block_in_place(void)
+{
+    mmpool_stats_t st;
+    mmpool_stats_get(&st);
+    if (st.secure) {
+        SKIP("the secure build quarantines freed blocks: no loan right after a free");
+        return;
+    }
+    malloc_trim(0); /* the thread's medium cache holds nothing now */
+    void *big = xmalloc(30000);
+    xfree(big);
+    unsigned char *p = xmalloc(11000);
+    REQUIRE(p == big, "11000 bytes did not borrow the free 30000-byte block (%p, freed %p)",
+            (void *)p, big);
+    tu_fill(p, 11000, 31);
+    unsigned char *q = xrealloc(p, 11000);
+    CHECK(q == p, "realloc to the same size moved the block (%p -> %p)", (void *)p, (void *)q);
+    q = xrealloc(q, 11500);
+    CHECK(q == p, "realloc growing within the block moved it (%p -> %p)", (void *)p, (void *)q);
+    CHECK(tu_check(q, 11000, 31) == (size_t)-1, "contents lost in place");
+    unsigned char *r = xrealloc(q, 3000);
+    CHECK(r != NULL && r != q, "a shrink to 3000 bytes kept the 30000-byte block");
+    if (r)
+        CHECK(tu_check(r, 3000, 31) == (size_t)-1, "contents lost by the move");
+    xfree(r ? r : q);
+}
+
 /* 16 blocks, random sizes (log-uniform 1 B .. 2 MiB), random reallocs. */
 static void test_realloc_random_walk(void)
 {
@@ -206,6 +239,7 @@ int main(int argc, char **argv)
     RUN(realloc_fail_keeps_block);
     RUN(realloc_preserves_contents);
     RUN(realloc_random_walk);
+    RUN(realloc_lent_block_in_place);
     RUN(reallocarray);
     return tu_finish();
 }

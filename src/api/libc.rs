@@ -275,10 +275,14 @@ unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: a live slab header.
         Span::Slab(s) if unsafe { is_medium(s) } => {
             // In place while the block has room for the size and its
-            // record, resealed for the new size.
+            // record, and the call grows the block or shrinks it to no
+            // less than half its room, resealed for the new size. (A
+            // growth within the room always stays: a block lent by a
+            // class up to 4x bigger, `heap::medium::borrow`, was copied
+            // by every realloc while the rule was half the room alone.)
             let (start, end) = span.block_bounds(p as usize).unwrap_or((0, 0));
             let room = end - RECORD - p as usize;
-            if size <= room && size >= room / 2 {
+            if size <= room && (size >= room / 2 || size >= old) {
                 // SAFETY: as in `seal_medium`.
                 unsafe {
                     canary::seal_medium(
