@@ -31,8 +31,8 @@
 //! gap in resident memory (CPython's 8200-byte buffers took 16 KiB blocks
 //! when the classes doubled there: 1.5x glibc's memory). The cost of a
 //! class is the high-water mark its heap keeps, and medium blocks (above
-//! 1 KiB) come from one heap per CPU, not one per thread, so sixteen
-//! classes from 8 to 32 KiB cost a few slabs per CPU (and the eight above
+//! 1 KiB) come from one heap per CPU, not one per thread, so the eighteen
+//! classes from 8 to 32 KiB cost a few slabs per CPU (and the nine above
 //! 32 KiB come from one heap only, `heap::medium`). (When medium blocks
 //! lived in thread heaps, nine such classes per thread held 1.6x glibc's
 //! resident set on the arena bench.)

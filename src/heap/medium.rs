@@ -105,7 +105,7 @@ pub(crate) fn made() -> usize {
 /// The classes from this one on (blocks above 32 KiB) come from the first
 /// shard whatever the CPU: each class keeps the pages of its high-water
 /// mark in every shard it is used in, and a block this big is up to
-/// sixteen pages, so eight classes in each CPU's shard hold those pages
+/// sixteen pages, so nine classes in each CPU's shard would hold those pages
 /// once per CPU (the arena bench's 8-64 KiB buffers on 2 CPUs: 3.45-3.62
 /// MiB peak with a shard per CPU, 3.2-3.3 with one). These blocks were
 /// large blocks before, behind one lock as well; a request this big
@@ -728,8 +728,8 @@ mod tests {
         use crate::core::size_class::block_size;
         let mut heap = test_heap();
         let hp: *mut Heap = &mut *heap;
-        // For each case: the borrowing class, a lender within its limit,
-        // and a lender just past the half-as-big-again bound.
+        // A class of 9 KiB and a lender three times as big (within 4x);
+        // a class of 2 KiB and a lender twice as big (past 1.5x).
         let big = class_of(9000);
         let small = class_of(2000);
         assert!(block_size(big) >= WIDE_BORROW_FROM && block_size(small) < WIDE_BORROW_FROM);

@@ -236,7 +236,8 @@ impl Os {
     /// Make `[p, p + size)` inaccessible (`access` false: any load or
     /// store faults) or readable and writable again. The pages stay
     /// resident either way. False: the kernel refused (out of mappings,
-    /// `vm.max_map_count`); nothing changed.
+    /// `vm.max_map_count`); it may have changed a part of the range
+    /// (Linux applies `mprotect` region by region).
     ///
     /// # Safety
     /// The range must be page-aligned, mapped by us, and (to make it
