@@ -221,6 +221,10 @@ fn may_close(now: u64) -> bool {
 /// Make `[base, base + len)` inaccessible, or accessible again. False:
 /// the kernel refused (out of mappings).
 fn protect(base: usize, len: usize, access: bool) -> bool {
+    #[cfg(test)]
+    if access && tests::REFUSE_OPEN.with(|r| r.get()) {
+        return false;
+    }
     // SAFETY: callers pass memory of cached ranges of ours (or of ones
     // just taken out of the cache, or of a block's own slack), which
     // nobody else uses.
@@ -1276,6 +1280,13 @@ pub(crate) fn after_fork_child() {
 mod tests {
     use super::*;
 
+    std::thread_local! {
+        /// `protect` refuses to open memory on this thread (the kernel's
+        /// answer when the process is out of mappings), for the tests of
+        /// what the callers do then.
+        pub(super) static REFUSE_OPEN: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    }
+
     /// Whether the kernel may read `p`'s byte: `write` from it into a pipe
     /// fails with EFAULT, instead of faulting, when the page is closed.
     fn readable(p: usize) -> bool {
@@ -1442,6 +1453,50 @@ mod tests {
         }
         assert!(hits > 0, "no range was reused");
         assert!(checked > 0, "no freed range stayed in the cache");
+    }
+
+    /// When the kernel refuses to open a secure large block's guard page
+    /// and slack (out of mappings), `realloc` leaves the block as it is
+    /// (the caller copies it) and `free` unmaps it instead of caching a
+    /// range with a page still closed.
+    #[cfg(feature = "secure")]
+    #[test]
+    fn a_refused_open_of_the_slack_copies_or_unmaps() {
+        crate::core::config::init();
+        // Above CLOSE_WHOLE_MAX: its free opens the guard page.
+        let size = 300_000;
+        let (p, _) = alloc(size, MIN_ALIGN);
+        assert!(!p.is_null());
+        let lb = PAGEMAP.lookup(p as usize).cast::<LargeBlock>();
+        // SAFETY: our live block's header.
+        let (map_size, g) = unsafe { ((*lb).map_size, guard_page(lb).expect("a guard page")) };
+        assert!(!closes_whole(map_size));
+        // SAFETY: our live block.
+        unsafe { p.write_bytes(0x5a, size) };
+        REFUSE_OPEN.with(|r| r.set(true));
+        // SAFETY: our live block and its header.
+        let q = unsafe { realloc(p, lb.cast(), size + 5000) };
+        assert_eq!(q, None, "a refused open leaves the block to be copied");
+        // SAFETY: our live block, unchanged.
+        assert!((0..size).all(|i| unsafe { *p.add(i) } == 0x5a));
+        // SAFETY: as above.
+        assert_eq!(unsafe { (*lb).requested }, size);
+        assert!(!readable(g), "its guard page is still closed");
+        // The free: the block's range is unmapped, not cached.
+        let base = lb as usize;
+        let released = RELEASED_BYTES.load(Ordering::Relaxed);
+        // SAFETY: our live block, freed once.
+        unsafe { free(p, lb.cast()) };
+        REFUSE_OPEN.with(|r| r.set(false));
+        assert!(RELEASED_BYTES.load(Ordering::Relaxed) >= released + map_size);
+        let c = CACHE.lock();
+        assert!(
+            !c.held[..c.held_n].iter().any(|h| h.0 == base)
+                && !c.ranges[..c.len]
+                    .iter()
+                    .any(|r| r.base <= base && base < r.base + r.size),
+            "a range with a closed page entered the cache"
+        );
     }
 
     /// Bookkeeping only (open ranges: no page is touched): a range
