@@ -279,7 +279,8 @@ unsafe fn realloc_raw(p: *mut u8, size: usize) -> *mut u8 {
             // less than half its room, resealed for the new size. (A
             // growth within the room always stays: a block lent by a
             // class up to 4x bigger, `heap::medium::borrow`, was copied
-            // by every realloc while the rule was half the room alone.)
+            // even by a realloc to its own size while the rule was half
+            // the room alone.)
             let (start, end) = span.block_bounds(p as usize).unwrap_or((0, 0));
             let room = end - RECORD - p as usize;
             if size <= room && (size >= room / 2 || size >= old) {

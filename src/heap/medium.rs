@@ -627,6 +627,22 @@ mod tests {
         unsafe { slabs::free_in(hp, slab_of(b), b.cast(), b as usize) }
     }
 
+    /// Free `blocks` (live blocks of the test heap `hp`), give the empty
+    /// slabs back and check that no class keeps a slab listed.
+    ///
+    /// # Safety
+    /// As [`free_block`] for each block.
+    unsafe fn free_all_and_release(hp: *mut Heap, blocks: &[*mut u8]) {
+        // SAFETY: contract.
+        unsafe {
+            for &b in blocks {
+                free_block(hp, b);
+            }
+            slabs::release_empty(hp);
+            assert!((*hp).local.avail.iter().all(|l| l.first.is_null()));
+        }
+    }
+
     /// The slabs on `h.avail[class]`, in order.
     fn listed(h: &HeapLocal, class: usize) -> std::vec::Vec<*mut Slab> {
         let mut v = std::vec::Vec::new();
@@ -713,11 +729,7 @@ mod tests {
                 "a cached block of the neighbour is lent"
             );
             assert!(cache_pop(hp, small).is_null() && (*hp).local.mcache_bytes == 0);
-            for b in [a1, a2, b1, c, n2] {
-                free(b);
-            }
-            slabs::release_empty(hp);
-            assert!((*hp).local.avail.iter().all(|l| l.first.is_null()));
+            free_all_and_release(hp, &[a1, a2, b1, c, n2]);
         }
     }
 
@@ -753,8 +765,7 @@ mod tests {
                 borrow(&mut (*hp).local, small).is_null(),
                 "a block of 2 KiB borrows none twice as big"
             );
-            free_block(hp, l);
-            slabs::release_empty(hp);
+            free_all_and_release(hp, &[l]);
         }
     }
 
@@ -815,11 +826,7 @@ mod tests {
             free(x1);
             assert!(!is_full(s1));
             assert_eq!(take(&mut (*hp).local, class), x1);
-            for b in blocks {
-                free(b);
-            }
-            slabs::release_empty(hp);
-            assert!((*hp).local.avail.iter().all(|l| l.first.is_null()));
+            free_all_and_release(hp, &blocks);
         }
     }
 
