@@ -281,6 +281,45 @@ static void test_destroyed_arena_handle(void)
     CHECK(stats_of(a).blocks == 0, "destroyed arena still reports blocks");
 }
 
+/* A thread that destroys the arena it is handed. */
+static void *destroy_it(void *a)
+{
+    mmpool_arena_destroy(a);
+    return NULL;
+}
+
+/* The arena this thread used last is answered from a per-thread hint
+ * (no page-map lookup): a destroy by another thread, or by this one, must
+ * still make its handle invalid here, and an arena created where a
+ * destroyed one was must be accepted. */
+static void test_destroyed_arena_handle_hinted(void)
+{
+    mmpool_arena_t *a = mmpool_arena_create(0);
+    REQUIRE(a, "");
+    for (int i = 0; i < 3; i++)
+        REQUIRE(mmpool_arena_alloc(a, 32), ""); /* `a` is this thread's hint */
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, destroy_it, a) == 0, "");
+    pthread_join(t, NULL);
+    errno = 0;
+    void *p = mmpool_arena_alloc(a, 16);
+    CHECK(p == NULL && errno == EINVAL,
+          "alloc on an arena another thread destroyed = %p errno %d", p, errno);
+    CHECK(mmpool_arena_free(a, NULL) == -1, "free on a destroyed arena accepted");
+    /* New arenas, some likely where `a` was: each is valid until it goes. */
+    for (int i = 0; i < 8; i++) {
+        mmpool_arena_t *b = mmpool_arena_create(0);
+        REQUIRE(b, "");
+        CHECK(mmpool_arena_alloc(b, 16) != NULL, "alloc on a new arena %p failed", (void *)b);
+        CHECK(mmpool_arena_alloc(b, 16) != NULL, "second alloc on %p failed", (void *)b);
+        mmpool_arena_destroy(b);
+        errno = 0;
+        p = mmpool_arena_alloc(b, 16);
+        CHECK(p == NULL && errno == EINVAL, "alloc on destroyed %p = %p errno %d", (void *)b,
+              p, errno);
+    }
+}
+
 int main(int argc, char **argv)
 {
     arena_init(argc, argv);
@@ -300,5 +339,6 @@ int main(int argc, char **argv)
     RUN(invalid_arena_block_end);
     RUN(invalid_arena_any_pool_page);
     RUN(destroyed_arena_handle);
+    RUN(destroyed_arena_handle_hinted);
     return tu_finish();
 }

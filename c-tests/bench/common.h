@@ -374,15 +374,37 @@ share(uint64_t total, int i, int n, uint64_t *lo, uint64_t *hi)
     *hi = total * (uint64_t)(i + 1) / (uint64_t)n;
 }
 
+/* Bytes a worker's struct is aligned to: a pair of cache lines (the
+ * adjacent-line prefetcher pulls lines in pairs). */
+#define WORKER_ALIGN 128
+
 /* What every workload's worker starts with: its thread, its index, its
  * share [lo, hi) of the run's work (ops = hi - lo), and the checksum it
- * hands back. */
+ * hands back. Aligned (so every struct starting with it is too) to keep
+ * each worker's counters, which it updates in its loop, off the cache
+ * lines of the others: in one packed array, two threads' counters could
+ * share a line, and the time then depended on where the allocator under
+ * test had put that array (false sharing), not on its speed. */
 struct bench_worker {
     pthread_t tid;
     int id;
     uint64_t lo, hi, ops;
     uint64_t sum;
-};
+} __attribute__((aligned(WORKER_ALIGN)));
+
+/* `n` zeroed structs of `size` bytes each (a multiple of WORKER_ALIGN),
+ * aligned to WORKER_ALIGN. */
+static inline void *
+aligned_zeroed(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        fatal("out of memory");
+    void *p = aligned_alloc(WORKER_ALIGN, n * size);
+    if (!p)
+        fatal("out of memory");
+    memset(p, 0, n * size);
+    return p;
+}
 
 /* Worker t of an array of workers of `size` bytes each. */
 static inline struct bench_worker *
@@ -397,9 +419,7 @@ worker_at(void *ws, size_t size, int t)
 static inline void *
 workers_new(int threads, size_t size, uint64_t total)
 {
-    void *ws = calloc((size_t)threads, size);
-    if (!ws)
-        fatal("out of memory");
+    void *ws = aligned_zeroed((size_t)threads, size);
     for (int t = 0; t < threads; t++) {
         struct bench_worker *w = worker_at(ws, size, t);
         w->id = t;

@@ -27,9 +27,10 @@ pub type mmpool_cleanup_t = mmpool_cleanup;
 /// the header names `mmpool_arena_stats_t`.
 pub type mmpool_arena_stats_t = ArenaStats;
 
+#[inline(always)]
 fn arena_of(a: *const mmpool_arena_t) -> Option<*mut ArenaCore> {
     let core = a as *mut ArenaCore;
-    arena::is_arena(core as usize).then_some(core)
+    arena::is_live(core as usize).then_some(core)
 }
 
 fn einval<T>() -> *mut T {
@@ -90,6 +91,7 @@ pub unsafe extern "C" fn mmpool_arena_reset(a: *mut mmpool_arena_t) {
     }
 }
 
+#[inline(always)]
 fn arena_alloc(a: *mut mmpool_arena_t, size: usize, align: usize) -> *mut c_void {
     match arena_of(a) {
         // SAFETY: a live arena, single-threaded by contract.

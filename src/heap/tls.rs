@@ -1,4 +1,4 @@
-//! The calling thread's heap pointer.
+//! The calling thread's heap pointer, and its arena hint.
 //!
 //! One `const`-initialised, `Drop`-free thread-local word per thread,
 //! starting at the static empty heap so the fast paths need no
@@ -15,6 +15,11 @@
 //! reserves for libraries loaded by `dlopen`; 8 bytes fit easily, so the
 //! library stays loadable by `dlopen` too. Other architectures use a plain
 //! `thread_local!` (correct, slower).
+//!
+//! The arena hint (two more words, [`arena_hint`]) is the last arena the
+//! thread validated and the arena generation it was validated in: the
+//! arena calls skip their page-map validation while both still match
+//! (`api::arena`).
 //!
 //! Uses: `heap::types`.
 
@@ -35,6 +40,14 @@ mod imp {
         ".size mmpool_tls_heap,8",
         "mmpool_tls_heap:",
         ".quad {empty}",
+        ".p2align 4",
+        ".globl mmpool_tls_arena",
+        ".hidden mmpool_tls_arena",
+        ".type mmpool_tls_arena,@object",
+        ".size mmpool_tls_arena,16",
+        "mmpool_tls_arena:",
+        ".quad 0",
+        ".quad 0",
         ".popsection",
         empty = sym crate::heap::types::EMPTY_HEAP,
     );
@@ -73,6 +86,45 @@ mod imp {
             );
         }
     }
+
+    /// The calling thread's arena hint: (arena, generation), (0, 0) at
+    /// first.
+    #[inline(always)]
+    pub(crate) fn arena_hint() -> (usize, u64) {
+        let (a, g): (usize, u64);
+        // SAFETY: reads this thread's copy of `mmpool_tls_arena` (two
+        // words) through its initial-exec GOT slot; nothing is written.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + mmpool_tls_arena@GOTTPOFF]",
+                "mov {a}, qword ptr fs:[{t}]",
+                "mov {g}, qword ptr fs:[{t} + 8]",
+                t = out(reg) _,
+                a = out(reg) a,
+                g = out(reg) g,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        (a, g)
+    }
+
+    /// Set the calling thread's arena hint.
+    #[inline]
+    pub(crate) fn set_arena_hint(a: usize, g: u64) {
+        // SAFETY: writes this thread's copy of `mmpool_tls_arena`, two
+        // words nobody else reads.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + mmpool_tls_arena@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {a}",
+                "mov qword ptr fs:[{t} + 8], {g}",
+                t = out(reg) _,
+                a = in(reg) a,
+                g = in(reg) g,
+                options(nostack, preserves_flags),
+            );
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -82,6 +134,7 @@ mod imp {
 
     std::thread_local! {
         static HEAP: Cell<*mut Heap> = const { Cell::new(core::ptr::null_mut()) };
+        static ARENA: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
     }
 
     /// The calling thread's heap (the empty heap until it has one).
@@ -100,9 +153,21 @@ mod imp {
     pub(crate) fn set_heap(h: *mut Heap) {
         HEAP.with(|c| c.set(h));
     }
+
+    /// The calling thread's arena hint: (arena, generation).
+    #[inline(always)]
+    pub(crate) fn arena_hint() -> (usize, u64) {
+        ARENA.with(|c| c.get())
+    }
+
+    /// Set the calling thread's arena hint.
+    #[inline]
+    pub(crate) fn set_arena_hint(a: usize, g: u64) {
+        ARENA.with(|c| c.set((a, g)));
+    }
 }
 
-pub(crate) use imp::{heap, set_heap};
+pub(crate) use imp::{arena_hint, heap, set_arena_hint, set_heap};
 
 #[cfg(test)]
 mod tests {
@@ -126,6 +191,20 @@ mod tests {
                 .join()
                 .unwrap();
             set_heap(before);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn the_arena_hint_is_per_thread() {
+        std::thread::spawn(|| {
+            assert_eq!(arena_hint(), (0, 0));
+            set_arena_hint(0x1230, 7);
+            assert_eq!(arena_hint(), (0x1230, 7));
+            std::thread::spawn(|| assert_eq!(arena_hint(), (0, 0)))
+                .join()
+                .unwrap();
         })
         .join()
         .unwrap();

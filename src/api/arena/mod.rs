@@ -31,14 +31,16 @@
 //! lists carries its magic and names `a`; every child's `parent` is `a`.
 //!
 //! Uses: `api::libc`, `api::process`, `core::config`, `core::lookup`,
-//! `os::errno`, `util::list`.
+//! `heap::tls`, `os::errno`, `util::list`.
 
 pub mod safe;
 
 use crate::api::libc as pool;
+use crate::heap::tls;
 use crate::util::list::{Linked, List};
 use core::ffi::c_void;
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// Default block size when 0 is given.
 pub(crate) const DEFAULT_BLOCK: usize = 16 * 1024;
@@ -230,6 +232,34 @@ pub(crate) unsafe fn create_child(parent: *mut ArenaCore, block_size: usize) -> 
     c
 }
 
+/// Destroyed arenas so far, plus 1: the generation an arena hint
+/// (`heap::tls::arena_hint`) was validated in. A hint names an arena that
+/// was live when the count was what the hint says; while the count has
+/// not moved, no arena was destroyed since, so it is live still.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// Is `a` a live arena? The arena the calling thread validated last is
+/// answered from its hint (two thread-local words and one shared word,
+/// unchanged unless an arena is destroyed); any other pointer is
+/// validated by [`is_arena`], and becomes the hint when it is one.
+#[inline(always)]
+pub(crate) fn is_live(a: usize) -> bool {
+    let g = GENERATION.load(Ordering::Acquire);
+    if tls::arena_hint() == (a, g) {
+        return true;
+    }
+    validate(a, g)
+}
+
+#[inline(never)]
+fn validate(a: usize, g: u64) -> bool {
+    let ok = is_arena(a);
+    if ok {
+        tls::set_arena_hint(a, g);
+    }
+    ok
+}
+
 /// Is `a` a live arena? `create` puts its core [`BLOCK_HDR`] bytes into a
 /// pool block, so `a` must lie there in a block that holds a whole core
 /// (a carved slab block, or a large block whose requested bytes do), and
@@ -270,8 +300,31 @@ pub(crate) fn is_arena(a: usize) -> bool {
 ///
 /// # Safety
 /// `a` must be a live arena used by the calling thread only.
+#[inline(always)]
 pub(crate) unsafe fn alloc(a: *mut ArenaCore, size: usize, align: usize) -> *mut u8 {
     debug_assert!(align.is_power_of_two());
+    // SAFETY: contract: a live arena, its current block live and ours.
+    unsafe {
+        let ar = &mut *a;
+        // The common case inline: a small request that fits the current
+        // block (`small_max` is at most 16 MiB, so nothing overflows).
+        if !ar.debug && size <= ar.small_max && align <= ar.small_max {
+            let b = ar.current;
+            let p = ((*b).cur + align - 1) & !(align - 1);
+            if p + size <= (*b).end {
+                (*b).cur = p + size;
+                ar.stats.bytes_requested += size;
+                return p as *mut u8;
+            }
+        }
+        alloc_slow(a, size, align)
+    }
+}
+
+/// [`alloc`]'s other cases: large and debug allocations, a full current
+/// block.
+#[inline(never)]
+unsafe fn alloc_slow(a: *mut ArenaCore, size: usize, align: usize) -> *mut u8 {
     // SAFETY: contract.
     let ar = unsafe { &mut *a };
     if ar.debug || size > ar.small_max || align > ar.small_max {
@@ -566,6 +619,8 @@ pub(crate) unsafe fn destroy(a: *mut ArenaCore) {
         }
         ar.magic = 0;
         ar.self_ptr = 0;
+        // Every thread's hint is stale from now on (this one's too).
+        GENERATION.fetch_add(1, Ordering::AcqRel);
         pool::free(ar.first.cast());
     }
 }
