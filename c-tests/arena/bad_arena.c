@@ -320,6 +320,25 @@ static void test_destroyed_arena_handle_hinted(void)
     }
 }
 
+/* A child is this thread's hint when its parent's reset destroys it: the
+ * child's handle must be invalid afterwards, the parent's valid. */
+static void test_child_destroyed_by_reset_while_hinted(void)
+{
+    mmpool_arena_t *parent = mmpool_arena_create(0);
+    REQUIRE(parent, "");
+    mmpool_arena_t *child = mmpool_arena_create_child(parent, 0);
+    REQUIRE(child, "");
+    REQUIRE(mmpool_arena_alloc(child, 32), ""); /* `child` is the hint */
+    mmpool_arena_reset(parent);
+    errno = 0;
+    void *p = mmpool_arena_alloc(child, 16);
+    CHECK(p == NULL && errno == EINVAL, "alloc on a child its parent's reset destroyed = %p errno %d",
+          p, errno);
+    CHECK(mmpool_arena_alloc(parent, 16) != NULL, "the parent is still valid after its reset");
+    CHECK(stats_of(parent).children == 0, "the reset parent still counts a child");
+    mmpool_arena_destroy(parent);
+}
+
 int main(int argc, char **argv)
 {
     arena_init(argc, argv);
@@ -340,5 +359,6 @@ int main(int argc, char **argv)
     RUN(invalid_arena_any_pool_page);
     RUN(destroyed_arena_handle);
     RUN(destroyed_arena_handle_hinted);
+    RUN(child_destroyed_by_reset_while_hinted);
     return tu_finish();
 }

@@ -1,7 +1,7 @@
 //! The calling thread's heap pointer, and its arena hint.
 //!
-//! One `const`-initialised, `Drop`-free thread-local word per thread,
-//! starting at the static empty heap so the fast paths need no
+//! The heap pointer is one `const`-initialised, `Drop`-free thread-local
+//! word per thread, starting at the static empty heap so the fast paths need no
 //! "initialised?" branch: the empty heap's slabs have no free blocks, so
 //! the first `malloc` of a thread falls into the slow path, which creates
 //! the thread's heap.
@@ -12,7 +12,8 @@
 //! variable ourselves in `.tdata` and read it with the initial-exec model:
 //! two instructions, `mov` from the GOT slot and a `%fs`-relative load.
 //! Initial-exec needs a few bytes of the static TLS surplus that glibc
-//! reserves for libraries loaded by `dlopen`; 8 bytes fit easily, so the
+//! reserves for libraries loaded by `dlopen`; our 32 bytes (the heap
+//! word, and the arena hint at a 16-byte boundary) fit easily, so the
 //! library stays loadable by `dlopen` too. Other architectures use a plain
 //! `thread_local!` (correct, slower).
 //!

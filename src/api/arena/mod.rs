@@ -211,6 +211,9 @@ pub(crate) fn create(block_size: usize) -> *mut ArenaCore {
             },
         });
     }
+    // The new arena is live: the thread's first call on it needs no
+    // lookup (it would make the same arena the hint).
+    tls::set_arena_hint(a as usize, GENERATION.0.load(Ordering::Acquire));
     a
 }
 
@@ -236,7 +239,13 @@ pub(crate) unsafe fn create_child(parent: *mut ArenaCore, block_size: usize) -> 
 /// (`heap::tls::arena_hint`) was validated in. A hint names an arena that
 /// was live when the count was what the hint says; while the count has
 /// not moved, no arena was destroyed since, so it is live still.
-static GENERATION: AtomicU64 = AtomicU64::new(1);
+static GENERATION: Generation = Generation(AtomicU64::new(1));
+
+/// [`GENERATION`]'s word on cache lines of its own: every arena call
+/// reads it, and a neighbour that other threads write (the span cache's
+/// lock sat next to it) would make those reads miss.
+#[repr(align(128))]
+struct Generation(AtomicU64);
 
 /// Is `a` a live arena? The arena the calling thread validated last is
 /// answered from its hint (two thread-local words and one shared word,
@@ -244,13 +253,15 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 /// validated by [`is_arena`], and becomes the hint when it is one.
 #[inline(always)]
 pub(crate) fn is_live(a: usize) -> bool {
-    let g = GENERATION.load(Ordering::Acquire);
+    let g = GENERATION.0.load(Ordering::Acquire);
     if tls::arena_hint() == (a, g) {
         return true;
     }
     validate(a, g)
 }
 
+/// [`is_live`] without a matching hint: [`is_arena`], and on success `a`
+/// becomes the thread's hint for generation `g` (read before the check).
 #[inline(never)]
 fn validate(a: usize, g: u64) -> bool {
     let ok = is_arena(a);
@@ -268,8 +279,8 @@ fn validate(a: usize, g: u64) -> bool {
 /// else is read: NULL, garbage, destroyed arenas, pointers into other
 /// blocks and the secure build's guard pages (between a slab's header
 /// and its blocks, at its end, around large blocks) are answered, not
-/// crashed on. Cheap: one page-map lookup, no division (it runs on every
-/// arena call).
+/// crashed on. Cheap: one page-map lookup, no division (it runs on an
+/// arena call whose arena is not the thread's hint, see [`is_live`]).
 pub(crate) fn is_arena(a: usize) -> bool {
     use crate::core::lookup::Span;
     if a % ARENA_ALIGN != 0 {
@@ -307,14 +318,10 @@ pub(crate) unsafe fn alloc(a: *mut ArenaCore, size: usize, align: usize) -> *mut
     unsafe {
         let ar = &mut *a;
         // The common case inline: a small request that fits the current
-        // block (`small_max` is at most 16 MiB, so nothing overflows).
+        // block.
         if !ar.debug && size <= ar.small_max && align <= ar.small_max {
-            let b = ar.current;
-            let p = ((*b).cur + align - 1) & !(align - 1);
-            if p + size <= (*b).end {
-                (*b).cur = p + size;
-                ar.stats.bytes_requested += size;
-                return p as *mut u8;
+            if let Some(p) = bump(ar, ar.current, size, align) {
+                return p;
             }
         }
         alloc_slow(a, size, align)
@@ -323,6 +330,9 @@ pub(crate) unsafe fn alloc(a: *mut ArenaCore, size: usize, align: usize) -> *mut
 
 /// [`alloc`]'s other cases: large and debug allocations, a full current
 /// block.
+///
+/// # Safety
+/// As [`alloc`].
 #[inline(never)]
 unsafe fn alloc_slow(a: *mut ArenaCore, size: usize, align: usize) -> *mut u8 {
     // SAFETY: contract.
@@ -335,8 +345,7 @@ unsafe fn alloc_slow(a: *mut ArenaCore, size: usize, align: usize) -> *mut u8 {
     unsafe {
         let mut b = ar.current;
         while !b.is_null() {
-            if let Some(p) = bump(b, size, align) {
-                ar.stats.bytes_requested += size;
+            if let Some(p) = bump(ar, b, size, align) {
                 return p;
             }
             (*b).failed += 1;
@@ -361,26 +370,34 @@ unsafe fn alloc_slow(a: *mut ArenaCore, size: usize, align: usize) -> *mut u8 {
         ar.last = nb;
         ar.stats.blocks += 1;
         ar.stats.bytes_held += ar.block_size;
-        let p = bump(nb, size, align).unwrap_or(null_mut());
-        if !p.is_null() {
-            ar.stats.bytes_requested += size;
-        }
-        p
+        bump(ar, nb, size, align).unwrap_or(null_mut())
     }
 }
 
-/// Bump `size` bytes aligned to `align` from block `b`, if they fit.
-unsafe fn bump(b: *mut BlockHeader, size: usize, align: usize) -> Option<*mut u8> {
-    // SAFETY: `b` is a live block of the caller's arena.
-    unsafe {
+/// Bump `size` bytes aligned to `align` from block `b` of `ar`, if they
+/// fit, and count them.
+///
+/// # Safety
+/// `b` is a live block of `ar`, an arena the calling thread uses alone.
+#[inline(always)]
+unsafe fn bump(
+    ar: &mut ArenaCore,
+    b: *mut BlockHeader,
+    size: usize,
+    align: usize,
+) -> Option<*mut u8> {
+    // SAFETY: contract.
+    let p = unsafe {
         let p = (*b).cur.checked_add(align - 1)? & !(align - 1);
         let end = p.checked_add(size)?;
         if end > (*b).end {
             return None;
         }
         (*b).cur = end;
-        Some(p as *mut u8)
-    }
+        p
+    };
+    ar.stats.bytes_requested += size;
+    Some(p as *mut u8)
 }
 
 /// A large allocation: its own global-pool block with a header right
@@ -620,7 +637,7 @@ pub(crate) unsafe fn destroy(a: *mut ArenaCore) {
         ar.magic = 0;
         ar.self_ptr = 0;
         // Every thread's hint is stale from now on (this one's too).
-        GENERATION.fetch_add(1, Ordering::AcqRel);
+        GENERATION.0.fetch_add(1, Ordering::AcqRel);
         pool::free(ar.first.cast());
     }
 }
