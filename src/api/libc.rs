@@ -11,7 +11,7 @@
 //!
 //! Uses: `api::foreign`, `api::process`, `api::secure`, `core::canary`,
 //! `core::config`, `core::large`, `core::lookup`, `core::pagemap`,
-//! `core::size_class`, `core::span`, `heap::abandoned`, `heap::alloc`,
+//! `core::size_class`, `core::slab`, `core::span`, `heap::abandoned`, `heap::alloc`,
 //! `heap::free`, `heap::hook`, `heap::lifecycle`, `heap::medium`,
 //! `heap::secure`, `heap::tls`, `heap::types`, `insight`, `os`,
 //! `os::errno`, `util::diag`.
@@ -70,7 +70,7 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
         // A medium block, with room for its record (`core::canary`).
         // SAFETY: as above.
         let p = unsafe { alloc::alloc_class(tls::heap(), class_of(size + RECORD)) };
-        seal_medium(p, size);
+        seal_medium(p, p, size);
         p
     } else {
         alloc_large(size, MIN_ALIGN).0
@@ -81,24 +81,32 @@ unsafe fn malloc_slow(size: usize) -> *mut u8 {
     p
 }
 
-/// Write the record of medium block `p` (null: nothing) for `size`
-/// requested bytes.
-fn seal_medium(p: *mut u8, size: usize) {
-    if let Some(Span::Slab(s)) = span_of(p as usize) {
-        // SAFETY: a medium block just handed out to us; its class has
-        // room for `size` and the record after `p`.
-        unsafe {
-            let (start, end) = Span::Slab(s).block_bounds(p as usize).unwrap_or((0, 0));
-            debug_assert!(end >= p as usize + size + RECORD);
-            canary::seal_medium(
-                (*s).check_key,
-                p as usize,
-                size,
-                start,
-                end,
-                canary::KIND_MALLOC,
-            );
-        }
+/// Write the record of the medium block starting at `start` (null:
+/// nothing), handed out at `p` (its start, or an aligned address in it)
+/// for `size` requested bytes. `start` is a block just handed out by
+/// `alloc_class`: its span is a slab, and the block ends one block size
+/// (the slab's: a borrowed block is a bigger class's) after it.
+fn seal_medium(p: *mut u8, start: *mut u8, size: usize) {
+    if start.is_null() {
+        return;
+    }
+    let s = PAGEMAP
+        .lookup(start as usize)
+        .cast::<crate::core::slab::Slab>();
+    debug_assert!(matches!(span_of(start as usize), Some(Span::Slab(x)) if x == s));
+    // SAFETY: the live header of the slab of a medium block just handed
+    // out to us; its block has room for `size` and the record after `p`.
+    unsafe {
+        let end = start as usize + (*s).block_size as usize;
+        debug_assert!(end >= p as usize + size + RECORD);
+        canary::seal_medium(
+            (*s).check_key,
+            p as usize,
+            size,
+            start as usize,
+            end,
+            canary::KIND_MALLOC,
+        );
     }
 }
 
@@ -380,7 +388,7 @@ unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
             // SAFETY: the calling thread's heap; c < NUM_CLASSES.
             let p = unsafe { alloc::alloc_class(h, c) };
             if sealed(c) {
-                seal_medium(p, size);
+                seal_medium(p, p, size);
             }
             return p;
         }
@@ -404,7 +412,7 @@ unsafe fn alloc_aligned_raw(align: usize, size: usize) -> *mut u8 {
             }
             debug_assert!(p as usize + size <= b as usize + block_size(class_of(need)));
             if sealed(class_of(need)) {
-                seal_medium(p, size);
+                seal_medium(p, b, size);
             }
             return p;
         }

@@ -26,7 +26,7 @@
 //! `heap::remote`, `heap::slabs`, `heap::types`, `util::diag`.
 
 use crate::core::lookup::{classify, Span};
-use crate::core::pagemap::{SpanHead, PAGEMAP};
+use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_SLAB};
 use crate::core::size_class::SLAB_HEADER;
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
 use crate::heap::types::{is_thread_heap, slab_cache_index, Heap};
@@ -131,10 +131,42 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
             } else {
                 (*heap).local.cache_slab(slab);
             }
-        } else {
+        } else if !free_medium(heap, p, head) {
             free_slow(heap, p, head);
         }
     }
+}
+
+/// [`free`]'s second case: a medium block (of a per-CPU heap's slab,
+/// which never changes owner) at its start, freed by a thread with a
+/// heap. The checks and the medium cache of `heap::medium::free`,
+/// without [`free_slow`]'s general dispatch. False: `p` is something
+/// else (the slow path decides).
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+unsafe fn free_medium(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) -> bool {
+    // SAFETY: `head` is a live span header (contract); a span tagged SLAB
+    // is a slab, whose owner word and geometry are stable while a block
+    // of it is live.
+    unsafe {
+        let owner = (*head).owner.load(Ordering::Acquire);
+        if !medium::owns(owner)
+            || owner & OWNER_INTERIOR != 0
+            || (*head).tag != TAG_SLAB
+            || !is_thread_heap(heap)
+        {
+            return false;
+        }
+        let slab = head.cast::<Slab>();
+        if !(*slab).is_block_start(p as usize) {
+            return false;
+        }
+        crate::core::hooks::on_free(p);
+        medium::free(heap, owner & !OWNER_FLAGS, slab, p.cast(), p as usize);
+    }
+    true
 }
 
 #[cold]
