@@ -403,7 +403,7 @@ unsafe fn free_locked(h: usize, slab: *mut Slab, b: *mut Block, user: usize) {
 ///
 /// # Safety
 /// `owns(shard)`, which owns `slab`; `b` is one of its blocks.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn free(
     heap: *mut Heap,
     shard: usize,
