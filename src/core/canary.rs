@@ -26,15 +26,16 @@ pub(crate) const TAIL: usize = 16;
 /// Bytes a medium block's record takes at its end.
 pub(crate) const RECORD: usize = 8;
 
-/// A keyed hash of a block's user pointer and requested size.
+/// A keyed hash of a block's user pointer and requested size: one
+/// multiply, its high half folded onto the low one (records keep the low
+/// 32 bits, and the high half of the product depends on every input
+/// bit, so a change of the size, kept in the input's high half, or of
+/// the pointer changes them). A checksum under a secret key, as glibc's
+/// safe-linking and hardened_malloc's canaries are, not a MAC.
 #[inline]
 pub(crate) fn check_word(key: usize, p: usize, size: usize) -> u64 {
-    let mut x = (key ^ p ^ size.rotate_left(32)) as u64;
-    x ^= x >> 31;
-    x = x.wrapping_mul(0x7fb5_d329_728e_a185);
-    x ^= x >> 27;
-    x = x.wrapping_mul(0x81da_de3c_a6f3_5b4b);
-    x ^ (x >> 33)
+    let x = ((key ^ p ^ size.rotate_left(32)) as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    x ^ (x >> 32)
 }
 
 /// What a block was allocated by, for the secure build's `new`/`delete`
@@ -314,6 +315,36 @@ mod tests {
             *((user - 1) as *mut u8) ^= 0x80;
             *((user + 100) as *mut u8) = 0;
             assert!(!large_intact(3, user, 100, end), "overflow by one byte");
+        }
+    }
+
+    #[test]
+    fn the_kept_half_of_a_check_word_follows_size_pointer_and_key() {
+        // Records keep the low 32 bits: every change of the size (in the
+        // input's high half), the pointer or the key must reach them.
+        let mut x = 0x1234_5678_9abc_def1u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (key, p, size) = (
+                x as usize,
+                (x >> 20) as usize & !15,
+                (x >> 40) as usize & 0xffff,
+            );
+            let c = check_word(key, p, size) as u32;
+            assert_ne!(c, check_word(key, p, size + 1) as u32, "size");
+            assert_ne!(
+                c,
+                check_word(key, p, size ^ 0x8000) as u32,
+                "size's top bit"
+            );
+            assert_ne!(c, check_word(key, p + 16, size) as u32, "pointer");
+            assert_ne!(
+                c,
+                check_word(key ^ (1 << 63), p, size) as u32,
+                "key's top bit"
+            );
         }
     }
 
