@@ -30,8 +30,7 @@ pub(crate) const RECORD: usize = 8;
 /// multiply, its high half folded onto the low one (records keep the low
 /// 32 bits, and the high half of the product depends on every input
 /// bit, so a change of the size, kept in the input's high half, or of
-/// the pointer changes them). A checksum under a secret key, as glibc's
-/// safe-linking and hardened_malloc's canaries are, not a MAC.
+/// the pointer changes them). A checksum under a secret key, not a MAC.
 #[inline]
 pub(crate) fn check_word(key: usize, p: usize, size: usize) -> u64 {
     let x = ((key ^ p ^ size.rotate_left(32)) as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);

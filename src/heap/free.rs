@@ -138,10 +138,9 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
 }
 
 /// [`free`]'s second case: a medium block (of a per-CPU heap's slab,
-/// which never changes owner) at its start, freed by a thread with a
-/// heap. The checks and the medium cache of `heap::medium::free`,
-/// without [`free_slow`]'s general dispatch. False: `p` is something
-/// else (the slow path decides).
+/// which never changes owner) at its start: the checks and the medium
+/// cache of `heap::medium::free`, without [`free_slow`]'s general
+/// dispatch. False: `p` is something else (the slow path decides).
 ///
 /// # Safety
 /// As [`free`].
@@ -152,11 +151,7 @@ unsafe fn free_medium(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) -> bool 
     // of it is live.
     unsafe {
         let owner = (*head).owner.load(Ordering::Acquire);
-        if !medium::owns(owner)
-            || owner & OWNER_INTERIOR != 0
-            || (*head).tag != TAG_SLAB
-            || !is_thread_heap(heap)
-        {
+        if !medium::owns(owner) || owner & OWNER_INTERIOR != 0 || (*head).tag != TAG_SLAB {
             return false;
         }
         let slab = head.cast::<Slab>();

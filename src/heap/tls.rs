@@ -88,43 +88,38 @@ mod imp {
         }
     }
 
+    /// This thread's arena hint, its two words in static TLS: the thread
+    /// pointer (`fs:[0]`) plus the hint's initial-exec offset.
+    #[inline(always)]
+    fn arena_slot() -> *mut [u64; 2] {
+        let p: *mut [u64; 2];
+        // SAFETY: reads the GOT slot of `mmpool_tls_arena` and this
+        // thread's thread pointer; nothing is written but `p`.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr [rip + mmpool_tls_arena@GOTTPOFF]",
+                "add {p}, qword ptr fs:[0]",
+                p = out(reg) p,
+                options(nostack, readonly, pure),
+            );
+        }
+        p
+    }
+
     /// The calling thread's arena hint: (arena, generation), (0, 0) at
     /// first.
     #[inline(always)]
     pub(crate) fn arena_hint() -> (usize, u64) {
-        let (a, g): (usize, u64);
-        // SAFETY: reads this thread's copy of `mmpool_tls_arena` (two
-        // words) through its initial-exec GOT slot; nothing is written.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + mmpool_tls_arena@GOTTPOFF]",
-                "mov {a}, qword ptr fs:[{t}]",
-                "mov {g}, qword ptr fs:[{t} + 8]",
-                t = out(reg) _,
-                a = out(reg) a,
-                g = out(reg) g,
-                options(nostack, readonly, preserves_flags, pure),
-            );
-        }
-        (a, g)
+        // SAFETY: this thread's own two words, which only it touches.
+        let [a, g] = unsafe { *arena_slot() };
+        (a as usize, g)
     }
 
     /// Set the calling thread's arena hint.
     #[inline]
     pub(crate) fn set_arena_hint(a: usize, g: u64) {
-        // SAFETY: writes this thread's copy of `mmpool_tls_arena`, two
-        // words nobody else reads.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + mmpool_tls_arena@GOTTPOFF]",
-                "mov qword ptr fs:[{t}], {a}",
-                "mov qword ptr fs:[{t} + 8], {g}",
-                t = out(reg) _,
-                a = in(reg) a,
-                g = in(reg) g,
-                options(nostack, preserves_flags),
-            );
-        }
+        // SAFETY: as in `arena_hint`.
+        unsafe { *arena_slot() = [a as u64, g] };
     }
 }
 
