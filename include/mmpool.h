@@ -201,9 +201,9 @@ typedef struct mmpool_stats_t {
    */
   size_t heaps_made;
   /**
-   * Heaps of exited threads kept with their slabs for the next new
-   * thread (at most 8; one parked for over a second is given up at
-   * the next allocator slow path, and trimming gives up all).
+   * Heaps of exited threads kept with their current slabs for the
+   * next new thread (at most 8; one parked for over a second is given
+   * up at the next allocator slow path, and trimming gives up all).
    */
   size_t heaps_parked;
   /**

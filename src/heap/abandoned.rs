@@ -74,33 +74,45 @@ pub(crate) unsafe fn adopt(heap: *mut Heap, class: usize) -> bool {
 }
 
 /// Empty every slab list of a heap being given up: empty slabs go back
-/// to the span cache, the others to the abandoned lists.
+/// to the span cache, the others to the abandoned lists. With
+/// `keep_current`, each class's current slab stays (a heap being parked).
 ///
 /// # Safety
-/// Nobody else uses the heap of `h`; its current slabs are cleared.
-pub(crate) unsafe fn abandon_slabs(h: &mut HeapLocal) {
+/// Nobody else uses the heap of `h`; its current slabs are cleared
+/// unless `keep_current`.
+pub(crate) unsafe fn abandon_slabs(h: &mut HeapLocal, keep_current: bool) {
     let mut lists = ABANDONED.lock();
     for class in 0..=NUM_CLASSES {
-        let list = if class == NUM_CLASSES {
+        let kept = if keep_current && class < NUM_CLASSES {
+            h.biased[class]
+        } else {
+            core::ptr::null_mut()
+        };
+        let list: *mut SlabList = if class == NUM_CLASSES {
             &mut h.full
         } else {
             &mut h.avail[class]
         };
-        loop {
-            let s = list.pop_front();
-            if s.is_null() {
-                break;
-            }
-            // SAFETY: a slab of the heap, off its list; the lock is held.
+        // SAFETY: `list` is one of `h`'s lists (the raw pointer lets the
+        // slab cache of `h` be updated in the same walk).
+        let mut s = unsafe { (*list).first };
+        while !s.is_null() {
+            // SAFETY: a slab of the heap; the lock is held.
             unsafe {
-                if (*s).used == 0 {
-                    release_slab(s);
-                    continue;
+                let next = (*s).next;
+                if s != kept {
+                    (*list).remove(s);
+                    h.uncache_slab(s);
+                    if (*s).used == 0 {
+                        release_slab(s);
+                    } else {
+                        let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
+                        (*s).head.owner.store(flags, Ordering::Release);
+                        (*s).abandoned_in = lists.listed();
+                        lists.lists[(*s).class as usize].push_back(s);
+                    }
                 }
-                let flags = (*s).head.owner.load(Ordering::Relaxed) & OWNER_INTERIOR;
-                (*s).head.owner.store(flags, Ordering::Release);
-                (*s).abandoned_in = lists.listed();
-                lists.lists[(*s).class as usize].push_back(s);
+                s = next;
             }
         }
     }

@@ -91,9 +91,9 @@ pub struct Stats {
     pub classes: [ClassStats; MMPOOL_MAX_CLASSES],
     /// Heap structs ever made (new threads reuse those of exited ones).
     pub heaps_made: usize,
-    /// Heaps of exited threads kept with their slabs for the next new
-    /// thread (at most 8; one parked for over a second is given up at
-    /// the next allocator slow path, and trimming gives up all).
+    /// Heaps of exited threads kept with their current slabs for the
+    /// next new thread (at most 8; one parked for over a second is given
+    /// up at the next allocator slow path, and trimming gives up all).
     pub heaps_parked: usize,
     /// Per-CPU heaps made for the medium classes (blocks of 1.25-64 KiB),
     /// at most one per CPU.
