@@ -167,9 +167,9 @@ pub(crate) const DIRECT_CLASS: [u8; DIRECT_LEN] = build_direct();
 /// by thread heaps.
 pub(crate) const SHARED_FROM: usize = DIRECT_CLASS[DIRECT_LEN - 1] as usize + 1;
 
-/// The first class of blocks above 32 KiB (the big medium classes, served
+/// The first class of blocks above 16 KiB (the big medium classes, served
 /// by one shard: see `heap::medium`).
-pub(crate) const BIG_MEDIUM_FROM: usize = class_for_size_slow(32 * 1024) as usize + 1;
+pub(crate) const BIG_MEDIUM_FROM: usize = class_for_size_slow(16 * 1024) as usize + 1;
 
 const MEDIUM_STEP: usize = 128;
 const MEDIUM_LEN: usize = SMALL_MAX / MEDIUM_STEP + 1;

@@ -8,7 +8,7 @@
 //! while these requests are rare and each one already costs its caller
 //! far more than a lock. Sharing them per CPU turns the sum of per-thread
 //! peaks into a per-CPU peak, as jemalloc's arenas and tcmalloc's per-CPU
-//! caches do. The classes above 32 KiB go further: one shard serves them
+//! caches do. The classes above 16 KiB go further: one shard serves them
 //! for every CPU ([`ONE_SHARD_FROM`]).
 //!
 //! A class takes fresh pages last ([`take`]): before it carves a block
@@ -102,13 +102,17 @@ pub(crate) fn made() -> usize {
     MADE.load(Ordering::Relaxed)
 }
 
-/// The classes from this one on (blocks above 32 KiB) come from the first
+/// The classes from this one on (blocks above 16 KiB) come from the first
 /// shard whatever the CPU: each class keeps the pages of its high-water
-/// mark in every shard it is used in, and a block this big is up to
-/// sixteen pages, so nine classes in each CPU's shard would hold those pages
-/// once per CPU (the arena bench's 8-64 KiB buffers on 2 CPUs: 3.45-3.62
-/// MiB peak with a shard per CPU, 3.2-3.3 with one). These blocks were
-/// large blocks before, behind one lock as well; a request this big
+/// mark in every shard it is used in, and a block this big is five to
+/// sixteen pages, so these classes in each CPU's shard would hold those
+/// pages once per CPU (the arena bench's 8-64 KiB buffers on 2 CPUs:
+/// 3.45-3.62 MiB peak with a shard per CPU, 3.2-3.3 with one shard for
+/// the blocks above 32 KiB; 2.96 -> 2.82 MiB median of 9 interleaved
+/// runs with one for those above 16 KiB, glibc 2.09, same time). The
+/// blocks up to 16 KiB stay per CPU: remote-mix (16 B-16 KiB on 4
+/// threads) took 10% longer with one shard from 8 KiB on. These blocks
+/// were large blocks before, behind one lock as well; a request this big
 /// costs its caller more than the lock.
 const ONE_SHARD_FROM: usize = crate::core::size_class::BIG_MEDIUM_FROM;
 
@@ -902,5 +906,57 @@ mod tests {
             }
         }
         assert!(pairs > 0);
+    }
+
+    /// Blocks above 16 KiB come from the first shard on every CPU; a
+    /// block of 12 KiB from the shard of the CPU the thread runs on.
+    #[test]
+    fn blocks_above_16_kib_share_one_shard() {
+        crate::api::process::ensure_init();
+        let shard_heap = |i: usize| SHARDS.0[i].heap.get() as usize;
+        let owner = |p: *mut u8| {
+            let head = crate::core::pagemap::PAGEMAP.lookup(p as usize);
+            // SAFETY: `p` is a live slab block: its span header is live.
+            unsafe { (*head).owner.load(Ordering::Relaxed) & !OWNER_FLAGS }
+        };
+        assert_eq!(class_of(16 * 1024 + 1), ONE_SHARD_FROM);
+        assert_eq!(class_of(16 * 1024) + 1, ONE_SHARD_FROM);
+        // SAFETY: the calling thread's affinity mask, read into a zeroed set.
+        let cpus: std::vec::Vec<usize> = unsafe {
+            let mut set: libc::cpu_set_t = core::mem::zeroed();
+            libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &mut set);
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect()
+        };
+        for c in cpus {
+            let (big_owner, small_owner, ran_on) = std::thread::spawn(move || {
+                // SAFETY: a one-CPU set for this thread alone; then blocks
+                // of the two classes, freed again (a thread without a
+                // heap keeps no medium cache: they go back to their shards).
+                unsafe {
+                    let mut one: libc::cpu_set_t = core::mem::zeroed();
+                    libc::CPU_SET(c, &mut one);
+                    libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &one);
+                    let b = crate::api::libc::malloc(16 * 1024 + 1);
+                    let s = crate::api::libc::malloc(12 * 1024);
+                    assert!(!b.is_null() && !s.is_null());
+                    let r = (owner(b), owner(s), crate::os::process::cpu());
+                    crate::api::libc::free(b);
+                    crate::api::libc::free(s);
+                    r
+                }
+            })
+            .join()
+            .unwrap();
+            assert_eq!(big_owner, shard_heap(0), "a block above 16 KiB on CPU {c}");
+            if ran_on == c {
+                assert_eq!(
+                    small_owner,
+                    shard_heap(c % MAX_SHARDS),
+                    "a block of 12 KiB on CPU {c}"
+                );
+            }
+        }
     }
 }
