@@ -140,7 +140,8 @@ typedef struct mmpool_stats_t {
    */
   size_t spans_mapped;
   /**
-   * Bytes of idle slab spans still resident (purged after a delay).
+   * Bytes of idle slab spans still resident (purged after a delay,
+   * or kept by a thread heap for its next slabs).
    */
   size_t spans_cached;
   /**

@@ -75,7 +75,8 @@ pub(crate) fn run_upkeep(heap: *mut Heap) {
 /// The heap's periodic upkeep (every 64 slow calls, and every
 /// [`CURRENT_TICKS`](crate::heap::types::CURRENT_TICKS) frees into a
 /// current slab): the process-wide upkeep,
-/// then its outbox sent and its remote queue collected.
+/// then its outbox sent, its remote queue collected and its spare spans
+/// aged (`heap::slabs`).
 ///
 /// # Safety
 /// `heap` is the calling thread's heap.
@@ -89,6 +90,7 @@ unsafe fn periodic_upkeep(heap: *mut Heap) {
         (*heap).local.upkeep_due = false;
         free::flush_outbox(heap);
         free::drain_remote(heap);
+        slabs::age_spares(&mut (*heap).local);
     }
 }
 

@@ -373,6 +373,7 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
         // glibc 8.8).
         free::drain_remote(h);
         abandoned::abandon_slabs(&mut (*h).local, true);
+        slabs::release_spares(&mut (*h).local);
         if !heap_park(h) {
             abandon(h);
         }
@@ -395,6 +396,7 @@ pub(crate) unsafe fn abandon(heap: *mut Heap) {
         free::flush_outbox(heap);
         free::drain_remote(heap);
         let h = &mut (*heap).local;
+        slabs::release_spares(h);
         h.clear_current();
         h.slab_cache = [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN];
         abandoned::abandon_slabs(h, false);
@@ -421,8 +423,9 @@ pub(crate) fn upkeep() {
 
 /// Give free memory back to the OS now (`malloc_trim`): every parked and
 /// late heap given up, the caller's medium cache flushed, every empty
-/// slab of the per-CPU heaps and of the caller's heap released, idle
-/// spans purged, cached large ranges unmapped. True if any was.
+/// slab of the per-CPU heaps and of the caller's heap released (with the
+/// caller's spare spans), idle spans purged, cached large ranges
+/// unmapped. True if any was.
 pub(crate) fn trim() -> bool {
     reclaim_late_heaps();
     expire_parked(true);
@@ -437,7 +440,10 @@ pub(crate) fn trim() -> bool {
     medium::trim();
     if is_thread_heap(own) {
         // SAFETY: the calling thread's own heap.
-        unsafe { slabs::release_empty(own) };
+        unsafe {
+            slabs::release_empty(own);
+            slabs::release_spares(&mut (*own).local);
+        }
     }
     let a = SPANS.purge_all();
     let b = crate::core::large::trim();

@@ -912,7 +912,7 @@ mod tests {
     /// block of 12 KiB from the shard of the CPU the thread runs on.
     #[test]
     fn blocks_above_16_kib_share_one_shard() {
-        crate::api::process::ensure_init();
+        crate::core::config::init();
         let shard_heap = |i: usize| SHARDS.0[i].heap.get() as usize;
         let owner = |p: *mut u8| {
             let head = crate::core::pagemap::PAGEMAP.lookup(p as usize);
@@ -931,19 +931,18 @@ mod tests {
         };
         for c in cpus {
             let (big_owner, small_owner, ran_on) = std::thread::spawn(move || {
-                // SAFETY: a one-CPU set for this thread alone; then blocks
-                // of the two classes, freed again (a thread without a
-                // heap keeps no medium cache: they go back to their shards).
+                // SAFETY: a one-CPU set for this thread alone; then a block
+                // of each class, freed again under its shard's lock.
                 unsafe {
                     let mut one: libc::cpu_set_t = core::mem::zeroed();
                     libc::CPU_SET(c, &mut one);
                     libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &one);
-                    let b = crate::api::libc::malloc(16 * 1024 + 1);
-                    let s = crate::api::libc::malloc(12 * 1024);
+                    let (b, _) = alloc(class_of(16 * 1024 + 1));
+                    let (s, _) = alloc(class_of(12 * 1024));
                     assert!(!b.is_null() && !s.is_null());
                     let r = (owner(b), owner(s), crate::os::process::cpu());
-                    crate::api::libc::free(b);
-                    crate::api::libc::free(s);
+                    free_locked(r.0, slab_of(b), b.cast(), b as usize);
+                    free_locked(r.1, slab_of(s), s.cast(), s as usize);
                     r
                 }
             })

@@ -10,15 +10,20 @@
 //! down from [`CURRENT_TICKS`] (the heap's upkeep tick), and it is
 //! recounted when the slab stops being current.
 //!
-//! Uses: `core::config`, `core::size_class`, `core::slab`, `core::span`,
+//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::types`, `os`, `os::errno`, `util::diag`.
 
+use crate::core::pagemap::TAG_FREE;
 use crate::core::size_class::{fallback_granules, GRANULE, NUM_CLASSES, SLAB_GRANULES};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
-use crate::heap::types::{empty_slab_ptr, Heap, HeapLocal, CURRENT_TICKS};
+use crate::heap::types::{empty_slab_ptr, Heap, HeapLocal, CURRENT_TICKS, SPARES};
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// Bytes of empty slab spans kept by thread heaps as spares (see
+/// [`keep_spare`]): resident and idle, as the span cache's dirty spans.
+pub(crate) static SPARE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// Slabs alive per class (kept always; slow paths only).
 pub(crate) static SLABS_LIVE: [AtomicUsize; NUM_CLASSES] =
@@ -96,7 +101,8 @@ pub(crate) unsafe fn retire_full(h: &mut HeapLocal, class: usize, s: *mut Slab) 
 pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut u8 {
     let usual = SLAB_GRANULES[class] as usize;
     let small = fallback_granules(class);
-    let (span, granules) = match SPANS.acquire(usual, class as u32) {
+    let spare = if usual == 1 { take_spare(h) } else { None };
+    let (span, granules) = match spare.or_else(|| SPANS.acquire(usual, class as u32)) {
         Some(s) => (s, usual),
         None => match (usual > small)
             .then(|| SPANS.acquire(small, class as u32))
@@ -149,9 +155,8 @@ fn guard_slab(span: usize, granules: usize, open: bool) {
 pub(crate) unsafe fn release_slab(slab: *mut Slab) {
     // SAFETY: contract.
     unsafe {
-        SLABS_LIVE[(*slab).class as usize].fetch_sub(1, Ordering::Relaxed);
+        forget_slab(slab);
         let granules = (*slab).head.granules as usize;
-        SLAB_BYTES[(*slab).class as usize].fetch_sub(granules * GRANULE, Ordering::Relaxed);
         if crate::core::config::SECURE {
             guard_slab(slab as usize, granules, true);
         }
@@ -160,6 +165,118 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
             granules,
             (*slab).class as u32,
         );
+    }
+}
+
+/// Take `slab` off the per-class counters: it is no slab any more.
+///
+/// # Safety
+/// `slab` is a live slab header.
+unsafe fn forget_slab(slab: *mut Slab) {
+    // SAFETY: contract.
+    unsafe {
+        let class = (*slab).class as usize;
+        SLABS_LIVE[class].fetch_sub(1, Ordering::Relaxed);
+        SLAB_BYTES[class].fetch_sub((*slab).head.granules as usize * GRANULE, Ordering::Relaxed);
+    }
+}
+
+// Spares: a thread heap keeps the spans of up to `SPARES` emptied
+// one-granule slabs and takes its next new slabs from them, newest first,
+// before the span cache: a loop that allocates a batch of blocks and
+// frees them all empties and refills slabs all the time, and through
+// the span cache each slab cost two takes of its lock, contended by
+// every thread doing the same (the batch bench on 2 threads: 974
+// `sched_yield` calls of waiting threads, 72 with spares), and came
+// back as a span another thread had last touched. mimalloc keeps a
+// thread's emptied pages the same way. A spare is no slab: its header
+// says `TAG_FREE` (a free of a stale pointer into it is reported as the
+// span cache's are) and the per-class counters forget it. The spares
+// go back to the span cache when the heap is parked or given up, at
+// `malloc_trim`, and at an upkeep when none of them was taken since the
+// upkeep before.
+
+/// Keep `slab`'s span as a spare of `h` if `h` keeps spares, has room,
+/// and the span is one granule; false otherwise (the caller releases it).
+///
+/// # Safety
+/// The caller owns `h`; nobody uses `slab` any more, and it is on no list.
+unsafe fn keep_spare(h: &mut HeapLocal, slab: *mut Slab) -> bool {
+    // SAFETY: contract.
+    unsafe {
+        if !h.keeps_spares || h.spares_n as usize >= SPARES || (*slab).head.granules != 1 {
+            return false;
+        }
+        forget_slab(slab);
+        (*slab).head.tag = TAG_FREE;
+        (*slab).head.owner.store(0, Ordering::Relaxed);
+    }
+    h.spares[h.spares_n as usize] = slab;
+    h.spares_n += 1;
+    h.spares_taken = true;
+    SPARE_BYTES.fetch_add(GRANULE, Ordering::Relaxed);
+    true
+}
+
+/// The newest spare span of `h`, or `None`.
+fn take_spare(h: &mut HeapLocal) -> Option<NonNull<u8>> {
+    if h.spares_n == 0 {
+        return None;
+    }
+    h.spares_n -= 1;
+    h.spares_taken = true;
+    SPARE_BYTES.fetch_sub(GRANULE, Ordering::Relaxed);
+    NonNull::new(h.spares[h.spares_n as usize].cast())
+}
+
+/// Give every spare of `h` back to the span cache.
+///
+/// # Safety
+/// The caller owns `h`.
+pub(crate) unsafe fn release_spares(h: &mut HeapLocal) {
+    while let Some(s) = take_spare(h) {
+        // SAFETY: a spare is a one-granule span of the span cache that
+        // nobody uses (its header was a slab's, last of a class).
+        unsafe {
+            let class = (*s.as_ptr().cast::<Slab>()).class as u32;
+            SPANS.release(s, 1, class);
+        }
+    }
+}
+
+/// Upkeeps in a row without a spare kept or taken before the oldest
+/// spare goes back (see [`age_spares`]).
+const SPARE_IDLE_UPKEEPS: u8 = 16;
+
+/// The upkeep's look at the spares: after [`SPARE_IDLE_UPKEEPS`] upkeeps
+/// in a row without a spare kept or taken, the oldest goes back, and so
+/// on. Giving all back at the first idle upkeep made a loop whose small
+/// batches fit in its current slabs for a while give back the spares its
+/// next big batch needed (the batch bench: 464 `sched_yield` calls
+/// against 93 with spares kept; one at a time, 519).
+///
+/// # Safety
+/// The caller owns `h`.
+pub(crate) unsafe fn age_spares(h: &mut HeapLocal) {
+    if core::mem::take(&mut h.spares_taken) || h.spares_n == 0 {
+        h.spares_idle = 0;
+        return;
+    }
+    h.spares_idle += 1;
+    if h.spares_idle < SPARE_IDLE_UPKEEPS {
+        return;
+    }
+    h.spares_idle = 0;
+    let oldest = h.spares[0];
+    let n = h.spares_n as usize;
+    h.spares.copy_within(1..n, 0);
+    h.spares_n -= 1;
+    SPARE_BYTES.fetch_sub(GRANULE, Ordering::Relaxed);
+    // SAFETY: a spare is a one-granule span nobody uses (see
+    // `release_spares`).
+    unsafe {
+        let class = (*oldest).class as u32;
+        SPANS.release(NonNull::new_unchecked(oldest.cast()), 1, class);
     }
 }
 
@@ -231,7 +348,9 @@ unsafe fn release_listed(h: &mut HeapLocal, class: usize, s: *mut Slab) {
     unsafe {
         h.avail[class].remove(s);
         h.uncache_slab(s);
-        release_slab(s);
+        if !keep_spare(h, s) {
+            release_slab(s);
+        }
     }
 }
 
@@ -293,4 +412,75 @@ pub(crate) fn double_free(user: usize, slab: *mut Slab) -> ! {
     // SAFETY: a live slab header.
     let bs = unsafe { (*slab).block_size } as usize;
     crate::util::diag::fatal_block("free(): double free", user, bs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::size_class::class_of;
+    use crate::heap::types::init_heap;
+
+    /// A heap made as a thread's heap is, owned by the test.
+    fn thread_like_heap() -> std::boxed::Box<Heap> {
+        let mut heap = std::boxed::Box::new(core::mem::MaybeUninit::<Heap>::uninit());
+        // SAFETY: writable memory for a heap nobody else uses.
+        unsafe {
+            init_heap(heap.as_mut_ptr(), false);
+            std::boxed::Box::from_raw(std::boxed::Box::into_raw(heap).cast::<Heap>())
+        }
+    }
+
+    /// A slab emptied while not current stays with the heap as a spare
+    /// span (the default build), the heap's next new slab is that span,
+    /// and a spare nobody takes goes back after `SPARE_IDLE_UPKEEPS`
+    /// idle upkeeps.
+    #[test]
+    fn an_emptied_slab_is_kept_as_a_spare_and_reused() {
+        crate::core::config::init();
+        let mut hb = thread_like_heap();
+        let hp: *mut Heap = &mut *hb;
+        let (a, b) = (class_of(48), class_of(200));
+        // SAFETY: the test's own heap, used by this thread alone; every
+        // block is one it handed out.
+        unsafe {
+            let h = &mut (*hp).local;
+            let b1 = pop_from_new_slab(h, a);
+            let s1 = h.current[a];
+            // A second slab becomes the class's current one.
+            let b2 = pop_from_new_slab(h, a);
+            let s2 = h.current[a];
+            assert_ne!(s1, s2);
+            free_in(hp, s1, b1.cast(), b1 as usize);
+            if crate::core::config::SECURE {
+                assert_eq!(h.spares_n, 0, "the secure build keeps no spares");
+            } else {
+                assert_eq!(h.spares_n, 1);
+                assert_eq!(h.spares[0], s1);
+                assert_eq!((*s1).head.tag, TAG_FREE, "a spare is no slab");
+                // The next new slab, of any one-granule class, is the spare.
+                let b3 = pop_from_new_slab(h, b);
+                assert_eq!(h.current[b], s1);
+                assert_eq!(h.spares_n, 0);
+                free_in(hp, s1, b3.cast(), b3 as usize);
+                // Current: it stays a slab until trimmed.
+                release_empty(hp);
+                assert_eq!(h.spares_n, 1);
+                // Aging: the keep counted as use; then idle upkeeps.
+                age_spares(h);
+                for _ in 0..SPARE_IDLE_UPKEEPS - 1 {
+                    age_spares(h);
+                    assert_eq!(h.spares_n, 1);
+                }
+                age_spares(h);
+                assert_eq!(h.spares_n, 0, "an idle spare went back");
+            }
+            free_in(hp, s2, b2.cast(), b2 as usize);
+            release_empty(hp);
+            release_spares(h);
+            assert_eq!(h.spares_n, 0);
+            for c in [a, b] {
+                assert!(h.avail[c].first.is_null(), "class {c} keeps a slab");
+            }
+        }
+    }
 }

@@ -29,7 +29,7 @@
 //!
 //! `heap::check` verifies all of them.
 //!
-//! Uses: `core::pagemap`, `core::size_class`, `core::slab`,
+//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `core::slab`,
 //! `heap::quarantine`, `heap::remote`, `util::list`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
@@ -69,6 +69,9 @@ pub(crate) const fn slab_cache_entry(s: *const Slab) -> *const u8 {
 }
 
 pub(crate) use crate::core::slab::CURRENT_TICKS;
+
+/// Empty slab spans a thread heap keeps at most (`heap::slabs`: spares).
+pub(crate) const SPARES: usize = 4;
 
 /// A heap: the part only its owner touches, then the queue other
 /// threads push to.
@@ -130,6 +133,17 @@ pub(crate) struct HeapLocal {
     /// its `avail` list (every other slab goes back the moment it empties):
     /// `heap::slabs::release_empty` walks the lists only then.
     pub(crate) lingering: bool,
+    /// Empty one-granule slab spans a thread heap keeps for its next
+    /// slabs instead of the span cache (`heap::slabs`: spares), newest
+    /// last; `spares_n` of them. Only thread heaps of the default build
+    /// keep any (`keeps_spares`).
+    pub(crate) spares: [*mut Slab; SPARES],
+    pub(crate) spares_n: u8,
+    /// A spare was kept or taken since the last upkeep; upkeeps in a row
+    /// without one.
+    pub(crate) spares_taken: bool,
+    pub(crate) spares_idle: u8,
+    pub(crate) keeps_spares: bool,
     /// The secure build's quarantine of blocks this thread freed (empty
     /// in the default build).
     pub(crate) quarantine: crate::heap::quarantine::Quarantine,
@@ -163,6 +177,11 @@ impl Heap {
                 shard: 0,
                 shard_uses: 0,
                 lingering: false,
+                spares: [null_mut(); SPARES],
+                spares_n: 0,
+                spares_taken: false,
+                spares_idle: 0,
+                keeps_spares: false,
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
                 outbox: crate::heap::remote::Outbox::new(),
             },
@@ -355,6 +374,7 @@ pub(crate) unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
     unsafe {
         h.write(Heap::empty());
         (*h).local.instrumented = instrumented;
+        (*h).local.keeps_spares = !crate::core::config::SECURE;
         (*h).local.owner_word = h as usize | if instrumented { OWNER_INSTR } else { 0 };
     }
 }

@@ -60,7 +60,8 @@ pub struct Stats {
     pub held: usize,
     /// Bytes mapped from the OS for slabs.
     pub spans_mapped: usize,
-    /// Bytes of idle slab spans still resident (purged after a delay).
+    /// Bytes of idle slab spans still resident (purged after a delay,
+    /// or kept by a thread heap for its next slabs).
     pub spans_cached: usize,
     /// Live large blocks.
     pub large_live: usize,
@@ -205,7 +206,7 @@ pub(crate) fn snapshot() -> Stats {
         requested_total: REQ_TOTAL.load(Ordering::Relaxed),
         held: slab_bytes + large_bytes,
         spans_mapped: spans.mapped,
-        spans_cached: spans.dirty,
+        spans_cached: spans.dirty + crate::heap::slabs::SPARE_BYTES.load(Ordering::Relaxed),
         large_live: crate::core::large::LIVE_BLOCKS.load(Ordering::Relaxed),
         large_bytes,
         large_allocs: LARGE.allocs.load(Ordering::Relaxed),
