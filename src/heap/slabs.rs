@@ -257,8 +257,12 @@ const SPARE_IDLE_UPKEEPS: u8 = 16;
 ///
 /// # Safety
 /// The caller owns `h`.
+#[inline(always)]
 pub(crate) unsafe fn age_spares(h: &mut HeapLocal) {
-    if core::mem::take(&mut h.spares_taken) || h.spares_n == 0 {
+    if h.spares_n == 0 {
+        return;
+    }
+    if core::mem::take(&mut h.spares_taken) {
         h.spares_idle = 0;
         return;
     }
