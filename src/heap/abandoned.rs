@@ -1,7 +1,8 @@
 //! Abandoned slabs: slabs with live blocks whose heap was given up.
 //!
 //! A heap given up (its thread exited and it could not be parked, it was
-//! parked too long, or `malloc_trim`) hands its empty slabs back to the
+//! parked too long, or `malloc_trim`), and a heap being parked for all
+//! but its current slabs, hands its empty slabs back to the
 //! span cache and the others to a global list per class, owned by nobody
 //! (`owner & !OWNER_FLAGS == 0`). Their blocks can still be freed by any
 //! thread (under the list's lock); the last free gives the span back; a
@@ -88,20 +89,13 @@ pub(crate) unsafe fn abandon_slabs(h: &mut HeapLocal, keep_current: bool) {
         } else {
             core::ptr::null_mut()
         };
-        let list: *mut SlabList = if class == NUM_CLASSES {
-            &mut h.full
-        } else {
-            &mut h.avail[class]
-        };
-        // SAFETY: `list` is one of `h`'s lists (the raw pointer lets the
-        // slab cache of `h` be updated in the same walk).
-        let mut s = unsafe { (*list).first };
+        let mut s = list_of(h, class).first;
         while !s.is_null() {
             // SAFETY: a slab of the heap; the lock is held.
             unsafe {
                 let next = (*s).next;
                 if s != kept {
-                    (*list).remove(s);
+                    list_of(h, class).remove(s);
                     h.uncache_slab(s);
                     if (*s).used == 0 {
                         release_slab(s);
@@ -115,6 +109,15 @@ pub(crate) unsafe fn abandon_slabs(h: &mut HeapLocal, keep_current: bool) {
                 s = next;
             }
         }
+    }
+}
+
+/// `h.avail[class]`, or `h.full` for `class == NUM_CLASSES`.
+fn list_of(h: &mut HeapLocal, class: usize) -> &mut SlabList {
+    if class == NUM_CLASSES {
+        &mut h.full
+    } else {
+        &mut h.avail[class]
     }
 }
 

@@ -6,12 +6,12 @@
 //! Uses: `core::pagemap`, `core::size_class`, `core::slab`, `heap::medium`,
 //! `heap::tls`, `heap::types`, `util::diag`.
 
-use crate::core::pagemap::{PAGEMAP, TAG_SLAB};
+use crate::core::pagemap::{PAGEMAP, TAG_FREE, TAG_SLAB};
 use crate::core::size_class::{CLASS_SIZE, NUM_CLASSES, SHARED_FROM};
 use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_FULL, OWNER_INSTR};
 use crate::heap::types::{
-    empty_slab_ptr, is_thread_heap, slab_cache_index, MCACHE_BYTES, MCACHE_CLASSES, MCACHE_MAX,
-    SLAB_CACHE_EMPTY,
+    empty_slab_ptr, is_thread_heap, slab_cache_entry, slab_cache_index, MCACHE_BYTES,
+    MCACHE_CLASSES, MCACHE_MAX, SLAB_CACHE_EMPTY, SPARES,
 };
 use core::ptr::null_mut;
 use core::sync::atomic::Ordering;
@@ -199,6 +199,22 @@ pub(crate) fn check_thread_heap() -> usize {
         }
         if bytes != h.mcache_bytes || bytes > MCACHE_BYTES {
             fail("check: medium cache bytes are wrong", null_mut());
+        }
+        let n_spares = h.spares_n as usize;
+        if n_spares > SPARES || (n_spares > 0 && !h.keeps_spares) {
+            fail("check: spare count out of range", null_mut());
+        }
+        for &s in &h.spares[..n_spares] {
+            if (*s).head.tag != TAG_FREE
+                || (*s).head.owner.load(Ordering::Relaxed) != 0
+                || (*s).head.granules != 1
+                || PAGEMAP.lookup(s as usize) != s.cast()
+            {
+                fail("check: a spare span is not a free one-granule span", s);
+            }
+            if h.slab_cache[slab_cache_index(s as usize)] == slab_cache_entry(s) {
+                fail("check: slab cache names a spare span", s);
+            }
         }
     }
     n

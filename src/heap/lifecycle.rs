@@ -58,7 +58,7 @@ pub(crate) fn create_thread_key() {
 
 struct Pool {
     free: *mut Heap,
-    /// Heaps of exited threads that kept their slabs, newest first.
+    /// Heaps of exited threads that kept their current slabs, newest first.
     parked: *mut Heap,
     parked_n: usize,
     chunk_cur: usize,
@@ -93,7 +93,7 @@ const POOL_CHUNK: usize = 256 * 1024;
 /// of a slab keeps flags in its low bits).
 const HEAP_SLOT: usize = core::mem::size_of::<Heap>().next_multiple_of(64);
 
-/// Heaps of exited threads kept with their slabs at most (glibc keeps
+/// Heaps of exited threads kept with their current slabs at most (glibc keeps
 /// every arena; eight cover the threads a server starts and stops at once).
 const PARK_MAX: usize = 8;
 /// A parked heap nobody took for this long is given up by the next
@@ -369,8 +369,7 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
         // their free space from every live thread until a new thread
         // took it: in a larson-style server (each thread frees the blocks
         // of its exited predecessor) that free space was a third of the
-        // peak (the bench's xserver: 14.1 MiB peak RSS against 9.0 now,
-        // glibc 8.8).
+        // peak (see the README's "Thread exit"). Spare spans go back too.
         free::drain_remote(h);
         abandoned::abandon_slabs(&mut (*h).local, true);
         slabs::release_spares(&mut (*h).local);

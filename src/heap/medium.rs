@@ -106,12 +106,11 @@ pub(crate) fn made() -> usize {
 /// shard whatever the CPU: each class keeps the pages of its high-water
 /// mark in every shard it is used in, and a block this big is five to
 /// sixteen pages, so these classes in each CPU's shard would hold those
-/// pages once per CPU (the arena bench's 8-64 KiB buffers on 2 CPUs:
-/// 3.45-3.62 MiB peak with a shard per CPU, 3.2-3.3 with one shard for
-/// the blocks above 32 KiB; 2.96 -> 2.82 MiB median of 9 interleaved
-/// runs with one for those above 16 KiB, glibc 2.09, same time). The
-/// blocks up to 16 KiB stay per CPU: remote-mix (16 B-16 KiB on 4
-/// threads) took 10% longer with one shard from 8 KiB on. These blocks
+/// pages once per CPU (the arena bench's 8-64 KiB buffers on 2 CPUs
+/// peaked higher with a shard per CPU, and lower with one shard from 16
+/// KiB on than from 32 KiB on: see the README's "Slabs up to 64 KiB").
+/// The blocks up to 16 KiB stay per CPU: remote-mix (16 B-16 KiB on 4
+/// threads) took longer with one shard from 8 KiB on. These blocks
 /// were large blocks before, behind one lock as well; a request this big
 /// costs its caller more than the lock.
 const ONE_SHARD_FROM: usize = crate::core::size_class::BIG_MEDIUM_FROM;

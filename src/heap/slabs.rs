@@ -186,15 +186,16 @@ unsafe fn forget_slab(slab: *mut Slab) {
 // before the span cache: a loop that allocates a batch of blocks and
 // frees them all empties and refills slabs all the time, and through
 // the span cache each slab cost two takes of its lock, contended by
-// every thread doing the same (the batch bench on 2 threads: 974
-// `sched_yield` calls of waiting threads, 72 with spares), and came
-// back as a span another thread had last touched. mimalloc keeps a
-// thread's emptied pages the same way. A spare is no slab: its header
-// says `TAG_FREE` (a free of a stale pointer into it is reported as the
-// span cache's are) and the per-class counters forget it. The spares
-// go back to the span cache when the heap is parked or given up, at
-// `malloc_trim`, and at an upkeep when none of them was taken since the
-// upkeep before.
+// every thread doing the same, and came back as a span another thread
+// had last touched (the README's "Spare spans" has the measurements).
+// mimalloc keeps a thread's emptied pages the same way. A spare is no
+// slab: its header says `TAG_FREE` (a free of a stale pointer into it is
+// reported as the span cache's are) and the per-class counters forget
+// it. The spares go back to the span cache when the heap is parked or
+// given up, at the owner's `malloc_trim`, and one at a time after
+// `SPARE_IDLE_UPKEEPS` upkeeps of the owner in a row that kept or took
+// none. A thread that stops calling the allocator keeps its spares (at
+// most `SPARES` granules) until it exits, as it keeps its current slabs.
 
 /// Keep `slab`'s span as a spare of `h` if `h` keeps spares, has room,
 /// and the span is one granule; false otherwise (the caller releases it).
@@ -202,6 +203,7 @@ unsafe fn forget_slab(slab: *mut Slab) {
 /// # Safety
 /// The caller owns `h`; nobody uses `slab` any more, and it is on no list.
 unsafe fn keep_spare(h: &mut HeapLocal, slab: *mut Slab) -> bool {
+    debug_assert!(!h.keeps_spares || !crate::core::config::SECURE);
     // SAFETY: contract.
     unsafe {
         if !h.keeps_spares || h.spares_n as usize >= SPARES || (*slab).head.granules != 1 {
@@ -250,10 +252,9 @@ const SPARE_IDLE_UPKEEPS: u8 = 16;
 
 /// The upkeep's look at the spares: after [`SPARE_IDLE_UPKEEPS`] upkeeps
 /// in a row without a spare kept or taken, the oldest goes back, and so
-/// on. Giving all back at the first idle upkeep made a loop whose small
-/// batches fit in its current slabs for a while give back the spares its
-/// next big batch needed (the batch bench: 464 `sched_yield` calls
-/// against 93 with spares kept; one at a time, 519).
+/// on. Giving all back at the first idle upkeep (or one at each) made a
+/// loop whose small batches fit in its current slabs for a while give
+/// back the spares its next big batch needed.
 ///
 /// # Safety
 /// The caller owns `h`.

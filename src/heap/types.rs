@@ -26,6 +26,10 @@
 //!   exactly `h`;
 //! - `mcache_bytes == sum over medium classes of mcache_n[i] * size`,
 //!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`;
+//! - `spares_n <= SPARES`, and 0 unless `keeps_spares` (thread heaps of
+//!   the default build); each of `spares[..spares_n]` is a one-granule
+//!   span with tag `TAG_FREE` and owner 0, on no list and in no slab
+//!   cache entry;
 //!
 //! `heap::check` verifies all of them.
 //!
@@ -133,16 +137,18 @@ pub(crate) struct HeapLocal {
     /// its `avail` list (every other slab goes back the moment it empties):
     /// `heap::slabs::release_empty` walks the lists only then.
     pub(crate) lingering: bool,
-    /// Empty one-granule slab spans a thread heap keeps for its next
-    /// slabs instead of the span cache (`heap::slabs`: spares), newest
-    /// last; `spares_n` of them. Only thread heaps of the default build
-    /// keep any (`keeps_spares`).
+    /// Empty one-granule slab spans kept for the heap's next slabs instead
+    /// of the span cache (`heap::slabs`: spares), newest last.
     pub(crate) spares: [*mut Slab; SPARES],
+    /// How many of `spares` are held.
     pub(crate) spares_n: u8,
-    /// A spare was kept or taken since the last upkeep; upkeeps in a row
-    /// without one.
+    /// A spare was kept or taken since the last upkeep.
     pub(crate) spares_taken: bool,
+    /// Upkeeps in a row without a spare kept or taken.
     pub(crate) spares_idle: u8,
+    /// The heap keeps spares: a thread heap of the default build (the
+    /// secure build's slab spans have guard pages; per-CPU heaps share
+    /// the span cache).
     pub(crate) keeps_spares: bool,
     /// The secure build's quarantine of blocks this thread freed (empty
     /// in the default build).
@@ -379,8 +385,9 @@ pub(crate) unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
     }
 }
 
-/// Take over a parked heap: its slabs, current slabs and remote queue
-/// are as its last thread left them.
+/// Take over a parked heap: its current slabs and remote queue are as
+/// its last thread left them (its other slabs and its spares went when it
+/// was parked).
 ///
 /// # Safety
 /// `h` must be a parked heap taken off the parked list.
