@@ -178,12 +178,12 @@ const CLOSED: usize = PAGE;
 /// and reopening a head costs two `mprotect` calls, each a TLB shootdown
 /// that interrupts every CPU running one of the program's threads (about
 /// 5 us on a quiet machine, far more on a loaded host where a CPU of the
-/// program's is descheduled). At 1000 a second the arena-pool bench made
-/// 2006 `mprotect` calls (strace, scale 0.5), at 64 a second 126, with
-/// the same heap-bug cases stopped. A program that frees a few
+/// program's is descheduled). Fewer closes a second made the arena-pool
+/// and large benches faster with the same heap-bug cases stopped (the
+/// README's "Hardening" has the counts). A program that frees a few
 /// large blocks has every one closed; one cycling through large blocks
 /// faster has a sample closed, like GWP-ASan's sampled guard pages.
-const CLOSES_PER_SECOND: usize = 64;
+const CLOSES_PER_SECOND: usize = 16;
 static CLOSE_LIMIT: RateLimit = RateLimit::new(CLOSES_PER_SECOND);
 
 /// At most `per_second` grants per wall-clock second (approximately: a
