@@ -220,15 +220,39 @@ unsafe fn keep_spare(h: &mut HeapLocal, slab: *mut Slab) -> bool {
     true
 }
 
-/// The newest spare span of `h`, or `None`.
+/// The newest spare span of `h` for a new slab, or `None`.
 fn take_spare(h: &mut HeapLocal) -> Option<NonNull<u8>> {
-    if h.spares_n == 0 {
-        return None;
-    }
+    let n = h.spares_n as usize;
+    (n > 0).then(|| {
+        h.spares_taken = true;
+        remove_spare(h, n - 1)
+    })
+}
+
+/// Take spare `i` (of `spares_n`) off `h`'s spares.
+fn remove_spare(h: &mut HeapLocal, i: usize) -> NonNull<u8> {
+    let n = h.spares_n as usize;
+    debug_assert!(i < n);
+    let s = h.spares[i];
+    h.spares.copy_within(i + 1..n, i);
     h.spares_n -= 1;
-    h.spares_taken = true;
     SPARE_BYTES.fetch_sub(GRANULE, Ordering::Relaxed);
-    NonNull::new(h.spares[h.spares_n as usize].cast())
+    // SAFETY: a held spare is a span, never null.
+    unsafe { NonNull::new_unchecked(s.cast()) }
+}
+
+/// Give spare `i` of `h` back to the span cache.
+///
+/// # Safety
+/// The caller owns `h`; `i < spares_n`.
+unsafe fn release_spare(h: &mut HeapLocal, i: usize) {
+    let s = remove_spare(h, i);
+    // SAFETY: a spare is a one-granule span that nobody uses; its header
+    // still names the class of the slab it was (the span cache's hint).
+    unsafe {
+        let class = (*s.as_ptr().cast::<Slab>()).class as u32;
+        SPANS.release(s, 1, class);
+    }
 }
 
 /// Give every spare of `h` back to the span cache.
@@ -236,13 +260,9 @@ fn take_spare(h: &mut HeapLocal) -> Option<NonNull<u8>> {
 /// # Safety
 /// The caller owns `h`.
 pub(crate) unsafe fn release_spares(h: &mut HeapLocal) {
-    while let Some(s) = take_spare(h) {
-        // SAFETY: a spare is a one-granule span of the span cache that
-        // nobody uses (its header was a slab's, last of a class).
-        unsafe {
-            let class = (*s.as_ptr().cast::<Slab>()).class as u32;
-            SPANS.release(s, 1, class);
-        }
+    while h.spares_n > 0 {
+        // SAFETY: contract; the newest spare exists.
+        unsafe { release_spare(h, h.spares_n as usize - 1) };
     }
 }
 
@@ -268,20 +288,10 @@ pub(crate) unsafe fn age_spares(h: &mut HeapLocal) {
         return;
     }
     h.spares_idle += 1;
-    if h.spares_idle < SPARE_IDLE_UPKEEPS {
-        return;
-    }
-    h.spares_idle = 0;
-    let oldest = h.spares[0];
-    let n = h.spares_n as usize;
-    h.spares.copy_within(1..n, 0);
-    h.spares_n -= 1;
-    SPARE_BYTES.fetch_sub(GRANULE, Ordering::Relaxed);
-    // SAFETY: a spare is a one-granule span nobody uses (see
-    // `release_spares`).
-    unsafe {
-        let class = (*oldest).class as u32;
-        SPANS.release(NonNull::new_unchecked(oldest.cast()), 1, class);
+    if h.spares_idle >= SPARE_IDLE_UPKEEPS {
+        h.spares_idle = 0;
+        // SAFETY: contract; a spare exists.
+        unsafe { release_spare(h, 0) };
     }
 }
 
