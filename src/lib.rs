@@ -39,8 +39,7 @@
 //! - **span**: a granule-aligned run of memory with a header at its head
 //!   whose first field is a tag (`SLAB`, `LARGE`, `FREE`).
 //! - **slab**: a span carved into equal blocks of one size class.
-//! - **large block**: one allocation above the small limit (64 KiB; 32 KiB
-//!   in the secure build), in a
+//! - **large block**: one allocation above the small limit (64 KiB), in a
 //!   mapping of its own, returned to the OS on free (after a short stay in
 //!   a bounded cache).
 //! - **heap**: a set of slabs, one current slab per size class: a

@@ -25,7 +25,7 @@
 //!   other kind stops the program.
 //!
 //! Uses: `api::foreign`, `api::process`, `core::canary`, `core::hooks`,
-//! `core::large`, `core::lookup`, `core::size_class`, `core::slab`,
+//! `core::large`, `core::lookup`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::alloc`, `heap::lifecycle`, `heap::secure`, `heap::tls`,
 //! `heap::types`, `insight`, `os`, `os::errno`, `util::diag`.
 
@@ -38,6 +38,7 @@ use crate::core::size_class::{
     block_size, class_of, MAX_REQUEST, MIN_ALIGN, SHARED_FROM, SMALL_MAX,
 };
 use crate::core::slab::Slab;
+use crate::core::span::SPANS;
 use crate::heap::secure::{is_quarantined, quarantine, still_zero, written_after_free};
 use crate::heap::{alloc, tls};
 use crate::os::errno::nomem;
@@ -45,6 +46,14 @@ use crate::os::{align_up, PageSource, OS};
 use crate::util::diag::{fatal, fatal_block};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// The biggest slab block while the address space is short
+/// (`SpanCache::short_of_space`): a bigger one is a large block then.
+/// Under a tight `RLIMIT_AS` a slab of the classes above it holds one or
+/// two blocks, and each of them in the quarantine would keep a span of its
+/// own, an address range never given back (`c-tests/limits.c`,
+/// `rlimit_as_big_medium_classes`); a large block's range is unmapped.
+const SHORT_SLAB_MAX: usize = 32 * 1024;
 
 /// The smallest block handed out: a record and at least 16 bytes before
 /// it (so the record never shares the two words free lists and queues
@@ -137,7 +146,7 @@ unsafe fn alloc(size: usize, align: usize, kind: u8) -> *mut u8 {
 #[inline]
 unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8 {
     // The common case inline: a slab block of the natural alignment.
-    if size <= SMALL_MAX - RECORD && align <= MIN_ALIGN {
+    if size <= SHORT_SLAB_MAX - RECORD && align <= MIN_ALIGN {
         ensure_init();
         let need = (size + RECORD).max(MIN_BLOCK);
         // SAFETY: class_of(need) < NUM_CLASSES for need <= SMALL_MAX.
@@ -156,7 +165,12 @@ unsafe fn alloc_other(size: usize, align: usize, kind: u8, zero: bool) -> *mut u
     }
     ensure_init();
     let need = (size + RECORD).max(MIN_BLOCK);
-    if need <= SMALL_MAX {
+    let slab_max = if SPANS.short_of_space() {
+        SHORT_SLAB_MAX
+    } else {
+        SMALL_MAX
+    };
+    if need <= slab_max {
         let class = if align <= MIN_ALIGN {
             Some(class_of(need))
         } else {
@@ -169,7 +183,7 @@ unsafe fn alloc_other(size: usize, align: usize, kind: u8, zero: bool) -> *mut u
         // A bigger block, the pointer aligned inside it.
         if let Some(n) = need
             .checked_add(align - MIN_ALIGN)
-            .filter(|&n| n <= SMALL_MAX)
+            .filter(|&n| n <= slab_max)
         {
             // SAFETY: as above.
             return unsafe { slab_block(class_of(n), size, align, kind, zero) };

@@ -9,8 +9,8 @@
 //! eight per doubling (512-byte steps to 8 KiB, 1 KiB steps to 16 KiB,
 //! 2 KiB steps to 32 KiB, 4 KiB steps to [`SMALL_MAX`]: at most 12.5%
 //! waste), and one class 256 bytes above each power of two from 4 KiB on
-//! for a power of two plus a header ([`HEADER_ROOM`]): 64 classes (55 in
-//! the secure build); larger requests are large blocks. A table lookup,
+//! for a power of two plus a header ([`HEADER_ROOM`]): 64 classes;
+//! larger requests are large blocks. A table lookup,
 //! not a loop, maps a size to its class.
 //!
 //! Why slabs up to 64 KiB, not 32 KiB as before: every block above the
@@ -59,19 +59,13 @@ pub(crate) const SLAB_HEADER: usize = if cfg!(feature = "secure") {
 pub(crate) const SLAB_TRAILER: usize = if cfg!(feature = "secure") { 4096 } else { 0 };
 /// Largest request that can ever succeed (glibc refuses above PTRDIFF_MAX).
 pub(crate) const MAX_REQUEST: usize = isize::MAX as usize;
-/// Largest request served from a slab: 64 KiB, 32 KiB in the secure
-/// build. There a block above 32 KiB stays a large block, against its
-/// own guard page (a linear overflow faults at once, where a slab block's
-/// is seen at `free`), and a slab of the biggest classes would hold one
-/// block when a tight address-space limit leaves it two granules, one
-/// more slab for every such block in quarantine (`c-tests/limits.c`,
-/// `rlimit_as_big_medium_classes`: the address space was gone after a
-/// few dozen).
-pub(crate) const SMALL_MAX: usize = if cfg!(feature = "secure") {
-    32 * 1024
-} else {
-    64 * 1024
-};
+/// Largest request served from a slab, in both builds: 64 KiB. (The
+/// secure build kept blocks above 32 KiB large, each against a guard page
+/// of its own: every free of one closed its range and every reuse opened
+/// it, two `mprotect` calls and TLB flushes per block; its slabs have
+/// guard pages at both ends, which a linear overflow out of the biggest
+/// blocks reaches as well, and hardened_malloc's slabs go to 128 KiB.)
+pub(crate) const SMALL_MAX: usize = 64 * 1024;
 /// Largest request served through a heap's direct table.
 pub(crate) const DIRECT_MAX: usize = 1024;
 /// Entries of the direct table: one per 16-byte step up to [`DIRECT_MAX`].
@@ -330,8 +324,8 @@ mod tests {
             seen += 1;
             base *= 2;
         }
-        assert_eq!(seen, if cfg!(feature = "secure") { 3 } else { 4 });
-        assert_eq!(NUM_CLASSES, if cfg!(feature = "secure") { 55 } else { 64 });
+        assert_eq!(seen, 4);
+        assert_eq!(NUM_CLASSES, 64);
     }
 
     #[test]

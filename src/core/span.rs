@@ -26,7 +26,7 @@ use crate::os::{PageSource, PAGE};
 use crate::util::lock::Lock;
 use crate::util::mapped::MappedVec;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Size of the chunks spans are carved from.
 pub(crate) const CHUNK: usize = 4 << 20;
@@ -101,6 +101,9 @@ pub(crate) struct SpanCache<S: PageSource + 'static> {
     inner: Lock<Inner>,
     src: &'static S,
     mapped: AtomicUsize,
+    /// The last chunk mapping was refused (an address-space limit): the
+    /// spans carved since are mapped one by one, and never unmapped.
+    short: AtomicBool,
 }
 
 /// The process-wide span cache.
@@ -113,7 +116,17 @@ impl<S: PageSource + 'static> SpanCache<S> {
             inner: Lock::new(Inner::EMPTY),
             src,
             mapped: AtomicUsize::new(0),
+            short: AtomicBool::new(false),
         }
+    }
+
+    /// Was the last chunk this cache tried to map refused? Spans are
+    /// never unmapped, so while the address space is this short, memory
+    /// that can go back to the OS (large blocks) serves what it can: the
+    /// secure build's biggest classes, whose quarantined blocks would
+    /// each hold a span of their own (`api::secure`).
+    pub(crate) fn short_of_space(&self) -> bool {
+        self.short.load(Ordering::Relaxed)
     }
 
     /// A span of `granules` granules (1..=MAX_SLAB_GRANULES), its page
@@ -182,7 +195,9 @@ impl<S: PageSource + 'static> SpanCache<S> {
             }
             g.chunk_cur = 0;
             g.chunk_end = 0;
-            let (c, len) = match self.src.map(CHUNK, GRANULE) {
+            let chunk = self.src.map(CHUNK, GRANULE);
+            self.short.store(chunk.is_none(), Ordering::Relaxed);
+            let (c, len) = match chunk {
                 Some(c) => (c, CHUNK),
                 // Short of address space: just this span when it is a
                 // slab's fallback (`size_class::fallback_granules`); a

@@ -663,8 +663,7 @@ mod tests {
         let mut heap = test_heap();
         let hp: *mut Heap = &mut *heap;
         // A class under two pages (loans up to half as big again): a
-        // class beyond its limit exists in both builds (the secure
-        // build's classes end at 32 KiB, four times 8 KiB).
+        // class beyond its limit exists.
         let small = class_of(4500 + crate::core::canary::RECORD);
         // Its first lender (the next class may not be one: its blocks
         // must be aligned as well, and the secure build's slab header is

@@ -103,8 +103,8 @@ pub(crate) unsafe fn quarantine(heap: *mut Heap, b: usize, size: usize) {
         if let Some((s, n)) = q.sweep() {
             // The swept block's first bytes only (its mark and where
             // writes through a stale pointer land first): the whole block
-            // is checked when it leaves, and a full pass here read up to
-            // 32 KiB per free (8% of the instructions of arena-malloc).
+            // is checked when it leaves, and a full pass here would read
+            // up to a whole block (64 KiB) per free.
             if !is_quarantined(s) || !still_zero(s + 8, s + n.min(SWEEP_BYTES)) {
                 written_after_free(s, n);
             }

@@ -268,12 +268,9 @@ pub(crate) fn print(fd: i32) {
         l.write_to(fd);
     }
     let mut l = Line::new();
-    // Above the slab limit (64 KiB; 32 KiB in the secure build).
-    l.str(if crate::core::size_class::SMALL_MAX == 32 * 1024 {
-        "  large   >32K"
-    } else {
-        "  large   >64K"
-    });
+    // Above the slab limit.
+    const _: () = assert!(crate::core::size_class::SMALL_MAX == 64 * 1024);
+    l.str("  large   >64K");
     num(&mut l, s.large_allocs, 11);
     num(&mut l, s.large_frees, 11);
     num(&mut l, s.large_live, 11);
