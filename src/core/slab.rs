@@ -193,6 +193,12 @@ fn listed_twice(b: *mut Block, bs: u32) -> ! {
     stop_at("free(): double free (a block of this slab was freed twice; a write after free wiped its mark) near", b, bs)
 }
 
+/// A slab whose count of blocks in use reached zero holds a block that
+/// is not free ([`Slab::check_empty`]).
+fn not_empty(b: *mut Block, bs: u32) -> ! {
+    stop_at("free(): double free or write after free (this block of a slab counted empty is in use, or its free-list link was overwritten) at", b, bs)
+}
+
 /// A block freed again while it heads its slab's `free` or `local_free`
 /// list.
 pub(crate) fn freed_twice(b: *mut Block, bs: u32) -> ! {
@@ -500,12 +506,26 @@ impl Slab {
     /// head) brings it to zero early: the slab must not go back while a
     /// block of it is in use. Stops the program then.
     ///
+    /// Every carved block must be free: its link decodes to a block start
+    /// of this slab or to the lists' end. A block in use holds 0 (from
+    /// `malloc`) or the program's data, which decodes to such an address
+    /// only for a program that knows the slab's secret key. The blocks are
+    /// read in address order, a pass the prefetcher streams, where a walk
+    /// of the lists ([`Slab::exact_used`]) waits for each link in turn.
+    ///
     /// # Safety
     /// Owner thread only (or under the abandoned-slabs lock).
     pub(crate) unsafe fn check_empty(&self) {
-        // SAFETY: forwarded contract.
-        if unsafe { self.exact_used() } != 0 {
-            listed_twice(self.free, self.block_size);
+        let bs = self.block_size as usize;
+        let end = self.bump();
+        let mut b = self.first_block();
+        while b < end {
+            // SAFETY: a carved block of this slab (below `bump`).
+            let next = self.decode(unsafe { core::ptr::read_volatile(b as *const usize) });
+            if next != self.terminator() && !self.is_block_start(next as usize) {
+                not_empty(b as *mut Block, self.block_size);
+            }
+            b += bs;
         }
     }
 
