@@ -113,12 +113,15 @@ static void df_child(void *a)
         static void *v[N];
         for (int i = 0; i < N; i++)
             v[i] = xmalloc(d->size);
-        /* A slab v carved whole: its first block (128 bytes into its
-         * 64 KiB granule) and the next one in a row, not the last slab.
-         * (The secure build carves in a random order: any block then.) */
+        /* A slab v carved whole: its first block (a multiple of 128
+         * bytes, at most 1 KiB, into its 64 KiB granule: the header sits
+         * at one of eight offsets) after a block of another granule, and
+         * the next one in a row, not the last slab. (The secure build
+         * carves in a random order: any block then.) */
         uintptr_t g = (uintptr_t)v[0] >> 16;
         for (int i = N / 2; i > 0; i--)
-            if (((uintptr_t)v[i] & 0xffff) == 128 &&
+            if (((uintptr_t)v[i] & 0xffff) % 128 == 0 && ((uintptr_t)v[i] & 0xffff) <= 1024 &&
+                (uintptr_t)v[i - 1] >> 16 != (uintptr_t)v[i] >> 16 &&
                 (uintptr_t)v[i + 1] == (uintptr_t)v[i] + d->size) {
                 g = (uintptr_t)v[i] >> 16;
                 break;

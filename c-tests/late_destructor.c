@@ -59,8 +59,17 @@ static bool run_threads(void)
             return false;
         pthread_join(t, NULL);
     }
-    malloc_trim(0); /* also reclaims heaps of threads that are gone */
-    mmpool_stats_get(&stats);
+    /* malloc_trim also reclaims the heaps of threads that are gone. A
+     * joined thread can still exist for a moment (the kernel wakes the
+     * joiner before it releases the thread): ask again while one is
+     * counted live, for at most a second. */
+    for (int tries = 0; tries < 100; tries++) {
+        malloc_trim(0);
+        mmpool_stats_get(&stats);
+        if (stats.threads_live == 1)
+            break;
+        usleep(10 * 1000);
+    }
     for (size_t i = 0; i < stats.num_classes; i++)
         slabs += stats.classes[i].slabs;
     threads_ran = true;

@@ -205,10 +205,40 @@ pub(crate) fn block_size(c: usize) -> usize {
     CLASS_SIZE[c] as usize
 }
 
-/// Blocks in a slab of `granules` granules of class size `bs`.
+/// Blocks in a slab of `granules` granules of class size `bs` (with
+/// its header at the span's start; [`span_head`] may place it up to
+/// [`MAX_HEAD_COLOR`] bytes later, and the slab holds what fits after it).
 pub(crate) const fn capacity_for(bs: usize, granules: usize) -> usize {
     (granules * GRANULE - SLAB_HEADER - SLAB_TRAILER) / bs
 }
+
+/// Header positions ("colours") of the span cache's spans in the default
+/// build. Spans start at multiples of 64 KiB, and a cache maps an address
+/// to a set by its low bits (below 4 KiB in a first-level cache, below
+/// 64 KiB in a 1 MiB one): headers at the very start of every span would
+/// all compete for the same few lines, and a thread touching more than
+/// about eight slabs would miss on each header it reads. A span's header
+/// sits [`SLAB_HEADER`] bytes later for each colour step, by its address.
+/// The secure build keeps its header at the start (its header page and
+/// guard page).
+pub(crate) const HEAD_COLORS: usize = if cfg!(feature = "secure") { 1 } else { 8 };
+/// The farthest a span's header is from its start.
+pub(crate) const MAX_HEAD_COLOR: usize = (HEAD_COLORS - 1) * SLAB_HEADER;
+
+/// Where the header of the span starting at `base` is: its page map
+/// entries point there, a slab's header and a cached span's live there.
+#[inline(always)]
+pub(crate) const fn span_head(base: usize) -> usize {
+    base + ((base >> GRANULE_SHIFT) & (HEAD_COLORS - 1)) * SLAB_HEADER
+}
+
+/// The start of the span whose header is at `head` ([`span_head`]).
+#[inline(always)]
+pub(crate) const fn span_base(head: usize) -> usize {
+    head & !(GRANULE - 1)
+}
+
+const _: () = assert!(HEAD_COLORS == 1 || MAX_HEAD_COLOR + SLAB_HEADER <= 4096);
 
 const fn build_granules() -> [u8; 64] {
     let mut t = [0u8; 64];
@@ -240,7 +270,7 @@ pub(crate) const SLAB_GRANULES: [u8; 64] = build_granules();
 /// slab header): what a slab falls back to when its usual span cannot be
 /// had (a tight address-space limit, `heap::slabs::pop_from_new_slab`).
 pub(crate) const fn fallback_granules(c: usize) -> usize {
-    if capacity_for(CLASS_SIZE[c] as usize, 1) >= 1 {
+    if (GRANULE - MAX_HEAD_COLOR - SLAB_HEADER - SLAB_TRAILER) / CLASS_SIZE[c] as usize >= 1 {
         1
     } else {
         MAX_FALLBACK_GRANULES

@@ -61,7 +61,9 @@ use crate::core::pagemap::{SpanHead, TAG_SLAB};
 const _: () = assert!(TAG_SLAB & 0xf != 0 && TAG_SLAB & 0xf != 0xf);
 // (The tag is the low half of that word.)
 const _: () = assert!(cfg!(target_endian = "little"));
-use crate::core::size_class::{block_size, capacity_for, GRANULE, SLAB_HEADER};
+use crate::core::size_class::{
+    block_size, span_base, span_head, GRANULE, SLAB_HEADER, SLAB_TRAILER,
+};
 use crate::os::PAGE;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -223,11 +225,13 @@ fn stop_at(what: &'static str, b: *mut Block, bs: u32) -> ! {
 }
 
 impl Slab {
-    /// Write a fresh header for class `class` at `span`, owned by `owner`.
+    /// Write a fresh header for class `class` at `span` (the header
+    /// position of a span, `size_class::span_head`), owned by `owner`.
     ///
     /// # Safety
-    /// `span` must be a span of `granules` granules (enough for one block
-    /// of the class at least) that nobody else uses.
+    /// `span` must head a span of `granules` granules (enough for one
+    /// block of the class at least after the header) that nobody else
+    /// uses.
     pub(crate) unsafe fn init(
         span: *mut u8,
         granules: usize,
@@ -236,9 +240,9 @@ impl Slab {
     ) -> *mut Slab {
         let s = span.cast::<Slab>();
         let bs = block_size(class);
-        let cap = capacity_for(bs, granules);
-        debug_assert!(cap >= 1);
         let first = span as usize + SLAB_HEADER;
+        let cap = (span_base(span as usize) + granules * GRANULE - SLAB_TRAILER - first) / bs;
+        debug_assert!(cap >= 1);
         let key = crate::core::config::slab_key(span as usize);
         let magic = start_magic(bs);
         // SAFETY: the span is ours (contract) and large enough.
@@ -432,7 +436,7 @@ impl Slab {
     /// granule (`core::size_class`), their header at its start.
     #[inline(always)]
     pub(crate) fn of_small_block(b: *const Block) -> *const Slab {
-        (b as usize & !(GRANULE - 1)) as *const Slab
+        span_head(b as usize & !(GRANULE - 1)) as *const Slab
     }
 
     /// Hand out `b`, which waited in a medium cache: it no longer looks

@@ -5,7 +5,11 @@
 //! refuses a chunk, from a mapping of one granule) and are never split,
 //! merged or unmapped, so the page map entries of a span are written once,
 //! when it is carved, and point at its head forever after, and any span
-//! header can be read at any time (the statistics walk them all). A span given back sits on a *dirty*
+//! header can be read at any time (the statistics walk them all). A
+//! span's header (its head) is not at its start but
+//! `size_class::span_head` of it, up to `MAX_HEAD_COLOR` bytes in, so the
+//! headers of different spans do not share cache sets; the cache hands
+//! out and takes back spans by their head. A span given back sits on a *dirty*
 //! list (its pages still resident) and is reused first; dirty spans older
 //! than [`PURGE_DELAY_MS`], or beyond the trim threshold (16 MiB unless
 //! `mallopt(M_TRIM_THRESHOLD)` says otherwise), are purged
@@ -20,7 +24,9 @@
 //! `os::clock`, `util::list`, `util::lock`, `util::mapped`.
 
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_FREE};
-use crate::core::size_class::{GRANULE, MAX_FALLBACK_GRANULES, MAX_SLAB_GRANULES};
+use crate::core::size_class::{
+    span_base, span_head, GRANULE, MAX_FALLBACK_GRANULES, MAX_SLAB_GRANULES,
+};
 use crate::os::clock::now_ms;
 use crate::os::{PageSource, PAGE};
 use crate::util::lock::Lock;
@@ -129,8 +135,10 @@ impl<S: PageSource + 'static> SpanCache<S> {
         self.short.load(Ordering::Relaxed)
     }
 
-    /// A span of `granules` granules (1..=MAX_SLAB_GRANULES), its page
-    /// map entries pointing at its head. Contents are unspecified. Among
+    /// A span of `granules` granules (1..=MAX_SLAB_GRANULES), as the
+    /// address of its header (`size_class::span_head`: up to
+    /// `MAX_HEAD_COLOR` bytes after its start), where its page map entries
+    /// point. Contents are unspecified. Among
     /// the most recently freed dirty spans, one last used for `usage` is
     /// preferred.
     pub(crate) fn acquire(&self, granules: usize, usage: u32) -> Option<NonNull<u8>> {
@@ -218,19 +226,20 @@ impl<S: PageSource + 'static> SpanCache<S> {
             g.chunk_end = c + len;
         }
         let s = g.chunk_cur;
-        if !PAGEMAP.set(s, size / GRANULE, s as *mut SpanHead, self.src) {
+        let head = span_head(s);
+        if !PAGEMAP.set(s, size / GRANULE, head as *mut SpanHead, self.src) {
             return None;
         }
         g.chunk_cur += size;
-        Some(s as *mut u8)
+        Some(head as *mut u8)
     }
 
     /// Give back a span of `granules` granules from [`acquire`](Self::acquire),
     /// last used for `usage`.
     ///
     /// # Safety
-    /// `span` must come from `acquire(granules, _)` of this cache and no
-    /// longer be used by anybody.
+    /// `span` must come from `acquire(granules, _)` of this cache (its
+    /// header's address) and no longer be used by anybody.
     pub(crate) unsafe fn release(&self, span: NonNull<u8>, granules: usize, usage: u32) {
         let size = granules * GRANULE;
         let s = span.as_ptr().cast::<FreeSpan>();
@@ -286,7 +295,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
         unsafe {
             g.dirty[k].remove(s);
             self.src.purge(
-                NonNull::new_unchecked((s as *mut u8).add(PAGE)),
+                NonNull::new_unchecked((span_base(s as usize) + PAGE) as *mut u8),
                 size - PAGE,
             );
             (*s).dirty = false;
@@ -366,7 +375,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
             }
             let mut a = start;
             while a < end {
-                let head = a as *mut SpanHead;
+                let head = span_head(a) as *mut SpanHead;
                 f(head);
                 // SAFETY: every carved span's memory stays mapped; a span
                 // being set up may still read 0 granules: step one.
@@ -416,12 +425,22 @@ mod tests {
         let a = CACHE.acquire(1, 0).unwrap();
         let b = CACHE.acquire(4, 0).unwrap();
         let c = CACHE.acquire(8, 0).unwrap();
+        let mut colors = 0u32;
         for (s, g) in [(a, 1), (b, 4), (c, 8)] {
-            let p = s.as_ptr() as usize;
-            assert_eq!(p % GRANULE, 0);
-            assert_eq!(PAGEMAP.lookup(p + g * GRANULE - 1), p as *mut SpanHead);
+            let h = s.as_ptr() as usize;
+            let p = span_base(h);
+            assert_eq!(h, span_head(p), "acquire gives the header's address");
+            assert!(h - p < crate::core::size_class::MAX_HEAD_COLOR + 1);
+            colors |= 1 << ((h - p) / crate::core::size_class::SLAB_HEADER);
+            assert_eq!(PAGEMAP.lookup(p), h as *mut SpanHead);
+            assert_eq!(PAGEMAP.lookup(p + g * GRANULE - 1), h as *mut SpanHead);
             // SAFETY: the span is ours and `g` granules long.
-            unsafe { core::ptr::write_bytes(s.as_ptr(), 1, g * GRANULE) };
+            unsafe { core::ptr::write_bytes(p as *mut u8, 1, g * GRANULE) };
+        }
+        if crate::core::size_class::HEAD_COLORS > 1 {
+            // Spans side by side in a chunk (1, 4 and 8 granules on): their
+            // headers do not all sit at the same offset.
+            assert!(colors.count_ones() >= 2, "header offsets {colors:#b}");
         }
         // SAFETY: spans from acquire, unused from here on.
         unsafe {
@@ -442,11 +461,13 @@ mod tests {
         assert_eq!(a, b, "the most recently freed span comes back first");
         // SAFETY: ours; fill, release, purge, check the pages are dropped.
         unsafe {
-            core::ptr::write_bytes(b.as_ptr(), 0x5a, 2 * GRANULE);
+            core::ptr::write_bytes(span_base(b.as_ptr() as usize) as *mut u8, 0x5a, 2 * GRANULE);
             CACHE.release(b, 2, 0);
         }
         assert!(CACHE.purge_all() >= 2 * GRANULE);
-        // SAFETY: purged pages read as zero (OS source).
-        assert_eq!(unsafe { *b.as_ptr().add(PAGE + 100) }, 0);
+        let probe = (span_base(b.as_ptr() as usize) + PAGE + 100) as *const u8;
+        // SAFETY: a byte of the cached span, still mapped; purged pages
+        // read as zero (OS source).
+        assert_eq!(unsafe { *probe }, 0);
     }
 }

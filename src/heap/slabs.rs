@@ -137,8 +137,10 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
 /// span cache) accessible again. A kernel that refuses (out of mappings)
 /// leaves them accessible: the slab works, unguarded.
 fn guard_slab(span: usize, granules: usize, open: bool) {
-    use crate::core::size_class::{SLAB_HEADER, SLAB_TRAILER};
+    use crate::core::size_class::{span_base, SLAB_HEADER, SLAB_TRAILER};
     use crate::os::{OS, PAGE};
+    // (The secure build's headers start their spans: no colours.)
+    let span = span_base(span);
     let end = span + granules * GRANULE;
     // SAFETY: the span is ours alone (a fresh one, or a dead slab's), and
     // no block lies in its guard pages.
