@@ -19,6 +19,17 @@ typedef struct {
 
 enum { DF_MALLOC, DF_CALLOC, DF_ALIGNED, DF_REALLOC, DF_MMPOOL, DF_MEMALIGN, DF_OTHER_THREAD,
        DF_EARLY, DF_OTHER_TWICE, DF_WRITTEN, DF_WRITTEN_BELOW, DF_FLAGGED, DF_LAST_LIVE };
+
+/* Where the first block of a slab whose 64 KiB granule holds `p` starts,
+ * as an offset into the granule: after the slab header (128 bytes), which
+ * the default build places 0-896 bytes into the span by its address (its
+ * colour: 128 bytes per step, the granule number's low three bits); the
+ * secure build's header page and guard page start the span. */
+static uintptr_t slab_start(uintptr_t p, bool secure)
+{
+    return secure ? 8192 : ((p >> 16) & 7) * 128 + 128;
+}
+
 static const char *const df_names[] = {"malloc", "calloc", "aligned_alloc(4096)",
                                        "realloc", "mmpool_malloc+mmpool_free",
                                        "memalign(64)", "malloc, freed again by another thread",
@@ -113,15 +124,13 @@ static void df_child(void *a)
         static void *v[N];
         for (int i = 0; i < N; i++)
             v[i] = xmalloc(d->size);
-        /* A slab v carved whole: its first block (a multiple of 128
-         * bytes, at most 1 KiB, into its 64 KiB granule: the header sits
-         * at one of eight offsets) after a block of another granule, and
-         * the next one in a row, not the last slab. (The secure build
-         * carves in a random order: any block then.) */
+        /* A slab v carved whole: its first block (slab_start(), the
+         * header's 128 bytes after its colour) and the next one in a row,
+         * not the last slab. (The secure build carves in a random order:
+         * any block then.) */
         uintptr_t g = (uintptr_t)v[0] >> 16;
         for (int i = N / 2; i > 0; i--)
-            if (((uintptr_t)v[i] & 0xffff) % 128 == 0 && ((uintptr_t)v[i] & 0xffff) <= 1024 &&
-                (uintptr_t)v[i - 1] >> 16 != (uintptr_t)v[i] >> 16 &&
+            if (((uintptr_t)v[i] & 0xffff) == slab_start((uintptr_t)v[i], false) &&
                 (uintptr_t)v[i + 1] == (uintptr_t)v[i] + d->size) {
                 g = (uintptr_t)v[i] >> 16;
                 break;
@@ -680,8 +689,7 @@ static void test_free_sized_right_sizes_pass(void)
 
 /* An underflow out of the first block of a slab: the bytes before it are
  * the slab's header. The child allocates blocks of one size until it
- * holds one that starts a slab (64 KiB span + the header: 128 bytes in
- * the default build, a header page and a guard page in the secure one),
+ * holds one that starts a slab (slab_start()),
  * writes 8 bytes before it, then keeps allocating that size until the
  * slab is full and leaves its list. The default build must stop there
  * (the header's canary) naming the block; the secure build faults at
@@ -697,7 +705,6 @@ static void underflow_child(void *a)
     uf_arg *u = a;
     mmpool_stats_t st;
     mmpool_stats_get(&st);
-    uintptr_t header = st.secure ? 8192 : 128;
     enum { MAX = 20000 };
     static void *volatile sink; /* the blocks stay allocated: the slab fills */
     char *first = NULL;
@@ -708,7 +715,7 @@ static void underflow_child(void *a)
             _exit(77);
         sink = p;
         n++;
-        if (((uintptr_t)p & 0xffff) == header)
+        if (((uintptr_t)p & 0xffff) == slab_start((uintptr_t)p, st.secure))
             first = p;
     }
     if (!first)

@@ -314,8 +314,12 @@ fn scattered_frees_wait_in_their_own_slabs() {
             // slab's start): the next blocks come from it, not from a slab
             // the frees below make available again.
             let mut fresh: Vec<*mut c_void> = Vec::new();
+            // (A slab's first block: 128 bytes after its header, which
+            // sits 0-896 bytes into the span by its address: its colour.)
+            let first_of = |p: usize| ((p >> 16) & 7) * 128 + 128;
             while fresh.len() < 2
-                || fresh[fresh.len() - 2] as usize & 0xffff != 128
+                || fresh[fresh.len() - 2] as usize & 0xffff
+                    != first_of(fresh[fresh.len() - 2] as usize)
                 || fresh[fresh.len() - 1] as usize != fresh[fresh.len() - 2] as usize + 48
             {
                 assert!(fresh.len() < 1 << 20, "no fresh slab");

@@ -55,6 +55,16 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// `rlimit_as_big_medium_classes`); a large block's range is unmapped.
 const SHORT_SLAB_MAX: usize = 32 * 1024;
 
+/// The biggest slab block now: [`SMALL_MAX`], or [`SHORT_SLAB_MAX`] while
+/// the address space is short.
+fn slab_max() -> usize {
+    if SPANS.short_of_space() {
+        SHORT_SLAB_MAX
+    } else {
+        SMALL_MAX
+    }
+}
+
 /// The smallest block handed out: a record and at least 16 bytes before
 /// it (so the record never shares the two words free lists and queues
 /// link through).
@@ -165,11 +175,7 @@ unsafe fn alloc_other(size: usize, align: usize, kind: u8, zero: bool) -> *mut u
     }
     ensure_init();
     let need = (size + RECORD).max(MIN_BLOCK);
-    let slab_max = if SPANS.short_of_space() {
-        SHORT_SLAB_MAX
-    } else {
-        SMALL_MAX
-    };
+    let slab_max = slab_max();
     if need <= slab_max {
         let class = if align <= MIN_ALIGN {
             Some(class_of(need))
@@ -492,7 +498,7 @@ pub(crate) unsafe fn realloc(p: *mut u8, size: usize) -> Option<*mut u8> {
             };
             // In place or by moving pages, as the default build does (the
             // guard page and canaries follow the new size).
-            if size > SMALL_MAX || (size <= old && size >= old / 2) {
+            if size > slab_max() || (size <= old && size >= old / 2) {
                 // SAFETY: `p`'s live large header.
                 if let Some(q) = unsafe { large::realloc(p, lb.cast(), size) } {
                     return Some(q);

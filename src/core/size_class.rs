@@ -284,7 +284,12 @@ pub(crate) const MAX_FALLBACK_GRANULES: usize = 2;
 const _: () = {
     let mut c = 0;
     while c < NUM_CLASSES {
-        assert!(capacity_for(CLASS_SIZE[c] as usize, fallback_granules(c)) >= 1);
+        // (At the farthest colour.)
+        let g = fallback_granules(c);
+        assert!(
+            (g * GRANULE - MAX_HEAD_COLOR - SLAB_HEADER - SLAB_TRAILER) / CLASS_SIZE[c] as usize
+                >= 1
+        );
         assert!(fallback_granules(c) <= SLAB_GRANULES[c] as usize);
         c += 1;
     }

@@ -510,27 +510,45 @@ impl Slab {
     /// head) brings it to zero early: the slab must not go back while a
     /// block of it is in use. Stops the program then.
     ///
-    /// Every carved block must be free: its link decodes to a block start
-    /// of this slab or to the lists' end. A block in use holds 0 (from
-    /// `malloc`) or the program's data, which decodes to such an address
-    /// only for a program that knows the slab's secret key. The blocks are
-    /// read in address order, a pass the prefetcher streams, where a walk
-    /// of the lists ([`Slab::exact_used`]) waits for each link in turn.
+    /// Every carved block must be on a list: its link decodes to another
+    /// block of this slab or to the lists' end. A block pushed twice
+    /// leaves another one off the lists while the count says none is: one
+    /// in use holds 0 (from `malloc`) or the program's data, which decodes
+    /// to a block only for a program that knows the slab's secret key, and
+    /// one waiting in a remote queue, an outbox or a medium cache links to
+    /// itself ([`Slab::mark_waiting`]). The blocks are read in address
+    /// order, a pass the prefetcher streams, where a walk of the lists
+    /// ([`Slab::exact_used`]) waits for each link in turn.
     ///
     /// # Safety
     /// Owner thread only (or under the abandoned-slabs lock).
     pub(crate) unsafe fn check_empty(&self) {
+        // SAFETY: forwarded contract.
+        if let Some(b) = unsafe { self.first_unlisted() } {
+            not_empty(b, self.block_size);
+        }
+    }
+
+    /// The first carved block that is on no list by its link (see
+    /// [`Slab::check_empty`]), if any.
+    ///
+    /// # Safety
+    /// As [`Slab::check_empty`].
+    unsafe fn first_unlisted(&self) -> Option<*mut Block> {
         let bs = self.block_size as usize;
         let end = self.bump();
         let mut b = self.first_block();
         while b < end {
             // SAFETY: a carved block of this slab (below `bump`).
             let next = self.decode(unsafe { core::ptr::read_volatile(b as *const usize) });
-            if next != self.terminator() && !self.is_block_start(next as usize) {
-                not_empty(b as *mut Block, self.block_size);
+            if next as usize == b
+                || (next != self.terminator() && !self.is_block_start(next as usize))
+            {
+                return Some(b as *mut Block);
             }
             b += bs;
         }
+        None
     }
 
     /// Push a block freed by the owner onto `local_free` (the owner's slow
@@ -777,10 +795,10 @@ mod tests {
         let src = HeapSource::default();
         let size = SLAB_GRANULES[class] as usize * GRANULE;
         let span = src.map(size, GRANULE).unwrap();
+        // The header where the span cache would put it (a colour).
+        let head = span_head(span.as_ptr() as usize) as *mut u8;
         // SAFETY: fresh span of the class's size.
-        let s = unsafe {
-            &mut *Slab::init(span.as_ptr(), SLAB_GRANULES[class] as usize, class, 0x1000)
-        };
+        let s = unsafe { &mut *Slab::init(head, SLAB_GRANULES[class] as usize, class, 0x1000) };
         f(s);
         // SAFETY: from map above.
         unsafe { src.unmap(span, size) };
@@ -806,6 +824,38 @@ mod tests {
                 assert!(!unsafe { s.refill() }, "nothing left to hand out");
             });
         }
+    }
+
+    #[test]
+    fn a_slab_counted_empty_with_a_block_off_its_lists_is_found() {
+        with_slab(class_of(48), |s| {
+            // SAFETY: single-threaded owner; blocks come from pop.
+            unsafe {
+                assert!(s.refill());
+                let a = s.pop();
+                let c = s.pop();
+                let x = s.pop();
+                s.used = s.exact_used();
+                assert_eq!(s.used, 3);
+                // x waits in another thread's queue; a is freed, written
+                // over, c freed, a freed again: the count reaches zero.
+                s.mark_waiting(x);
+                assert!(!s.push_local(a));
+                (*a).link = 0x2222_2222_2222_2222;
+                assert!(!s.push_local(c));
+                assert!(s.push_local(a), "the count says empty");
+                assert_eq!(s.first_unlisted(), Some(x), "x is on no list");
+                // Handed out instead (its first word cleared): the same.
+                (*x).link = 0;
+                assert_eq!(s.first_unlisted(), Some(x));
+                // All back, each once: nothing off the lists.
+                (*a).link = s.encode(c);
+                (*c).link = s.encode(x);
+                (*x).link = s.encode(s.terminator());
+                s.local_free = a;
+                assert_eq!(s.first_unlisted(), None);
+            }
+        });
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! write wiped its mark is caught when it heads its slab's `free` list
 //! (where the fast path pushes) or `local_free`; otherwise when its
 //! slab's count of blocks in use reaches zero early (`Slab::check_empty`
-//! counts the lists before a slab goes back), or when malloc reaches it a
+//! finds a block on no list before a slab goes back), or when malloc reaches it a
 //! second time: malloc cleared its word, and what the program wrote there
 //! since decodes to a misaligned link 15 times in 16 (`Slab::pop`).
 //!

@@ -381,7 +381,8 @@ unsafe fn medium_in_use(s: *mut crate::core::slab::Slab) -> usize {
         let key = core::ptr::read_volatile(&raw const (*s).check_key);
         let first = (*s).first_block();
         let bump = (*s).bump();
-        let end = s as usize + (*s).head.granules as usize * crate::core::size_class::GRANULE;
+        let end = crate::core::size_class::span_base(s as usize)
+            + (*s).head.granules as usize * crate::core::size_class::GRANULE;
         if bs == 0 || bump > end {
             return 0;
         }
