@@ -322,7 +322,7 @@ const WIDE_BORROW: usize = 4;
 /// every block: the server bench +13%, remote-mix +8%, random-mix +5%
 /// peak RSS, measured the same way; with this bound none moved by more
 /// than its runs' spread, stress-ng's malloc stressor +1%).
-fn borrow_limit(class: usize) -> usize {
+const fn borrow_limit(class: usize) -> usize {
     let size = CLASS_SIZE[class] as usize;
     if size >= WIDE_BORROW_FROM {
         size * WIDE_BORROW
@@ -366,19 +366,52 @@ unsafe fn borrow(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8
 /// The classes that may lend their free blocks to `class`, smallest
 /// first: those up to [`borrow_limit`], whose blocks are aligned at least
 /// as well.
+#[inline]
 fn lenders(class: usize) -> impl Iterator<Item = usize> {
-    // Block addresses are `span + SLAB_HEADER + i * size`, spans granule
-    // aligned: a block is aligned to the lower of the two powers of two.
-    let align = |c: usize| {
-        (CLASS_SIZE[c] as usize)
-            .trailing_zeros()
-            .min(SLAB_HEADER.trailing_zeros())
-    };
-    let limit = borrow_limit(class);
-    (class + 1..NUM_CLASSES)
-        .take_while(move |&c| CLASS_SIZE[c] as usize <= limit)
-        .filter(move |&c| align(c) >= align(class))
+    let mut mask = LENDERS[class];
+    core::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let c = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            c
+        })
+    })
 }
+
+/// [`lenders`] of each class, as a set of class numbers (bit `c`):
+/// computed once, not on every miss of a medium cache.
+static LENDERS: [u64; NUM_CLASSES] = build_lenders();
+
+const fn build_lenders() -> [u64; NUM_CLASSES] {
+    // Block addresses are `span head + SLAB_HEADER + i * size`, heads
+    // aligned to `SLAB_HEADER`: a block is aligned to the lower of the
+    // two powers of two.
+    const fn align(c: usize) -> u32 {
+        let a = (CLASS_SIZE[c] as usize).trailing_zeros();
+        let h = SLAB_HEADER.trailing_zeros();
+        if a < h {
+            a
+        } else {
+            h
+        }
+    }
+    let mut t = [0u64; NUM_CLASSES];
+    let mut class = 0;
+    while class < NUM_CLASSES {
+        let limit = borrow_limit(class);
+        let mut c = class + 1;
+        while c < NUM_CLASSES && CLASS_SIZE[c] as usize <= limit {
+            if align(c) >= align(class) {
+                t[class] |= 1 << c;
+            }
+            c += 1;
+        }
+        class += 1;
+    }
+    t
+}
+
+const _: () = assert!(NUM_CLASSES <= 64);
 
 /// Free block `b` of `slab`, owned by the shard heap at `h`, under the
 /// shard's lock (`user` as in `slabs::free_in`).
@@ -656,6 +689,24 @@ mod tests {
             s = unsafe { (*s).next };
         }
         v
+    }
+
+    #[test]
+    fn lenders_are_the_bigger_classes_within_the_limit_and_as_aligned() {
+        let align = |c: usize| {
+            (CLASS_SIZE[c] as usize)
+                .trailing_zeros()
+                .min(SLAB_HEADER.trailing_zeros())
+        };
+        for class in 0..NUM_CLASSES {
+            let want: Vec<usize> = (class + 1..NUM_CLASSES)
+                .take_while(|&c| CLASS_SIZE[c] as usize <= borrow_limit(class))
+                .filter(|&c| align(c) >= align(class))
+                .collect();
+            assert_eq!(lenders(class).collect::<Vec<_>>(), want, "class {class}");
+        }
+        // Some class does lend to another (the table is not all empty).
+        assert!((SHARED_FROM..NUM_CLASSES).any(|c| lenders(c).next().is_some()));
     }
 
     #[test]
