@@ -205,11 +205,18 @@ pub(crate) fn block_size(c: usize) -> usize {
     CLASS_SIZE[c] as usize
 }
 
-/// Blocks in a slab of `granules` granules of class size `bs` (with
-/// its header at the span's start; [`span_head`] may place it up to
-/// [`MAX_HEAD_COLOR`] bytes later, and the slab holds what fits after it).
+/// Blocks in a slab of `granules` granules of class size `bs` with its
+/// header at the span's start ([`capacity_at`] colour 0: the class
+/// table's sizing).
 pub(crate) const fn capacity_for(bs: usize, granules: usize) -> usize {
-    (granules * GRANULE - SLAB_HEADER - SLAB_TRAILER) / bs
+    capacity_at(bs, granules, 0)
+}
+
+/// Blocks in a slab of `granules` granules of class size `bs` whose
+/// header sits `color` bytes into its span ([`span_head`]): what fits
+/// after the header. At least `capacity_at(bs, granules, MAX_HEAD_COLOR)`.
+pub(crate) const fn capacity_at(bs: usize, granules: usize, color: usize) -> usize {
+    (granules * GRANULE - color - SLAB_HEADER - SLAB_TRAILER) / bs
 }
 
 /// Header positions ("colours") of the span cache's spans in the default
@@ -270,7 +277,7 @@ pub(crate) const SLAB_GRANULES: [u8; 64] = build_granules();
 /// slab header): what a slab falls back to when its usual span cannot be
 /// had (a tight address-space limit, `heap::slabs::pop_from_new_slab`).
 pub(crate) const fn fallback_granules(c: usize) -> usize {
-    if (GRANULE - MAX_HEAD_COLOR - SLAB_HEADER - SLAB_TRAILER) / CLASS_SIZE[c] as usize >= 1 {
+    if capacity_at(CLASS_SIZE[c] as usize, 1, MAX_HEAD_COLOR) >= 1 {
         1
     } else {
         MAX_FALLBACK_GRANULES
@@ -285,11 +292,7 @@ const _: () = {
     let mut c = 0;
     while c < NUM_CLASSES {
         // (At the farthest colour.)
-        let g = fallback_granules(c);
-        assert!(
-            (g * GRANULE - MAX_HEAD_COLOR - SLAB_HEADER - SLAB_TRAILER) / CLASS_SIZE[c] as usize
-                >= 1
-        );
+        assert!(capacity_at(CLASS_SIZE[c] as usize, fallback_granules(c), MAX_HEAD_COLOR) >= 1);
         assert!(fallback_granules(c) <= SLAB_GRANULES[c] as usize);
         c += 1;
     }
@@ -383,6 +386,8 @@ mod tests {
             assert!(g.is_power_of_two() && g <= MAX_SLAB_GRANULES);
             let cap = slab_capacity(c);
             assert!(cap >= 8, "class {c}: {cap} blocks");
+            let far = capacity_at(block_size(c), g, MAX_HEAD_COLOR);
+            assert!(far >= 8, "class {c}: {far} blocks at the farthest colour");
             let waste = g * GRANULE - SLAB_HEADER - SLAB_TRAILER - cap * block_size(c);
             assert!(waste * 8 <= g * GRANULE, "class {c} wastes {waste}");
         }

@@ -62,7 +62,7 @@ const _: () = assert!(TAG_SLAB & 0xf != 0 && TAG_SLAB & 0xf != 0xf);
 // (The tag is the low half of that word.)
 const _: () = assert!(cfg!(target_endian = "little"));
 use crate::core::size_class::{
-    block_size, span_base, span_head, GRANULE, SLAB_HEADER, SLAB_TRAILER,
+    block_size, capacity_at, span_base, span_head, GRANULE, SLAB_HEADER,
 };
 use crate::os::PAGE;
 use core::ptr::null_mut;
@@ -241,7 +241,7 @@ impl Slab {
         let s = span.cast::<Slab>();
         let bs = block_size(class);
         let first = span as usize + SLAB_HEADER;
-        let cap = (span_base(span as usize) + granules * GRANULE - SLAB_TRAILER - first) / bs;
+        let cap = capacity_at(bs, granules, span as usize - span_base(span as usize));
         debug_assert!(cap >= 1);
         let key = crate::core::config::slab_key(span as usize);
         let magic = start_magic(bs);

@@ -411,8 +411,6 @@ const fn build_lenders() -> [u64; NUM_CLASSES] {
     t
 }
 
-const _: () = assert!(NUM_CLASSES <= 64);
-
 /// Free block `b` of `slab`, owned by the shard heap at `h`, under the
 /// shard's lock (`user` as in `slabs::free_in`).
 ///
