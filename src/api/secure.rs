@@ -25,7 +25,7 @@
 //!   other kind stops the program.
 //!
 //! Uses: `api::foreign`, `api::process`, `core::canary`, `core::hooks`,
-//! `core::large`, `core::lookup`, `core::size_class`, `core::slab`, `core::span`,
+//! `core::large`, `core::lookup`, `core::pagemap`, `core::size_class`, `core::slab`, `core::span`,
 //! `heap::alloc`, `heap::lifecycle`, `heap::secure`, `heap::tls`,
 //! `heap::types`, `insight`, `os`, `os::errno`, `util::diag`.
 
@@ -34,6 +34,7 @@ use crate::api::process::ensure_init;
 use crate::core::canary::{self, KIND_MALLOC, KIND_NEW, KIND_NEW_ARRAY, RECORD};
 use crate::core::large;
 use crate::core::lookup::{span_of, Span};
+use crate::core::pagemap::{PAGEMAP, TAG_SLAB};
 use crate::core::size_class::{
     block_size, class_of, MAX_REQUEST, MIN_ALIGN, SHARED_FROM, SMALL_MAX,
 };
@@ -119,16 +120,33 @@ pub(crate) unsafe fn malloc(size: usize, kind: u8) -> *mut u8 {
 }
 
 /// [`malloc`], its bytes zero when `zero` (slab blocks always are).
+#[inline(always)]
 unsafe fn malloc_zero(size: usize, kind: u8, zero: bool) -> *mut u8 {
-    let mut p = if size == 0 { zero_block() } else { null_mut() };
-    if p.is_null() {
-        // SAFETY: forwarded contract.
-        p = unsafe { alloc_zero(size.max(1), MIN_ALIGN, kind, zero) };
-    }
+    // SAFETY: forwarded contract.
+    let p = unsafe {
+        if size.wrapping_sub(1) < SHORT_SLAB_MAX - RECORD {
+            alloc_zero(size, MIN_ALIGN, kind, zero)
+        } else {
+            malloc_other(size, kind, zero)
+        }
+    };
     if !p.is_null() && crate::insight::active() {
         crate::insight::on_alloc(p, size);
     }
     p
+}
+
+/// [`malloc_zero`]'s other sizes: 0 (a pointer into no-access memory,
+/// or a one-byte block when none can be reserved), large and impossible
+/// ones.
+#[inline(never)]
+unsafe fn malloc_other(size: usize, kind: u8, zero: bool) -> *mut u8 {
+    let p = if size == 0 { zero_block() } else { null_mut() };
+    if !p.is_null() {
+        return p;
+    }
+    // SAFETY: forwarded contract.
+    unsafe { alloc_zero(size.max(1), MIN_ALIGN, kind, zero) }
 }
 
 /// An aligned block (`align` a power of two) of `kind`, recorded by the
@@ -159,8 +177,22 @@ unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8
     if size <= SHORT_SLAB_MAX - RECORD && align <= MIN_ALIGN {
         ensure_init();
         let need = (size + RECORD).max(MIN_BLOCK);
-        // SAFETY: class_of(need) < NUM_CLASSES for need <= SMALL_MAX.
-        return unsafe { slab_block(class_of(need), size, 0, kind, zero) };
+        let c = class_of(need);
+        if c < SHARED_FROM {
+            // A small class: a pop from the current slab, which knows
+            // its key (no lookup of the block's slab).
+            // SAFETY: c < NUM_CLASSES; the calling thread's heap, whose
+            // slabs only it pops (an empty heap's are the empty slab).
+            unsafe {
+                let slab = *(*tls::heap()).local.current.get_unchecked(c);
+                let b = (*slab).pop() as usize;
+                if b != 0 {
+                    return hand_out(slab, b, block_size(c), size, kind, zero);
+                }
+            }
+        }
+        // SAFETY: c < NUM_CLASSES for need <= SMALL_MAX.
+        return unsafe { slab_block(c, size, 0, kind, zero) };
     }
     // SAFETY: forwarded contract.
     unsafe { alloc_other(size, align, kind, zero) }
@@ -208,6 +240,35 @@ unsafe fn alloc_other(size: usize, align: usize, kind: u8, zero: bool) -> *mut u
         unsafe { (*lb).kind = kind };
     }
     p
+}
+
+/// Hand out block `b` of `bs` bytes, just popped from `slab`, for `size`
+/// bytes of `kind` at its start: its second link word cleared (the pop
+/// cleared the first), sealed; for `zero` (calloc) checked to be still
+/// zero from its third word, as [`slab_block`] does.
+///
+/// # Safety
+/// `b` was just popped from the live slab `slab` by its owner; `size +
+/// RECORD <= bs`.
+#[inline(always)]
+unsafe fn hand_out(
+    slab: *mut Slab,
+    b: usize,
+    bs: usize,
+    size: usize,
+    kind: u8,
+    zero: bool,
+) -> *mut u8 {
+    let end = b + bs;
+    // SAFETY: contract: a block of at least 32 bytes, 16-aligned.
+    unsafe {
+        if zero && !still_zero(b + 16, end) {
+            written_after_free(b, bs);
+        }
+        ((b + 8) as *mut u64).write(0);
+        canary::seal_medium((*slab).check_key, b, size, b, end, kind);
+    }
+    b as *mut u8
 }
 
 /// A block of class `c` for `size` bytes, its links cleared, sealed at
@@ -302,6 +363,59 @@ pub(crate) unsafe fn new(size: usize, align: usize, array: bool) -> *mut u8 {
 /// # Safety
 /// As `api::libc::free`.
 pub(crate) unsafe fn free(p: *mut u8, expect: Option<u8>) {
+    // The common case first: a slab block freed at its start, of the
+    // kind expected, by a thread with a heap.
+    let head = PAGEMAP.lookup(p as usize);
+    // SAFETY: a non-null page map entry is a live span header; one
+    // tagged SLAB is a slab.
+    unsafe {
+        if !head.is_null()
+            && (*head).tag == TAG_SLAB
+            && (*head.cast::<Slab>()).is_block_start(p as usize)
+            && free_at_start(p as usize, head.cast(), expect.unwrap_or(KIND_MALLOC))
+        {
+            return;
+        }
+        free_other(p, expect)
+    }
+}
+
+/// [`free`]'s common case: `p` is a carved block start of `s`. False when
+/// the block is not sealed as a `kind` block at its start, or the calling
+/// thread has no heap: nothing was done, [`free_other`] decides.
+///
+/// # Safety
+/// `p` is a carved block start of the live slab `s`.
+#[inline(always)]
+unsafe fn free_at_start(p: usize, s: *mut Slab, kind: u8) -> bool {
+    // SAFETY: contract: `[p, p + block_size)` is a carved block of `s`.
+    unsafe {
+        let bs = (*s).block_size as usize;
+        if is_quarantined(p) {
+            fatal_block("free(): double free", p, bs);
+        }
+        let heap = tls::heap();
+        if heap == crate::heap::types::empty_heap()
+            || !canary::sealed_at_start((*s).check_key, p, p + bs, kind)
+        {
+            return false;
+        }
+        check_before(s, p, p);
+        crate::core::hooks::on_free(p as *mut u8);
+        quarantine(heap, p, bs);
+        alloc::upkeep_if_due(heap);
+    }
+    true
+}
+
+/// [`free`]'s other cases: null, `malloc(0)`'s pointers, large blocks,
+/// blocks not at their start or of another kind, frees by a thread
+/// without a heap, and every invalid pointer.
+///
+/// # Safety
+/// As [`free`].
+#[inline(never)]
+unsafe fn free_other(p: *mut u8, expect: Option<u8>) {
     if p.is_null() {
         return;
     }

@@ -86,7 +86,7 @@ fn pattern(check: u64) -> u8 {
 ///
 /// # Safety
 /// The range is writable memory of the block's slack.
-#[inline]
+#[inline(always)]
 unsafe fn fill(from: usize, to: usize, check: u64) {
     let want = pattern(check);
     let n = to.saturating_sub(from);
@@ -108,7 +108,7 @@ unsafe fn fill(from: usize, to: usize, check: u64) {
 ///
 /// # Safety
 /// The range is readable memory of the block's slack.
-#[inline]
+#[inline(always)]
 unsafe fn intact(from: usize, to: usize, check: u64) -> bool {
     let want = pattern(check);
     let n = to.saturating_sub(from);
@@ -202,6 +202,28 @@ pub(crate) unsafe fn medium_record(
     // SAFETY: as above: the pattern lies between the size and the record.
     let intact = unsafe { intact(p + size, (p + size + TAIL).min(end - RECORD), check) };
     intact.then_some((size, kind))
+}
+
+/// Is the record and pattern of the block ending at `end`, handed out at
+/// its start `p` as a block of `kind`, intact? One hash: the secure
+/// build's free fast path. False for anything else (another kind, an
+/// aligned block, a damaged record): [`medium_record`] tells those apart.
+///
+/// # Safety
+/// `[p, end)` is a carved block of a sealed slab.
+#[inline(always)]
+pub(crate) unsafe fn sealed_at_start(key: usize, p: usize, end: usize, kind: u8) -> bool {
+    let rec = end - RECORD;
+    // SAFETY: contract: the record lies at the block's end.
+    let w = unsafe { (rec as *const u64).read() };
+    let size = w as u16 as usize;
+    if (w >> 16) as u16 != 0 || p + size > rec {
+        return false;
+    }
+    let check = kind_check(key, p, size, kind);
+    // SAFETY: as above: the pattern lies between the size and the record.
+    (w >> 32) as u32 == check as u32
+        && unsafe { intact(p + size, (p + size + TAIL).min(rec), check) }
 }
 
 /// Is `check` the low half of the check word of a block handed out at

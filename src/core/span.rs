@@ -140,8 +140,11 @@ impl<S: PageSource + 'static> SpanCache<S> {
     /// `MAX_HEAD_COLOR` bytes after its start), where its page map entries
     /// point. Contents are unspecified. Among
     /// the most recently freed dirty spans, one last used for `usage` is
-    /// preferred.
-    pub(crate) fn acquire(&self, granules: usize, usage: u32) -> Option<NonNull<u8>> {
+    /// preferred. Also says whether the span is fresh (never handed out
+    /// before): a span's size never changes, so what a first user does
+    /// to its pages by their place in it (the secure build's guard pages)
+    /// holds for every later user.
+    pub(crate) fn acquire(&self, granules: usize, usage: u32) -> Option<(NonNull<u8>, bool)> {
         debug_assert!((1..=MAX_SLAB_GRANULES).contains(&granules));
         let size = granules * GRANULE;
         let mut g = self.inner.lock();
@@ -181,7 +184,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
             // go back to the OS (`core::large::shed`).
             crate::core::large::shed(size);
         }
-        NonNull::new(s)
+        NonNull::new(s).map(|s| (s, fresh))
     }
 
     fn carve(&self, g: &mut Inner, size: usize) -> Option<*mut u8> {
@@ -422,9 +425,9 @@ mod tests {
 
     #[test]
     fn spans_are_granule_aligned_distinct_and_mapped() {
-        let a = CACHE.acquire(1, 0).unwrap();
-        let b = CACHE.acquire(4, 0).unwrap();
-        let c = CACHE.acquire(8, 0).unwrap();
+        let a = CACHE.acquire(1, 0).unwrap().0;
+        let b = CACHE.acquire(4, 0).unwrap().0;
+        let c = CACHE.acquire(8, 0).unwrap().0;
         let mut colors = 0u32;
         for (s, g) in [(a, 1), (b, 4), (c, 8)] {
             let h = s.as_ptr() as usize;
@@ -452,12 +455,12 @@ mod tests {
 
     #[test]
     fn released_spans_are_reused_then_purged() {
-        let a = CACHE.acquire(2, 0).unwrap();
+        let a = CACHE.acquire(2, 0).unwrap().0;
         // SAFETY: from acquire, unused afterwards.
         unsafe { CACHE.release(a, 2, 0) };
         // SAFETY: the header of a cached span is readable.
         assert_eq!(unsafe { (*a.as_ptr().cast::<SpanHead>()).tag }, TAG_FREE);
-        let b = CACHE.acquire(2, 0).unwrap();
+        let b = CACHE.acquire(2, 0).unwrap().0;
         assert_eq!(a, b, "the most recently freed span comes back first");
         // SAFETY: ours; fill, release, purge, check the pages are dropped.
         unsafe {

@@ -102,7 +102,10 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
     let usual = SLAB_GRANULES[class] as usize;
     let small = fallback_granules(class);
     let spare = if usual == 1 { take_spare(h) } else { None };
-    let (span, granules) = match spare.or_else(|| SPANS.acquire(usual, class as u32)) {
+    let ((span, fresh), granules) = match spare
+        .map(|s| (s, false))
+        .or_else(|| SPANS.acquire(usual, class as u32))
+    {
         Some(s) => (s, usual),
         None => match (usual > small)
             .then(|| SPANS.acquire(small, class as u32))
@@ -115,8 +118,11 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
             }
         },
     };
-    if crate::core::config::SECURE {
-        guard_slab(span.as_ptr() as usize, granules, false);
+    // The secure build closes a span's guard pages once, when it is
+    // fresh: they stay closed in the span cache and among the spares, and
+    // every later slab of the span needs them where they are.
+    if crate::core::config::SECURE && fresh {
+        guard_slab(span.as_ptr() as usize, granules);
     }
     // SAFETY: a fresh span of `granules` granules (at least
     // `fallback_granules`: it holds a block of the class), ours alone.
@@ -131,22 +137,23 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
     }
 }
 
-/// The secure build's guard pages of a slab span: the page after the
-/// header's and the span's last page (`SLAB_HEADER`, `SLAB_TRAILER`)
-/// become inaccessible, or (`open`, before the span goes back to the
-/// span cache) accessible again. A kernel that refuses (out of mappings)
-/// leaves them accessible: the slab works, unguarded.
-fn guard_slab(span: usize, granules: usize, open: bool) {
+/// Close the secure build's guard pages of a fresh slab span: the page
+/// after the header's and the span's last page (`SLAB_HEADER`,
+/// `SLAB_TRAILER`). They stay closed for good (spans are never split,
+/// merged or unmapped: a slab's life through the span cache costs no
+/// `mprotect`, each a TLB shootdown). A kernel that refuses (out of
+/// mappings) leaves them accessible: the slabs work, unguarded.
+fn guard_slab(span: usize, granules: usize) {
     use crate::core::size_class::{span_base, SLAB_HEADER, SLAB_TRAILER};
     use crate::os::{OS, PAGE};
     // (The secure build's headers start their spans: no colours.)
     let span = span_base(span);
     let end = span + granules * GRANULE;
-    // SAFETY: the span is ours alone (a fresh one, or a dead slab's), and
-    // no block lies in its guard pages.
+    // SAFETY: the span is ours alone (a fresh one), and no block lies in
+    // its guard pages.
     unsafe {
-        OS.protect(span + PAGE, SLAB_HEADER.saturating_sub(PAGE), open);
-        OS.protect(end - SLAB_TRAILER, SLAB_TRAILER, open);
+        OS.protect(span + PAGE, SLAB_HEADER.saturating_sub(PAGE), false);
+        OS.protect(end - SLAB_TRAILER, SLAB_TRAILER, false);
     }
 }
 
@@ -159,9 +166,6 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
     unsafe {
         forget_slab(slab);
         let granules = (*slab).head.granules as usize;
-        if crate::core::config::SECURE {
-            guard_slab(slab as usize, granules, true);
-        }
         SPANS.release(
             NonNull::new_unchecked(slab.cast()),
             granules,
@@ -205,7 +209,6 @@ unsafe fn forget_slab(slab: *mut Slab) {
 /// # Safety
 /// The caller owns `h`; nobody uses `slab` any more, and it is on no list.
 unsafe fn keep_spare(h: &mut HeapLocal, slab: *mut Slab) -> bool {
-    debug_assert!(!h.keeps_spares || !crate::core::config::SECURE);
     // SAFETY: contract.
     unsafe {
         if !h.keeps_spares || h.spares_n as usize >= SPARES || (*slab).head.granules != 1 {
@@ -437,6 +440,25 @@ mod tests {
     use crate::core::size_class::class_of;
     use crate::heap::types::init_heap;
 
+    /// The permissions of the mapping that holds `addr`, as
+    /// `/proc/self/maps` writes them ("rw-p").
+    fn protection(addr: usize) -> std::string::String {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        for line in maps.lines() {
+            let mut f = line.split_whitespace();
+            let (range, perms) = (f.next().unwrap(), f.next().unwrap());
+            let (lo, hi) = range.split_once('-').unwrap();
+            let (lo, hi) = (
+                usize::from_str_radix(lo, 16).unwrap(),
+                usize::from_str_radix(hi, 16).unwrap(),
+            );
+            if (lo..hi).contains(&addr) {
+                return perms.into();
+            }
+        }
+        panic!("{addr:#x} is not mapped");
+    }
+
     /// A heap made as a thread's heap is, owned by the test.
     fn thread_like_heap() -> std::boxed::Box<Heap> {
         let mut heap = std::boxed::Box::new(core::mem::MaybeUninit::<Heap>::uninit());
@@ -448,7 +470,8 @@ mod tests {
     }
 
     /// A slab emptied while not current stays with the heap as a spare
-    /// span (the default build), the heap's next new slab is that span,
+    /// span, the heap's next new slab is that span (in the secure build
+    /// with its guard pages still closed),
     /// and a spare nobody takes goes back after `SPARE_IDLE_UPKEEPS`
     /// idle upkeeps.
     #[test]
@@ -468,29 +491,35 @@ mod tests {
             let s2 = h.current[a];
             assert_ne!(s1, s2);
             free_in(hp, s1, b1.cast(), b1 as usize);
+            assert_eq!(h.spares_n, 1);
+            assert_eq!(h.spares[0], s1);
+            assert_eq!((*s1).head.tag, TAG_FREE, "a spare is no slab");
+            // The next new slab, of any one-granule class, is the spare.
+            let b3 = pop_from_new_slab(h, b);
+            assert_eq!(h.current[b], s1);
+            assert_eq!(h.spares_n, 0);
             if crate::core::config::SECURE {
-                assert_eq!(h.spares_n, 0, "the secure build keeps no spares");
-            } else {
-                assert_eq!(h.spares_n, 1);
-                assert_eq!(h.spares[0], s1);
-                assert_eq!((*s1).head.tag, TAG_FREE, "a spare is no slab");
-                // The next new slab, of any one-granule class, is the spare.
-                let b3 = pop_from_new_slab(h, b);
-                assert_eq!(h.current[b], s1);
-                assert_eq!(h.spares_n, 0);
-                free_in(hp, s1, b3.cast(), b3 as usize);
-                // Current: it stays a slab until trimmed.
-                release_empty(hp);
-                assert_eq!(h.spares_n, 1);
-                // Aging: the keep counted as use; then idle upkeeps.
-                age_spares(h);
-                for _ in 0..SPARE_IDLE_UPKEEPS - 1 {
-                    age_spares(h);
-                    assert_eq!(h.spares_n, 1);
-                }
-                age_spares(h);
-                assert_eq!(h.spares_n, 0, "an idle spare went back");
+                // Its guard pages closed once, when the span was fresh,
+                // and stayed closed.
+                use crate::core::size_class::{SLAB_HEADER, SLAB_TRAILER};
+                let span = s1 as usize;
+                assert_eq!(protection(span + crate::os::PAGE), "---p");
+                assert_eq!(protection(span + SLAB_HEADER - 1), "---p");
+                assert_eq!(protection(span + GRANULE - SLAB_TRAILER), "---p");
+                assert_eq!(protection(span + SLAB_HEADER), "rw-p");
             }
+            free_in(hp, s1, b3.cast(), b3 as usize);
+            // Current: it stays a slab until trimmed.
+            release_empty(hp);
+            assert_eq!(h.spares_n, 1);
+            // Aging: the keep counted as use; then idle upkeeps.
+            age_spares(h);
+            for _ in 0..SPARE_IDLE_UPKEEPS - 1 {
+                age_spares(h);
+                assert_eq!(h.spares_n, 1);
+            }
+            age_spares(h);
+            assert_eq!(h.spares_n, 0, "an idle spare went back");
             free_in(hp, s2, b2.cast(), b2 as usize);
             release_empty(hp);
             release_spares(h);

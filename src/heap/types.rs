@@ -26,14 +26,14 @@
 //!   exactly `h`;
 //! - `mcache_bytes == sum over medium classes of mcache_n[i] * size`,
 //!   `mcache_n[i] <= MCACHE_MAX`, `mcache_bytes <= MCACHE_BYTES`;
-//! - `spares_n <= SPARES`, and 0 unless `keeps_spares` (thread heaps of
-//!   the default build); each of `spares[..spares_n]` is a one-granule
+//! - `spares_n <= SPARES`, and 0 unless `keeps_spares` (thread
+//!   heaps); each of `spares[..spares_n]` is a one-granule
 //!   span with tag `TAG_FREE` and owner 0, on no list and in no slab
 //!   cache entry;
 //!
 //! `heap::check` verifies all of them.
 //!
-//! Uses: `core::config`, `core::pagemap`, `core::size_class`, `core::slab`,
+//! Uses: `core::pagemap`, `core::size_class`, `core::slab`,
 //! `heap::quarantine`, `heap::remote`, `util::list`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
@@ -146,9 +146,8 @@ pub(crate) struct HeapLocal {
     pub(crate) spares_taken: bool,
     /// Upkeeps in a row without a spare kept or taken.
     pub(crate) spares_idle: u8,
-    /// The heap keeps spares: a thread heap of the default build (the
-    /// secure build's slab spans have guard pages; per-CPU heaps share
-    /// the span cache).
+    /// The heap keeps spares: a thread heap (per-CPU heaps share the
+    /// span cache).
     pub(crate) keeps_spares: bool,
     /// The secure build's quarantine of blocks this thread freed (empty
     /// in the default build).
@@ -380,7 +379,7 @@ pub(crate) unsafe fn init_heap(h: *mut Heap, instrumented: bool) {
     unsafe {
         h.write(Heap::empty());
         (*h).local.instrumented = instrumented;
-        (*h).local.keeps_spares = !crate::core::config::SECURE;
+        (*h).local.keeps_spares = true;
         (*h).local.owner_word = h as usize | if instrumented { OWNER_INSTR } else { 0 };
     }
 }
