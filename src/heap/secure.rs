@@ -43,7 +43,7 @@ pub(crate) unsafe fn is_quarantined(b: usize) -> bool {
 ///
 /// # Safety
 /// The range is readable.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn still_zero(from: usize, to: usize) -> bool {
     if from % 8 != 0 || to % 8 != 0 {
         // SAFETY: contract.
@@ -137,7 +137,7 @@ pub(crate) unsafe fn quarantine(heap: *mut Heap, b: usize, size: usize) {
         core::ptr::write_bytes(b as *mut u8, 0, size);
         *(b as *mut usize) = mark(b);
         if !is_thread_heap(heap) {
-            return leave(heap, b, size);
+            return leave_now(heap, b, size);
         }
         let q = &mut (*heap).local.quarantine;
         if let Some((s, n)) = q.sweep() {
@@ -182,6 +182,7 @@ unsafe fn shed(heap: *mut Heap, keep: usize, seed: usize) {
 /// # Safety
 /// `[b, b + size)` is a quarantined block; `heap` the calling thread's
 /// (or one it owns alone).
+#[inline(always)]
 unsafe fn leave(heap: *mut Heap, b: usize, size: usize) {
     // SAFETY: contract.
     unsafe {
@@ -197,6 +198,18 @@ unsafe fn leave(heap: *mut Heap, b: usize, size: usize) {
             free::free(heap, b as *mut u8, PAGEMAP.lookup(b));
         }
     }
+}
+
+/// [`leave`] out of line: a block freed by a thread without a heap of
+/// its own (exiting) goes back at once.
+///
+/// # Safety
+/// As [`leave`].
+#[cold]
+#[inline(never)]
+unsafe fn leave_now(heap: *mut Heap, b: usize, size: usize) {
+    // SAFETY: forwarded contract.
+    unsafe { leave(heap, b, size) }
 }
 
 /// Release every block of `heap`'s quarantine (its thread exits, or the
