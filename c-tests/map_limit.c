@@ -17,9 +17,14 @@
  * filled with a pattern that is checked before it is freed or moved.
  * Every NULL must come with ENOMEM. Then the mappings are released and
  * the same workload must succeed throughout. Every case runs in a forked
- * child under a watchdog. On plain glibc every case passes too. */
+ * child under a watchdog. On plain glibc every case passes too.
+ *
+ * trimmed_slabs_keep_no_mappings: blocks of thousands of slabs, freed
+ * and trimmed, take at least 90% of the mappings they made with them (the
+ * secure build's guard pages split slab spans). */
 #include "testutil.h"
 
+#include <malloc.h>
 #include <sys/mman.h>
 
 #define KiB ((size_t)1 << 10)
@@ -174,10 +179,59 @@ static void test_two_mappings_left(void)
     tu_case_in_child(at_the_limit_body, 120);
 }
 
+static int count_mappings(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -1;
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+/* Memory the pool no longer uses must not keep mappings of its own: the
+ * secure build's guard pages split each slab span into regions, which
+ * count against vm.max_map_count like the program's own. Thousands of
+ * slabs' worth of blocks, all freed and trimmed, take at least 90% of the
+ * mappings they made with them. */
+static void trimmed_slabs_body(void)
+{
+    enum { N = 20000 };
+    static void *v[N];
+    int before = count_mappings();
+    for (int i = 0; i < N; i++) {
+        v[i] = malloc(i % 2 ? 4000 : 600);
+        CHECK(v[i] != NULL, "malloc failed at %d", i);
+        if (!v[i])
+            return;
+        memset(v[i], 0x33, 64);
+    }
+    int peak = count_mappings();
+    for (int i = 0; i < N; i++)
+        free(v[i]);
+    malloc_trim(0);
+    int after = count_mappings();
+    /* (A few spans stay: the quarantine's and the current ones' of
+     * other classes.) */
+    CHECK(after - before <= (peak - before) / 10 + 64,
+          "%d mappings before, %d at the peak, %d after free and malloc_trim",
+          before, peak, after);
+    tu_note("%d mappings before, %d at the peak, %d after free and malloc_trim", before, peak,
+            after);
+}
+
+static void test_trimmed_slabs_keep_no_mappings(void)
+{
+    tu_case_in_child(trimmed_slabs_body, 120);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
     RUN(no_mapping_left);
     RUN(two_mappings_left);
+    RUN(trimmed_slabs_keep_no_mappings);
     return tu_finish();
 }

@@ -110,6 +110,9 @@ pub(crate) struct Slab {
     /// Its heap's current slab of its class: `used` counts down
     /// [`CURRENT_TICKS`] frees, not blocks.
     pub(crate) current: bool,
+    /// The secure build: the span's guard pages are closed
+    /// (`core::span::set_guards`); kept while the span is a spare.
+    pub(crate) guarded: bool,
     // Second line: the slow paths'.
     /// Blocks freed by the owner's slow paths (remote frees collected,
     /// user data that looked free) since the last refill; ends at the
@@ -265,6 +268,7 @@ impl Slab {
                 block_size: bs as u32,
                 class: class as u16,
                 current: false,
+                guarded: false,
                 bump: AtomicUsize::new(first),
                 end: first + cap * bs,
                 next: null_mut(),

@@ -51,6 +51,10 @@ struct FreeSpan {
     /// ones that use touches again.
     last_use: u32,
     dirty: bool,
+    /// The secure build's guard pages of a slab span are closed
+    /// ([`set_guards`]): they stay closed while the span waits dirty, and
+    /// open when it is purged.
+    guarded: bool,
 }
 
 // SAFETY: `next` and `prev` are distinct fields of the cached span's
@@ -140,15 +144,14 @@ impl<S: PageSource + 'static> SpanCache<S> {
     /// `MAX_HEAD_COLOR` bytes after its start), where its page map entries
     /// point. Contents are unspecified. Among
     /// the most recently freed dirty spans, one last used for `usage` is
-    /// preferred. Also says whether the span is fresh (never handed out
-    /// before): a span's size never changes, so what a first user does
-    /// to its pages by their place in it (the secure build's guard pages)
-    /// holds for every later user.
+    /// preferred. Also says whether the span's guard pages are closed
+    /// (the secure build: see [`set_guards`]).
     pub(crate) fn acquire(&self, granules: usize, usage: u32) -> Option<(NonNull<u8>, bool)> {
         debug_assert!((1..=MAX_SLAB_GRANULES).contains(&granules));
         let size = granules * GRANULE;
         let mut g = self.inner.lock();
         let mut fresh = false;
+        let mut guarded = false;
         let s = if !g.dirty[granules].first.is_null() {
             let mut s = g.dirty[granules].first;
             let mut probe = s;
@@ -166,13 +169,19 @@ impl<S: PageSource + 'static> SpanCache<S> {
                 }
             }
             // SAFETY: `s` heads the dirty list; we hold the lock.
-            unsafe { g.dirty[granules].remove(s) };
+            unsafe {
+                g.dirty[granules].remove(s);
+                guarded = (*s).guarded;
+            }
             g.dirty_bytes -= size;
             s.cast::<u8>()
         } else if !g.clean[granules].first.is_null() {
             let s = g.clean[granules].first;
             // SAFETY: as above, for the clean list.
-            unsafe { g.clean[granules].remove(s) };
+            unsafe {
+                g.clean[granules].remove(s);
+                guarded = (*s).guarded;
+            }
             s.cast::<u8>()
         } else {
             fresh = true;
@@ -184,7 +193,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
             // go back to the OS (`core::large::shed`).
             crate::core::large::shed(size);
         }
-        NonNull::new(s).map(|s| (s, fresh))
+        NonNull::new(s).map(|s| (s, guarded))
     }
 
     fn carve(&self, g: &mut Inner, size: usize) -> Option<*mut u8> {
@@ -238,12 +247,18 @@ impl<S: PageSource + 'static> SpanCache<S> {
     }
 
     /// Give back a span of `granules` granules from [`acquire`](Self::acquire),
-    /// last used for `usage`.
+    /// last used for `usage`, its guard pages closed if `guarded`.
     ///
     /// # Safety
     /// `span` must come from `acquire(granules, _)` of this cache (its
     /// header's address) and no longer be used by anybody.
-    pub(crate) unsafe fn release(&self, span: NonNull<u8>, granules: usize, usage: u32) {
+    pub(crate) unsafe fn release(
+        &self,
+        span: NonNull<u8>,
+        granules: usize,
+        usage: u32,
+        guarded: bool,
+    ) {
         let size = granules * GRANULE;
         let s = span.as_ptr().cast::<FreeSpan>();
         let now = now_ms();
@@ -256,6 +271,7 @@ impl<S: PageSource + 'static> SpanCache<S> {
             (*s).freed_ms = now;
             (*s).last_use = usage;
             (*s).dirty = true;
+            (*s).guarded = guarded;
         }
         let mut g = self.inner.lock();
         // SAFETY: we hold the lock; `s` is on no list.
@@ -302,6 +318,13 @@ impl<S: PageSource + 'static> SpanCache<S> {
                 size - PAGE,
             );
             (*s).dirty = false;
+            // Its guard pages open (a closed page splits the mapping, and
+            // the regions of every span the program ever used would count
+            // against `vm.max_map_count` for good); they close again
+            // when a slab takes the span.
+            if (*s).guarded {
+                (*s).guarded = !set_guards(s as usize, k, false);
+            }
             g.clean[k].push_front(s);
         }
         g.dirty_bytes -= size;
@@ -407,6 +430,33 @@ impl<S: PageSource + 'static> SpanCache<S> {
     }
 }
 
+/// Close (`close`) or open the secure build's guard pages of the slab
+/// span headed at `head`, of `granules` granules: the page after its
+/// header's and its last page (`SLAB_HEADER`, `SLAB_TRAILER`). A slab
+/// closes them when it takes a span whose guards are open; they stay
+/// closed while the span waits dirty in the cache or as a thread's spare
+/// (spans never change size, so the next slab needs them where they
+/// are), and open when it is purged. False when the kernel refused (out
+/// of mappings): then both are left open (a slab works unguarded, and
+/// closes them on its span's next use).
+pub(crate) fn set_guards(head: usize, granules: usize, close: bool) -> bool {
+    use crate::core::size_class::{SLAB_HEADER, SLAB_TRAILER};
+    use crate::os::OS;
+    let span = span_base(head);
+    let end = span + granules * GRANULE;
+    // SAFETY: the caller owns the span (a slab's, or a cached one under
+    // the lock), and no block lies in its guard pages.
+    unsafe {
+        let ok = OS.protect(span + PAGE, SLAB_HEADER.saturating_sub(PAGE), !close)
+            && OS.protect(end - SLAB_TRAILER, SLAB_TRAILER, !close);
+        if !ok && close {
+            OS.protect(span + PAGE, SLAB_HEADER.saturating_sub(PAGE), true);
+            OS.protect(end - SLAB_TRAILER, SLAB_TRAILER, true);
+        }
+        ok
+    }
+}
+
 /// Resident bytes the dirty lists may hold before the oldest are purged:
 /// the trim threshold (`mallopt(M_TRIM_THRESHOLD)`, 16 MiB by default).
 fn dirty_max() -> usize {
@@ -447,9 +497,9 @@ mod tests {
         }
         // SAFETY: spans from acquire, unused from here on.
         unsafe {
-            CACHE.release(a, 1, 0);
-            CACHE.release(b, 4, 0);
-            CACHE.release(c, 8, 0);
+            CACHE.release(a, 1, 0, false);
+            CACHE.release(b, 4, 0, false);
+            CACHE.release(c, 8, 0, false);
         }
     }
 
@@ -457,7 +507,7 @@ mod tests {
     fn released_spans_are_reused_then_purged() {
         let a = CACHE.acquire(2, 0).unwrap().0;
         // SAFETY: from acquire, unused afterwards.
-        unsafe { CACHE.release(a, 2, 0) };
+        unsafe { CACHE.release(a, 2, 0, false) };
         // SAFETY: the header of a cached span is readable.
         assert_eq!(unsafe { (*a.as_ptr().cast::<SpanHead>()).tag }, TAG_FREE);
         let b = CACHE.acquire(2, 0).unwrap().0;
@@ -465,7 +515,7 @@ mod tests {
         // SAFETY: ours; fill, release, purge, check the pages are dropped.
         unsafe {
             core::ptr::write_bytes(span_base(b.as_ptr() as usize) as *mut u8, 0x5a, 2 * GRANULE);
-            CACHE.release(b, 2, 0);
+            CACHE.release(b, 2, 0, false);
         }
         assert!(CACHE.purge_all() >= 2 * GRANULE);
         let probe = (span_base(b.as_ptr() as usize) + PAGE + 100) as *const u8;

@@ -101,11 +101,12 @@ pub(crate) unsafe fn retire_full(h: &mut HeapLocal, class: usize, s: *mut Slab) 
 pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut u8 {
     let usual = SLAB_GRANULES[class] as usize;
     let small = fallback_granules(class);
-    let spare = if usual == 1 { take_spare(h) } else { None };
-    let ((span, fresh), granules) = match spare
-        .map(|s| (s, false))
-        .or_else(|| SPANS.acquire(usual, class as u32))
-    {
+    // (A spare's header is its last slab's: whether its guards are
+    // closed.)
+    let spare = if usual == 1 { take_spare(h) } else { None }
+        // SAFETY: a spare is a span whose header is a dead slab's.
+        .map(|s| (s, unsafe { (*s.as_ptr().cast::<Slab>()).guarded }));
+    let ((span, guarded), granules) = match spare.or_else(|| SPANS.acquire(usual, class as u32)) {
         Some(s) => (s, usual),
         None => match (usual > small)
             .then(|| SPANS.acquire(small, class as u32))
@@ -118,42 +119,22 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
             }
         },
     };
-    // The secure build closes a span's guard pages once, when it is
-    // fresh: they stay closed in the span cache and among the spares, and
-    // every later slab of the span needs them where they are.
-    if crate::core::config::SECURE && fresh {
-        guard_slab(span.as_ptr() as usize, granules);
-    }
+    // The secure build's guard pages (`core::span::set_guards`): closed
+    // unless the span kept them closed since its last slab.
+    let guarded = guarded
+        || (crate::core::config::SECURE
+            && crate::core::span::set_guards(span.as_ptr() as usize, granules, true));
     // SAFETY: a fresh span of `granules` granules (at least
     // `fallback_granules`: it holds a block of the class), ours alone.
     unsafe {
         let s = Slab::init(span.as_ptr(), granules, class, h.owner_word);
+        (*s).guarded = guarded;
         SLABS_LIVE[class].fetch_add(1, Ordering::Relaxed);
         SLAB_BYTES[class].fetch_add(granules * GRANULE, Ordering::Relaxed);
         h.avail[class].push_front(s);
         h.set_current(class);
         (*s).refill();
         (*s).pop().cast()
-    }
-}
-
-/// Close the secure build's guard pages of a fresh slab span: the page
-/// after the header's and the span's last page (`SLAB_HEADER`,
-/// `SLAB_TRAILER`). They stay closed for good (spans are never split,
-/// merged or unmapped: a slab's life through the span cache costs no
-/// `mprotect`, each a TLB shootdown). A kernel that refuses (out of
-/// mappings) leaves them accessible: the slabs work, unguarded.
-fn guard_slab(span: usize, granules: usize) {
-    use crate::core::size_class::{span_base, SLAB_HEADER, SLAB_TRAILER};
-    use crate::os::{OS, PAGE};
-    // (The secure build's headers start their spans: no colours.)
-    let span = span_base(span);
-    let end = span + granules * GRANULE;
-    // SAFETY: the span is ours alone (a fresh one), and no block lies in
-    // its guard pages.
-    unsafe {
-        OS.protect(span + PAGE, SLAB_HEADER.saturating_sub(PAGE), false);
-        OS.protect(end - SLAB_TRAILER, SLAB_TRAILER, false);
     }
 }
 
@@ -170,6 +151,7 @@ pub(crate) unsafe fn release_slab(slab: *mut Slab) {
             NonNull::new_unchecked(slab.cast()),
             granules,
             (*slab).class as u32,
+            (*slab).guarded,
         );
     }
 }
@@ -255,8 +237,8 @@ unsafe fn release_spare(h: &mut HeapLocal, i: usize) {
     // SAFETY: a spare is a one-granule span that nobody uses; its header
     // still names the class of the slab it was (the span cache's hint).
     unsafe {
-        let class = (*s.as_ptr().cast::<Slab>()).class as u32;
-        SPANS.release(s, 1, class);
+        let slab = s.as_ptr().cast::<Slab>();
+        SPANS.release(s, 1, (*slab).class as u32, (*slab).guarded);
     }
 }
 

@@ -232,6 +232,7 @@ pub(crate) static EMPTY_SLAB: StaticCell<EmptySlab> = StaticCell(EmptySlab {
         block_size: 0,
         class: 0,
         current: false,
+        guarded: false,
         bump: AtomicUsize::new(0),
         end: 0,
         next: null_mut(),
