@@ -187,7 +187,7 @@ unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8
                 let slab = *(*tls::heap()).local.current.get_unchecked(c);
                 let b = (*slab).pop() as usize;
                 if b != 0 {
-                    return hand_out(slab, b, block_size(c), size, kind, zero);
+                    return hand_out(slab, b, block_size(c), b, size, kind, zero);
                 }
             }
         }
@@ -242,41 +242,43 @@ unsafe fn alloc_other(size: usize, align: usize, kind: u8, zero: bool) -> *mut u
     p
 }
 
-/// Hand out block `b` of `bs` bytes, just popped from `slab`, for `size`
-/// bytes of `kind` at its start: its second link word cleared (the pop
-/// cleared the first), sealed; for `zero` (calloc) checked to be still
-/// zero from its third word, as [`slab_block`] does.
+/// Hand out block `b` of `bs` bytes of `slab` for `size` bytes of `kind`
+/// at `p` (its start, or an aligned address in it): its second link word
+/// cleared (the caller cleared the first: a pop does), sealed at `p`. A block leaves the quarantine checked to be
+/// zero (`heap::secure`), so it is zero when handed out unless the
+/// program wrote to it after that; for `zero` (calloc) that is checked
+/// here, from its third word on (a write after free stops the program).
 ///
 /// # Safety
-/// `b` was just popped from the live slab `slab` by its owner; `size +
-/// RECORD <= bs`.
+/// `b` was just taken from the live slab `slab` for the caller; `b <= p`
+/// and `p + size + RECORD <= b + bs`.
 #[inline(always)]
 unsafe fn hand_out(
-    slab: *mut Slab,
+    slab: *const Slab,
     b: usize,
     bs: usize,
+    p: usize,
     size: usize,
     kind: u8,
     zero: bool,
 ) -> *mut u8 {
     let end = b + bs;
-    // SAFETY: contract: a block of at least 32 bytes, 16-aligned.
+    debug_assert!(b <= p && p + size + RECORD <= end);
+    // SAFETY: contract: a block of at least 32 bytes, 16-aligned; the
+    // record and pattern fit after `size` bytes at `p`.
     unsafe {
         if zero && !still_zero(b + 16, end) {
             written_after_free(b, bs);
         }
         ((b + 8) as *mut u64).write(0);
-        canary::seal_medium((*slab).check_key, b, size, b, end, kind);
+        canary::seal_medium((*slab).check_key, p, size, b, end, kind);
     }
-    b as *mut u8
+    p as *mut u8
 }
 
 /// A block of class `c` for `size` bytes, its links cleared, sealed at
-/// its start (`align` 0) or at the first `align`-aligned address in it.
-/// A block leaves the quarantine checked to be zero (`heap::secure`), so
-/// it is zero when handed out unless the program wrote to it after that;
-/// for `zero` (calloc) that is checked here, from its third word on (a
-/// write after free stops the program).
+/// its start (`align` 0) or at the first `align`-aligned address in it
+/// ([`hand_out`]).
 #[inline]
 unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8, zero: bool) -> *mut u8 {
     // SAFETY: c < NUM_CLASSES (caller); the calling thread's heap.
@@ -288,39 +290,25 @@ unsafe fn slab_block(c: usize, size: usize, align: usize, kind: u8, zero: bool) 
     // lookup); a medium slab may span granules, and a medium block may be
     // one of a bigger class (`heap::medium`'s borrowing): its own slab
     // says how big it is.
-    let slab = if c < SHARED_FROM {
-        Some(Slab::of_small_block(b as *const _))
-    } else if let Some(Span::Slab(s)) = span_of(b) {
-        Some(s.cast_const())
+    let (slab, bs) = if c < SHARED_FROM {
+        (Slab::of_small_block(b as *const _), block_size(c))
     } else {
-        None
+        let s = PAGEMAP.lookup(b).cast::<Slab>().cast_const();
+        // SAFETY: a block just handed out lies in a live slab.
+        (s, unsafe { (*s).block_size } as usize)
     };
-    let bs = match slab {
-        // SAFETY: a live slab header.
-        Some(s) if c >= SHARED_FROM => unsafe { (*s).block_size as usize },
-        _ => block_size(c),
-    };
-    let end = b + bs;
-    // SAFETY: a block just handed to us, at least 32 bytes, 16-aligned.
-    unsafe {
-        if zero && !still_zero(b + 16, end) {
-            written_after_free(b, end - b);
-        }
-        (b as *mut [u64; 2]).write([0, 0]);
-    }
     let p = if align == 0 {
         b
     } else {
         align_up(b, align).unwrap_or(b)
     };
-    debug_assert!(p + size + RECORD <= end);
-    if let Some(s) = slab {
-        // SAFETY: the live header of the block's slab; the block is ours;
-        // the record and pattern fit after `size` bytes at `p` (the class
-        // was chosen for it).
-        unsafe { canary::seal_medium((*s).check_key, p, size, b, end, kind) };
+    // SAFETY: a block just handed to us by its slab (cleared its first
+    // word: not every path to it pops); the class was chosen for `size`
+    // at `p`.
+    unsafe {
+        (b as *mut u64).write(0);
+        hand_out(slab, b, bs, p, size, kind, zero)
     }
-    p as *mut u8
 }
 
 /// `calloc`: slab blocks of the secure build are zero when handed out;
@@ -400,12 +388,34 @@ unsafe fn free_at_start(p: usize, s: *mut Slab, kind: u8) -> bool {
         {
             return false;
         }
-        check_before(s, p, p);
-        crate::core::hooks::on_free(p as *mut u8);
-        quarantine(heap, p, bs);
-        alloc::upkeep_if_due(heap);
+        retire(s, p, bs, p, heap);
     }
     true
+}
+
+/// The end of every slab block's free, its own checks passed: the
+/// record of the block before checked (an underflow), the tools told,
+/// the block quarantined, the heap's upkeep run if due.
+///
+/// # Safety
+/// `[start, start + bs)` is a carved block of the live slab `s` handed
+/// out at `p`, being freed; `heap` is the calling thread's (or the
+/// exited heap).
+#[inline(always)]
+unsafe fn retire(
+    s: *mut Slab,
+    start: usize,
+    bs: usize,
+    p: usize,
+    heap: *mut crate::heap::types::Heap,
+) {
+    // SAFETY: contract.
+    unsafe {
+        check_before(s, start, p);
+        crate::core::hooks::on_free(p as *mut u8);
+        quarantine(heap, start, bs);
+        alloc::upkeep_if_due(heap);
+    }
 }
 
 /// [`free`]'s other cases: null, `malloc(0)`'s pointers, large blocks,
@@ -475,20 +485,14 @@ unsafe fn free_slab(p: *mut u8, s: *mut Slab, expect: Option<u8>) {
             Some((_, kind)) => check_kind(kind, expect, p),
             None => unsealed(p, s, start, end),
         }
-        check_before(s, start, p);
-    }
-    crate::core::hooks::on_free(p as *mut u8);
-    // A thread that only ever had medium blocks (per-CPU heaps) gets its
-    // heap, and quarantine, now; an exiting thread's blocks go back at
-    // once.
-    let mut heap = tls::heap();
-    if heap == crate::heap::types::empty_heap() {
-        heap = crate::heap::lifecycle::thread_heap();
-    }
-    // SAFETY: a live block of ours, checked; the calling thread's heap.
-    unsafe {
-        quarantine(heap, start, bs);
-        alloc::upkeep_if_due(heap);
+        // A thread that only ever had medium blocks (per-CPU heaps) gets
+        // its heap, and quarantine, now; an exiting thread's blocks go
+        // back at once.
+        let mut heap = tls::heap();
+        if heap == crate::heap::types::empty_heap() {
+            heap = crate::heap::lifecycle::thread_heap();
+        }
+        retire(s, start, bs, p, heap);
     }
 }
 
