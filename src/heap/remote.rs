@@ -22,8 +22,10 @@ use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 /// The queue of a heap that was given up.
 pub(crate) const CLOSED: *mut Block = 1 as *mut Block;
 
-/// Push the chain `first ..= last` (linked through `next`) onto `queue`.
-/// False when the queue is closed (nothing was pushed).
+/// Push the chain `first ..= last` (linked through `chain`) onto `queue`.
+/// False when the queue is closed: nothing was pushed, and the chain
+/// ends at `last` (`last.chain` null), for the caller to free block by
+/// block.
 ///
 /// # Safety
 /// The chain's blocks are the caller's to hand over; `last.chain` is
@@ -33,6 +35,11 @@ pub(crate) unsafe fn push(queue: &AtomicPtr<Block>, first: *mut Block, last: *mu
     let mut old = queue.load(Ordering::Acquire);
     loop {
         if old == CLOSED {
+            // A CAS lost before the queue closed left the head it lost to
+            // in `last.chain`: a caller walking the chain would free that
+            // queue's blocks a second time (its closer frees them too).
+            // SAFETY: contract: the chain is still ours.
+            unsafe { (*last).chain = null_mut() };
             return false;
         }
         // SAFETY: contract: the chain is ours until the CAS publishes it.
@@ -232,5 +239,85 @@ mod tests {
             assert_eq!(sent, OUTBOX_SLOTS);
             assert_eq!(o.bytes.load(Ordering::Relaxed), 0);
         }
+    }
+
+    /// A push that loses a CAS to another pusher and then finds the queue
+    /// closed must leave its chain as it was, ending at `last`: the caller
+    /// then frees the chain itself, and a `last.chain` still naming the
+    /// head it lost to would free that queue's blocks a second time (the
+    /// secure build's intermittent false stops in `thread_exit`'s
+    /// `remote_free_retry`).
+    #[test]
+    fn a_push_refused_after_a_lost_race_leaves_its_chain_whole() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+        const PUSHERS: usize = 3;
+        const CHAIN: usize = 4;
+        let queue = Arc::new(AtomicPtr::new(null_mut()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let pushers: std::vec::Vec<_> = (0..PUSHERS)
+            .map(|_| {
+                let (queue, stop, refused) = (queue.clone(), stop.clone(), refused.clone());
+                std::thread::spawn(move || {
+                    let mut blocks: std::vec::Vec<Block> = (0..CHAIN * 1024)
+                        .map(|_| Block {
+                            link: 0,
+                            chain: null_mut(),
+                        })
+                        .collect();
+                    let base = blocks.as_mut_ptr();
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        // A fresh chain of CHAIN blocks, null-terminated.
+                        let first = base.wrapping_add(i * CHAIN);
+                        let last = first.wrapping_add(CHAIN - 1);
+                        // SAFETY: blocks of this thread's vector (the queue
+                        // holds them only as addresses: nobody reads them
+                        // through it).
+                        let pushed = unsafe {
+                            for k in 0..CHAIN {
+                                (*first.add(k)).chain = if k + 1 < CHAIN {
+                                    first.add(k + 1)
+                                } else {
+                                    null_mut()
+                                };
+                            }
+                            push(&queue, first, last)
+                        };
+                        if !pushed {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            // SAFETY: as above; a link past `last` is not
+                            // followed.
+                            let after_last = unsafe { (*last).chain };
+                            assert!(
+                                after_last.is_null(),
+                                "a refused chain ends at its last block"
+                            );
+                        }
+                        i = (i + 1) % 1024;
+                    }
+                    // (Nobody reads a block through the queue: the
+                    // closer drops what it takes.)
+                    drop(blocks);
+                })
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1000);
+        while std::time::Instant::now() < deadline || refused.load(Ordering::Relaxed) < 20_000 {
+            // Close, then open again: pushes racing with the close are
+            // refused.
+            close(&queue);
+            std::thread::yield_now();
+            queue.store(null_mut(), Ordering::Release);
+            if std::time::Instant::now() > deadline + std::time::Duration::from_secs(20) {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for p in pushers {
+            p.join().expect("a pusher saw a refused chain run on");
+        }
+        assert!(refused.load(Ordering::Relaxed) > 0, "no push was refused");
     }
 }
