@@ -108,7 +108,7 @@ lint:
 
 test-rust:
 	$(CARGO) test --locked
-	$(CARGO) test --locked --lib --features secure
+	$(CARGO) test --locked --features secure
 
 test-c: lib
 	scripts/run-c-tests.sh --smoke
