@@ -14,7 +14,9 @@
 //! `heap::types`, `os`, `os::errno`, `util::diag`.
 
 use crate::core::pagemap::TAG_FREE;
-use crate::core::size_class::{fallback_granules, GRANULE, NUM_CLASSES, SLAB_GRANULES};
+use crate::core::size_class::{
+    fallback_granules, GRANULE, NUM_CLASSES, SHARED_FROM, SLAB_GRANULES,
+};
 use crate::core::slab::{Block, Slab, OWNER_FULL};
 use crate::core::span::SPANS;
 use crate::heap::types::{empty_slab_ptr, Heap, HeapLocal, CURRENT_TICKS, SPARES};
@@ -103,6 +105,10 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
     let small = fallback_granules(class);
     // (A spare's header is its last slab's: whether its guards are
     // closed.)
+    if usual == 1 && h.spares_n == 0 && h.keeps_spares {
+        // SAFETY: contract (the caller owns the heap of `h`).
+        unsafe { retire_idle_slabs(h, class) };
+    }
     let spare = if usual == 1 { take_spare(h) } else { None }
         // SAFETY: a spare is a span whose header is a dead slab's.
         .map(|s| (s, unsafe { (*s.as_ptr().cast::<Slab>()).guarded }));
@@ -135,6 +141,71 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
         h.set_current(class);
         (*s).refill();
         (*s).pop().cast()
+    }
+}
+
+/// A signature of the state of `s`, the current slab of its class: it
+/// changes when a block is popped from or pushed to its lists (their
+/// heads move, or `used` counts a free) or another slab becomes current.
+/// Two signatures that match are taken to mean no use in between (a
+/// collision only makes [`retire_idle_slabs`] count a slab for nothing).
+///
+/// # Safety
+/// `s` is a live slab of a heap the caller owns.
+unsafe fn idle_signature(s: *mut Slab) -> usize {
+    // SAFETY: contract: owner-only fields.
+    unsafe {
+        s as usize
+            ^ ((*s).free as usize).rotate_left(17)
+            ^ ((*s).local_free as usize).rotate_left(31)
+            ^ ((*s).used as usize).rotate_left(48)
+    }
+}
+
+/// Before `class` takes a span with no spare at hand: give back the current
+/// slabs of the heap's other small classes that are empty and were not
+/// used since the last such look, so the span is one of theirs. A current
+/// slab stays with its class when it empties (malloc does not count its
+/// blocks, so nobody sees it empty), and a loop that allocates a batch of
+/// one size, frees it all and goes on with another size left every class
+/// it went through holding a slab of touched pages nobody used; their
+/// sum, not the batch, set the program's peak. mimalloc retires a page
+/// that empties after a short delay the same way.
+///
+/// A class is looked at only if the signature of its current slab
+/// ([`idle_signature`]) is the one the previous look saw (no block taken
+/// or given back since: a class in use, even on its fast paths alone,
+/// keeps its slab), and a block was freed into the slab since it became
+/// current (`used != CURRENT_TICKS`: else it holds what it held then).
+/// Only those slabs' lists are walked (`HeapLocal::clear_current_of`
+/// counts them); one found still in use becomes current again, its count
+/// of frees restarted, so it is not counted again until a block is freed
+/// into it. An empty one becomes a spare (`release_listed`), which the
+/// caller takes next.
+///
+/// # Safety
+/// The caller owns the heap of `h`, a thread heap.
+unsafe fn retire_idle_slabs(h: &mut HeapLocal, class: usize) {
+    for c in 0..SHARED_FROM {
+        let s = h.biased[c];
+        if c == class || s == empty_slab_ptr() {
+            continue;
+        }
+        // SAFETY: a current slab is a live slab of this heap (contract).
+        unsafe {
+            let sig = idle_signature(s);
+            if core::mem::replace(&mut h.idle_sig[c], sig) != sig
+                || (*s).used == CURRENT_TICKS
+                || (*s).head.granules != 1
+            {
+                continue;
+            }
+            h.clear_current_of(c);
+            if (*s).used == 0 {
+                release_listed(h, c, s);
+            }
+            h.set_current(c);
+        }
     }
 }
 
@@ -508,6 +579,62 @@ mod tests {
             assert_eq!(h.spares_n, 0);
             for c in [a, b] {
                 assert!(h.avail[c].first.is_null(), "class {c} keeps a slab");
+            }
+        }
+    }
+
+    /// A class whose current slab emptied and then went unused gives that
+    /// slab up when another class needs a span and has no spare: a look
+    /// (each new slab taken without a spare) notes the slab's state, the
+    /// next finds it unchanged and empty, and the new slab is its span. A
+    /// class used between two looks (one block taken and given back)
+    /// keeps its slab, and one that was not gives it up at the next.
+    #[test]
+    fn an_idle_class_gives_its_empty_current_slab_to_another() {
+        crate::core::config::init();
+        let mut hb = thread_like_heap();
+        let hp: *mut Heap = &mut *hb;
+        let [a, b, c, d, e] = [48, 200, 500, 800, 1000].map(class_of);
+        // SAFETY: the test's own heap, used by this thread alone; every
+        // block is one it handed out.
+        unsafe {
+            let h = &mut (*hp).local;
+            let x = pop_from_new_slab(h, a);
+            let sa = h.current[a];
+            free_in(hp, sa, x.cast(), x as usize);
+            assert_eq!(h.biased[a], sa, "an emptied current slab stays");
+            // Look 1 (c's new slab) notes a.
+            let y = pop_from_new_slab(h, c);
+            let sc = h.current[c];
+            assert_ne!(sc, sa);
+            assert_eq!(h.biased[a], sa);
+            free_in(hp, sc, y.cast(), y as usize);
+            // Look 2 (b's new slab): a is unchanged and empty; c is noted.
+            let z = pop_from_new_slab(h, b);
+            assert_eq!(h.current[b], sa, "b's new slab is a's span");
+            assert_eq!(h.biased[a], empty_slab_ptr(), "a gave its slab up");
+            assert_eq!(h.spares_n, 0);
+            assert_eq!(h.biased[c], sc);
+            // c is used; look 3 (d's new slab) leaves it its slab.
+            let y = (*sc).pop();
+            assert!(!y.is_null());
+            free_in(hp, sc, y, y as usize);
+            let w = pop_from_new_slab(h, d);
+            let sd = h.current[d];
+            assert_ne!(sd, sc);
+            assert_eq!(h.biased[c], sc, "c, used since look 2, keeps its slab");
+            // Unused since look 3, it gives it up at look 4 (e's new slab).
+            let v = pop_from_new_slab(h, e);
+            assert_eq!(h.current[e], sc, "e's new slab is c's span");
+            assert_eq!(h.biased[c], empty_slab_ptr());
+            // Everything back.
+            free_in(hp, sa, z.cast(), z as usize);
+            free_in(hp, sd, w.cast(), w as usize);
+            free_in(hp, sc, v.cast(), v as usize);
+            release_empty(hp);
+            release_spares(h);
+            for k in [a, b, c, d, e] {
+                assert!(h.avail[k].first.is_null(), "class {k} keeps a slab");
             }
         }
     }

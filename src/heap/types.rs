@@ -149,6 +149,9 @@ pub(crate) struct HeapLocal {
     /// The heap keeps spares: a thread heap (per-CPU heaps share the
     /// span cache).
     pub(crate) keeps_spares: bool,
+    /// Per small class, the signature of its current slab when
+    /// `heap::slabs::retire_idle_slabs` last looked (0: never).
+    pub(crate) idle_sig: [usize; crate::core::size_class::SHARED_FROM],
     /// The secure build's quarantine of blocks this thread freed (empty
     /// in the default build).
     pub(crate) quarantine: crate::heap::quarantine::Quarantine,
@@ -187,6 +190,7 @@ impl Heap {
                 spares_taken: false,
                 spares_idle: 0,
                 keeps_spares: false,
+                idle_sig: [0; crate::core::size_class::SHARED_FROM],
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
                 outbox: crate::heap::remote::Outbox::new(),
             },
