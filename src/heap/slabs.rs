@@ -103,12 +103,12 @@ pub(crate) unsafe fn retire_full(h: &mut HeapLocal, class: usize, s: *mut Slab) 
 pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut u8 {
     let usual = SLAB_GRANULES[class] as usize;
     let small = fallback_granules(class);
-    // (A spare's header is its last slab's: whether its guards are
-    // closed.)
     if usual == 1 && h.spares_n == 0 && h.keeps_spares {
         // SAFETY: contract (the caller owns the heap of `h`).
         unsafe { retire_idle_slabs(h, class) };
     }
+    // (A spare's header is its last slab's: whether its guards are
+    // closed.)
     let spare = if usual == 1 { take_spare(h) } else { None }
         // SAFETY: a spare is a span whose header is a dead slab's.
         .map(|s| (s, unsafe { (*s.as_ptr().cast::<Slab>()).guarded }));
@@ -147,8 +147,12 @@ pub(crate) unsafe fn pop_from_new_slab(h: &mut HeapLocal, class: usize) -> *mut 
 /// A signature of the state of `s`, the current slab of its class: it
 /// changes when a block is popped from or pushed to its lists (their
 /// heads move, or `used` counts a free) or another slab becomes current.
-/// Two signatures that match are taken to mean no use in between (a
-/// collision only makes [`retire_idle_slabs`] count a slab for nothing).
+/// Two signatures that match are taken to mean no use in between. A
+/// collision (a loop that took and gave back blocks until the heads and
+/// the count came back to the same values) can make
+/// [`retire_idle_slabs`] count a slab for nothing or give up an empty
+/// slab of a class in use: time, never safety (a slab goes back only
+/// when counted empty).
 ///
 /// # Safety
 /// `s` is a live slab of a heap the caller owns.
@@ -175,34 +179,52 @@ unsafe fn idle_signature(s: *mut Slab) -> usize {
 /// A class is looked at only if the signature of its current slab
 /// ([`idle_signature`]) is the one the previous look saw (no block taken
 /// or given back since: a class in use, even on its fast paths alone,
-/// keeps its slab), and a block was freed into the slab since it became
-/// current (`used != CURRENT_TICKS`: else it holds what it held then).
-/// Only those slabs' lists are walked (`HeapLocal::clear_current_of`
+/// keeps its slab), and at least as many blocks were freed into the slab
+/// since it became current as the last count found in use (`idle_need`;
+/// `used` counts frees down from `CURRENT_TICKS`): else it cannot be
+/// empty. Only those slabs' lists are walked (`HeapLocal::clear_current_of`
 /// counts them); one found still in use becomes current again, its count
-/// of frees restarted, so it is not counted again until a block is freed
-/// into it. An empty one becomes a spare (`release_listed`), which the
-/// caller takes next.
+/// of frees restarted, and is not counted again until that many blocks
+/// were freed into it. An empty one is checked as every slab that empties
+/// is (`Slab::check_empty`) and becomes a spare (`release_listed`), which
+/// the caller takes next.
 ///
 /// # Safety
 /// The caller owns the heap of `h`, a thread heap.
 unsafe fn retire_idle_slabs(h: &mut HeapLocal, class: usize) {
     for c in 0..SHARED_FROM {
         let s = h.biased[c];
-        if c == class || s == empty_slab_ptr() {
+        if s == empty_slab_ptr() {
+            h.idle_sig[c] = 0;
+            continue;
+        }
+        if c == class {
             continue;
         }
         // SAFETY: a current slab is a live slab of this heap (contract).
         unsafe {
             let sig = idle_signature(s);
+            let freed = CURRENT_TICKS.saturating_sub((*s).used);
             if core::mem::replace(&mut h.idle_sig[c], sig) != sig
-                || (*s).used == CURRENT_TICKS
-                || (*s).head.granules != 1
+                || freed < h.idle_need[c].max(1) as u32
             {
                 continue;
             }
+            // The count walks the lists; releasing an empty slab clears
+            // no other slab's lingering mark.
+            let lingering = h.lingering;
             h.clear_current_of(c);
-            if (*s).used == 0 {
+            let in_use = (*s).used;
+            if in_use == 0 {
+                // SAFETY: no longer current, and its exact count says no
+                // block of it is out: nobody uses it; it is on `avail[c]`.
+                (*s).check_empty();
                 release_listed(h, c, s);
+                h.lingering = lingering;
+                h.idle_sig[c] = 0;
+                h.idle_need[c] = 0;
+            } else {
+                h.idle_need[c] = in_use.min(CURRENT_TICKS - 1) as u16;
             }
             h.set_current(c);
         }
@@ -588,53 +610,79 @@ mod tests {
     /// (each new slab taken without a spare) notes the slab's state, the
     /// next finds it unchanged and empty, and the new slab is its span. A
     /// class used between two looks (one block taken and given back)
-    /// keeps its slab, and one that was not gives it up at the next.
+    /// keeps its slab, and gives it up at the look after; one whose slab
+    /// still holds a block is counted and keeps it, and gives it up once
+    /// that block is freed.
     #[test]
     fn an_idle_class_gives_its_empty_current_slab_to_another() {
         crate::core::config::init();
         let mut hb = thread_like_heap();
         let hp: *mut Heap = &mut *hb;
-        let [a, b, c, d, e] = [48, 200, 500, 800, 1000].map(class_of);
+        let [a, c, k] = [48, 500, 96].map(class_of);
+        // The classes whose new slabs make the later looks: a block of
+        // each stays out until the end.
+        let mut lookers = [16, 32, 64, 80, 112, 128].map(class_of).into_iter();
+        let mut out = std::vec::Vec::new();
         // SAFETY: the test's own heap, used by this thread alone; every
         // block is one it handed out.
         unsafe {
             let h = &mut (*hp).local;
+            let mut look = |h: &mut HeapLocal| {
+                let l = lookers.next().unwrap();
+                let p = pop_from_new_slab(h, l);
+                out.push((h.current[l], p));
+                assert_eq!(h.spares_n, 0);
+                h.current[l]
+            };
+            // Three slabs (their new slabs are looks too: a's state is
+            // noted while its block is out, so it is not counted).
             let x = pop_from_new_slab(h, a);
             let sa = h.current[a];
-            free_in(hp, sa, x.cast(), x as usize);
-            assert_eq!(h.biased[a], sa, "an emptied current slab stays");
-            // Look 1 (c's new slab) notes a.
+            let k1 = pop_from_new_slab(h, k);
+            let sk = h.current[k];
+            let k2 = (*sk).pop();
             let y = pop_from_new_slab(h, c);
             let sc = h.current[c];
-            assert_ne!(sc, sa);
-            assert_eq!(h.biased[a], sa);
+            free_in(hp, sa, x.cast(), x as usize);
+            free_in(hp, sk, k1.cast(), k1 as usize);
             free_in(hp, sc, y.cast(), y as usize);
-            // Look 2 (b's new slab): a is unchanged and empty; c is noted.
-            let z = pop_from_new_slab(h, b);
-            assert_eq!(h.current[b], sa, "b's new slab is a's span");
-            assert_eq!(h.biased[a], empty_slab_ptr(), "a gave its slab up");
-            assert_eq!(h.spares_n, 0);
-            assert_eq!(h.biased[c], sc);
-            // c is used; look 3 (d's new slab) leaves it its slab.
+            assert_eq!(h.biased[a], sa, "an emptied current slab stays");
+            // Look 1 notes the three states.
+            let s1 = look(h);
+            assert!(![sa, sk, sc].contains(&s1));
+            // c is used in between.
             let y = (*sc).pop();
             assert!(!y.is_null());
             free_in(hp, sc, y, y as usize);
-            let w = pop_from_new_slab(h, d);
-            let sd = h.current[d];
-            assert_ne!(sd, sc);
-            assert_eq!(h.biased[c], sc, "c, used since look 2, keeps its slab");
-            // Unused since look 3, it gives it up at look 4 (e's new slab).
-            let v = pop_from_new_slab(h, e);
-            assert_eq!(h.current[e], sc, "e's new slab is c's span");
+            // Look 2: a is unchanged and empty, its span is the new slab;
+            // k is counted (a block out) and keeps its slab; c, used,
+            // keeps its slab.
+            assert_eq!(look(h), sa, "the new slab is a's span");
+            assert_eq!(h.biased[a], empty_slab_ptr(), "a gave its slab up");
+            assert_eq!(h.current[a], empty_slab_ptr());
+            assert_eq!(h.direct[48 / 16], empty_slab_ptr());
+            assert_eq!(h.biased[k], sk, "k, a block in use, keeps its slab");
+            assert_eq!(h.biased[c], sc, "c, used since look 1, keeps its slab");
+            // Look 3: c, unused since look 2, gives its slab up.
+            assert_eq!(look(h), sc, "the new slab is c's span");
             assert_eq!(h.biased[c], empty_slab_ptr());
+            assert_eq!(h.biased[k], sk);
+            // k's other block is freed: look 4 notes it, look 5 counts
+            // it empty.
+            free_in(hp, sk, k2, k2 as usize);
+            let s4 = look(h);
+            assert_ne!(s4, sk);
+            assert_eq!(h.biased[k], sk);
+            assert_eq!(look(h), sk, "the new slab is k's span");
+            assert_eq!(h.biased[k], empty_slab_ptr());
             // Everything back.
-            free_in(hp, sa, z.cast(), z as usize);
-            free_in(hp, sd, w.cast(), w as usize);
-            free_in(hp, sc, v.cast(), v as usize);
+            for (slab, p) in out {
+                free_in(hp, slab, p.cast(), p as usize);
+            }
             release_empty(hp);
             release_spares(h);
-            for k in [a, b, c, d, e] {
-                assert!(h.avail[k].first.is_null(), "class {k} keeps a slab");
+            for cl in 0..SHARED_FROM {
+                assert!(h.avail[cl].first.is_null(), "class {cl} keeps a slab");
             }
         }
     }

@@ -152,6 +152,9 @@ pub(crate) struct HeapLocal {
     /// Per small class, the signature of its current slab when
     /// `heap::slabs::retire_idle_slabs` last looked (0: never).
     pub(crate) idle_sig: [usize; crate::core::size_class::SHARED_FROM],
+    /// Per small class, the blocks that look last found in use in its
+    /// current slab (frees it needs before it can be empty; 0: none).
+    pub(crate) idle_need: [u16; crate::core::size_class::SHARED_FROM],
     /// The secure build's quarantine of blocks this thread freed (empty
     /// in the default build).
     pub(crate) quarantine: crate::heap::quarantine::Quarantine,
@@ -191,6 +194,7 @@ impl Heap {
                 spares_idle: 0,
                 keeps_spares: false,
                 idle_sig: [0; crate::core::size_class::SHARED_FROM],
+                idle_need: [0; crate::core::size_class::SHARED_FROM],
                 quarantine: crate::heap::quarantine::Quarantine::EMPTY,
                 outbox: crate::heap::remote::Outbox::new(),
             },
