@@ -11,11 +11,12 @@
 //! caches do. The classes above 16 KiB go further: one shard serves them
 //! for every CPU ([`ONE_SHARD_FROM`]).
 //!
-//! A class takes fresh pages last ([`take`]): before it carves a block
+//! A class takes fresh pages last ([`alloc`]): before it carves a block
 //! or takes a new slab it uses the free blocks of all its slabs, then
 //! borrows a free block of a bigger class (up to half as big again, four
 //! times for blocks of 8 KiB and more) from that class's current slab
-//! ([`borrow`]): the classes share their
+//! ([`borrow`]), then does the same in another shard whose lock is free
+//! ([`take_from_other_shard`]): the classes and the shards share their
 //! high-water marks a little, as glibc's free chunks are shared by every
 //! size.
 //!
@@ -43,7 +44,7 @@ use crate::util::lock::Lock;
 use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Shards in the table; CPU `n` uses shard `n % MAX_SHARDS`.
 pub(crate) const MAX_SHARDS: usize = 64;
@@ -198,8 +199,17 @@ pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
             (*heap).local.owner_word = heap as usize;
             st.made = true;
             MADE.fetch_add(1, Ordering::Relaxed);
+            MADE_MASK.fetch_or(1 << i, Ordering::Release);
         }
-        take(&mut (*heap).local, class)
+        let h = &mut (*heap).local;
+        let mut b = take_freed(h, class);
+        if b.is_null() && class < ONE_SHARD_FROM {
+            b = take_from_other_shard(i, class);
+        }
+        if b.is_null() {
+            b = take_fresh(h, class);
+        }
+        b
     };
     st.allocs += 1;
     let upkeep = st.allocs >= UPKEEP_EVERY;
@@ -209,15 +219,33 @@ pub(crate) unsafe fn alloc(class: usize) -> (*mut u8, bool) {
     (p, upkeep)
 }
 
-/// A block of medium class `class` from the shard heap `h`, fresh pages
-/// last: a free block of the class's current slab, else of another of
-/// its slabs (which becomes the current one), else a bigger class's free
-/// block ([`borrow`]), and only then a block carved from the class's
-/// slabs or a new slab. Null (errno `ENOMEM`) when out of memory.
+/// A block of medium class `class` from the shard heap `h` alone, fresh
+/// pages last ([`take_freed`], else [`take_fresh`]); `alloc` looks at
+/// the other shards in between.
+///
+/// # Safety
+/// As [`take_freed`].
+#[cfg(test)]
+unsafe fn take(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
+    // SAFETY: forwarded contract.
+    unsafe {
+        let b = take_freed(h, class);
+        if b.is_null() {
+            take_fresh(h, class)
+        } else {
+            b
+        }
+    }
+}
+
+/// A block of medium class `class` that the shard heap `h` holds free:
+/// one of the class's current slab, else of another of its slabs (which
+/// becomes the current one), else a bigger class's free block
+/// ([`borrow`]). Touches no fresh page; null when there is none.
 ///
 /// # Safety
 /// The caller holds the lock of the shard heap `h`; `class` is medium.
-unsafe fn take(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
+unsafe fn take_freed(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
     // SAFETY: contract: the heap's slabs are ours under the lock.
     unsafe {
         let b = free_block_of(h.current[class]);
@@ -228,15 +256,85 @@ unsafe fn take(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
         if !b.is_null() {
             return b;
         }
-        let b = borrow(h, class);
-        if !b.is_null() {
-            return b;
-        }
+        borrow(h, class)
+    }
+}
+
+/// A block of medium class `class` carved from the shard heap `h`'s
+/// slabs of the class or from a new slab. Null (errno `ENOMEM`) when out
+/// of memory.
+///
+/// # Safety
+/// As [`take_freed`].
+unsafe fn take_fresh(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
+    // SAFETY: contract: the heap's slabs are ours under the lock.
+    unsafe {
         match slabs::pop_from_avail(h, class) {
             Some(b) => b,
             None => slabs::pop_from_new_slab(h, class),
         }
     }
+}
+
+/// The shards whose heap is made (bit `i`: shard `i`), for
+/// [`take_from_other_shard`] (which must not touch the others: each is a
+/// heap's worth of untouched .bss).
+static MADE_MASK: AtomicU64 = AtomicU64::new(0);
+
+/// Other shards [`take_from_other_shard`] looks at, at most.
+const OTHER_SHARDS: usize = 3;
+
+/// Before shard `i` (whose lock the caller holds) touches fresh pages for
+/// `class`: a block of the class another shard holds free
+/// ([`take_freed`]), from up to [`OTHER_SHARDS`] other made shards whose
+/// lock is free at once (`try_lock`: a thread never waits for a second
+/// shard lock while it holds one, so two threads doing this cannot
+/// deadlock); null when none has one.
+///
+/// Why: a class keeps the pages of its high-water mark in every shard
+/// that uses it, and a thread allocates from the shard of the CPU it runs
+/// on while its frees go back to the shard that made the block. Threads
+/// that move between CPUs (any program with more threads than CPUs), or
+/// that free what a thread on another CPU allocated, leave free blocks in
+/// one shard while another carves fresh ones: each shard then holds its
+/// own high-water mark where one would do. The block stays a block of its
+/// own shard's slab (its free goes back there, as every free does).
+///
+/// # Safety
+/// The caller holds shard `i`'s lock; `class` is medium.
+unsafe fn take_from_other_shard(i: usize, class: usize) -> *mut u8 {
+    // SAFETY: forwarded contract; the set holds made shards other than `i`.
+    unsafe { take_from_shards(MADE_MASK.load(Ordering::Acquire) & !(1u64 << i), class) }
+}
+
+/// [`take_from_other_shard`]'s look at the shards of the set `others`
+/// (bit `j`: shard `j`), lowest first, at most [`OTHER_SHARDS`] of them.
+///
+/// # Safety
+/// As [`take_from_other_shard`]; `others` holds made shards only, none
+/// whose lock the caller holds.
+unsafe fn take_from_shards(mut others: u64, class: usize) -> *mut u8 {
+    for _ in 0..OTHER_SHARDS {
+        if others == 0 {
+            break;
+        }
+        let j = others.trailing_zeros() as usize;
+        others &= others - 1;
+        let s = &SHARDS.0[j];
+        let Some(st) = s.lock.try_lock() else {
+            continue;
+        };
+        if st.poisoned || !st.made {
+            continue;
+        }
+        // SAFETY: we hold shard `j`'s lock, and its heap is made; `class`
+        // is medium (contract).
+        let b = unsafe { take_freed(&mut (*s.heap.get().cast::<Heap>()).local, class) };
+        if !b.is_null() {
+            return b;
+        }
+    }
+    null_mut()
 }
 
 /// A free block of a slab of `class` other than its current one, which
@@ -977,7 +1075,9 @@ mod tests {
                 .collect()
         };
         for c in cpus {
-            let (big_owner, small_owner, ran_on) = std::thread::spawn(move || {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let t = std::thread::spawn(move || {
                 // SAFETY: a one-CPU set for this thread alone; then a block
                 // of each class, freed again under its shard's lock.
                 unsafe {
@@ -985,24 +1085,79 @@ mod tests {
                     libc::CPU_SET(c, &mut one);
                     libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &one);
                     let (b, _) = alloc(class_of(16 * 1024 + 1));
+                    assert!(!b.is_null());
+                    let big_owner = owner(b);
+                    free_locked(big_owner, slab_of(b), b.cast(), b as usize);
+                    let pinned = crate::os::process::cpu() == c;
+                    ready_tx.send(pinned).unwrap();
+                    go_rx.recv().unwrap();
                     let (s, _) = alloc(class_of(12 * 1024));
-                    assert!(!b.is_null() && !s.is_null());
-                    let r = (owner(b), owner(s), crate::os::process::cpu());
-                    free_locked(r.0, slab_of(b), b.cast(), b as usize);
-                    free_locked(r.1, slab_of(s), s.cast(), s as usize);
-                    r
+                    assert!(!s.is_null());
+                    let small_owner = owner(s);
+                    free_locked(small_owner, slab_of(s), s.cast(), s as usize);
+                    (big_owner, small_owner, pinned)
                 }
-            })
-            .join()
-            .unwrap();
+            });
+            // While the thread takes its 12 KiB block, the other shards are
+            // held, so the block cannot be one they hold free
+            // (`take_from_other_shard` passes a shard it cannot lock).
+            let pinned = ready_rx.recv().unwrap();
+            let made = MADE_MASK.load(Ordering::Acquire);
+            let held: std::vec::Vec<_> = (0..MAX_SHARDS)
+                .filter(|&j| pinned && j != c % MAX_SHARDS && made & (1 << j) != 0)
+                .map(|j| SHARDS.0[j].lock.lock())
+                .collect();
+            go_tx.send(()).unwrap();
+            let (big_owner, small_owner, pinned) = t.join().unwrap();
+            drop(held);
             assert_eq!(big_owner, shard_heap(0), "a block above 16 KiB on CPU {c}");
-            if ran_on == c {
+            if pinned {
                 assert_eq!(
                     small_owner,
                     shard_heap(c % MAX_SHARDS),
                     "a block of 12 KiB on CPU {c}"
                 );
             }
+        }
+    }
+
+    /// A shard with no free block of a class takes one that another made
+    /// shard holds free, if it can lock that shard at once; a shard it
+    /// cannot lock is passed, never waited for. (The set of shards to look
+    /// at is given: which shards the process made depends on its CPUs.)
+    #[test]
+    fn a_shard_takes_a_block_another_shard_holds_free() {
+        crate::core::config::init();
+        let owner = |p: *mut u8| {
+            let head = crate::core::pagemap::PAGEMAP.lookup(p as usize);
+            // SAFETY: `p` is a live slab block: its span header is live.
+            unsafe { (*head).owner.load(Ordering::Relaxed) & !OWNER_FLAGS }
+        };
+        let class = class_of(6 * 1024);
+        assert!(class < ONE_SHARD_FROM);
+        // SAFETY: blocks of the shards, each freed once under its lock;
+        // the shard locks are taken one at a time by this thread.
+        unsafe {
+            // Four blocks of the class, freed again: their shard holds them.
+            let blocks: std::vec::Vec<*mut u8> = (0..4).map(|_| alloc(class).0).collect();
+            for &b in &blocks {
+                assert!(!b.is_null());
+                free_locked(owner(b), slab_of(b), b.cast(), b as usize);
+            }
+            let home =
+                (owner(blocks[0]) - SHARDS.0.as_ptr() as usize) / core::mem::size_of::<Shard>();
+            let made = MADE_MASK.load(Ordering::Acquire);
+            assert_ne!(made & (1 << home), 0, "the blocks' shard is made");
+            // Another shard short of a block of the class looks there.
+            let b = take_from_shards(1 << home, class);
+            assert!(!b.is_null(), "the shard holding free blocks gave none");
+            assert_eq!(owner(b), SHARDS.0[home].heap.get() as usize);
+            assert!((*slab_of(b)).class as usize >= class);
+            free_locked(owner(b), slab_of(b), b.cast(), b as usize);
+            // With that shard held by someone, it passes it and returns.
+            let held = SHARDS.0[home].lock.lock();
+            assert!(take_from_shards(1 << home, class).is_null());
+            drop(held);
         }
     }
 }
