@@ -568,15 +568,18 @@ pub(crate) fn trim() -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::process::ensure_init;
     use std::sync::mpsc;
 
     /// The tests that fork take turns: one holds every allocator lock in
     /// a thread while it forks, which would poison every shard in the
-    /// other's child.
-    static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    /// other's child. The tests that hold shard locks of their own
+    /// (`heap::medium`) take their turn too: holding one while the
+    /// holder waits for it, and waiting for one the holder holds, they
+    /// would wait for each other.
+    pub(crate) static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     /// Wait for fork child `pid` for at most 5 s (a child that hangs is
     /// killed, and the test fails saying `what`); its status.
@@ -709,11 +712,16 @@ mod tests {
         let (held_tx, held_rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let holder = std::thread::spawn(move || {
+            // In the allocator's own order (a thread holding a shard's
+            // lock may take the span cache's, never the other way round):
+            // another test's allocation that holds a shard and waits for
+            // the span cache would otherwise wait for us while we wait
+            // for its shard.
+            let _shards = crate::heap::medium::hold_for_test();
             let _spans = crate::core::span::SPANS.hold_for_test();
             let _large = crate::core::large::hold_for_test();
             let _abandoned = crate::heap::abandoned::hold_for_test();
             let _pool = crate::heap::lifecycle::hold_for_test();
-            let _shards = crate::heap::medium::hold_for_test();
             held_tx.send(()).unwrap();
             done_rx.recv().unwrap();
         });

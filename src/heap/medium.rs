@@ -29,7 +29,10 @@
 //!   sent here, never to a remote queue;
 //! - a block in a thread's medium cache is a live block of a shard slab
 //!   that the thread freed (it carries the free mark); the cache's
-//!   counters are those of `heap::types`.
+//!   counters are those of `heap::types`;
+//! - a thread holding a shard's lock takes another shard's lock only with
+//!   `try_lock` (never waits for it), and may take the span cache's lock;
+//!   no thread holding the span cache's lock waits for a shard's.
 //!
 //! Uses: `core::canary`, `core::config`, `core::lookup`, `core::pagemap`,
 //! `core::size_class`, `core::slab`, `heap::slabs`, `heap::tls`,
@@ -280,6 +283,7 @@ unsafe fn take_fresh(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mu
 /// [`take_from_other_shard`] (which must not touch the others: each is a
 /// heap's worth of untouched .bss).
 static MADE_MASK: AtomicU64 = AtomicU64::new(0);
+const _: () = assert!(MAX_SHARDS == 64, "MADE_MASK has a bit per shard");
 
 /// Other shards [`take_from_other_shard`] looks at, at most.
 const OTHER_SHARDS: usize = 3;
@@ -304,23 +308,28 @@ const OTHER_SHARDS: usize = 3;
 /// The caller holds shard `i`'s lock; `class` is medium.
 unsafe fn take_from_other_shard(i: usize, class: usize) -> *mut u8 {
     // SAFETY: forwarded contract; the set holds made shards other than `i`.
-    unsafe { take_from_shards(MADE_MASK.load(Ordering::Acquire) & !(1u64 << i), class) }
+    unsafe { take_from_shards(MADE_MASK.load(Ordering::Acquire) & !(1u64 << i), i, class) }
 }
 
 /// [`take_from_other_shard`]'s look at the shards of the set `others`
-/// (bit `j`: shard `j`), lowest first, at most [`OTHER_SHARDS`] of them.
+/// (bit `j`: shard `j`), at most [`OTHER_SHARDS`] of them, the next ones
+/// after shard `after` first (so each shard looks at its neighbours,
+/// not every shard at the lowest ones).
 ///
 /// # Safety
 /// As [`take_from_other_shard`]; `others` holds made shards only, none
 /// whose lock the caller holds.
-unsafe fn take_from_shards(mut others: u64, class: usize) -> *mut u8 {
+unsafe fn take_from_shards(others: u64, after: usize, class: usize) -> *mut u8 {
+    let shift = (after + 1) % MAX_SHARDS;
+    // Bit `k` of `order`: shard `(shift + k) % MAX_SHARDS`.
+    let mut order = others.rotate_right(shift as u32);
     for _ in 0..OTHER_SHARDS {
-        if others == 0 {
+        if order == 0 {
             break;
         }
-        let j = others.trailing_zeros() as usize;
-        others &= others - 1;
-        let s = &SHARDS.0[j];
+        let k = order.trailing_zeros() as usize;
+        order &= order - 1;
+        let s = &SHARDS.0[(shift + k) % MAX_SHARDS];
         let Some(st) = s.lock.try_lock() else {
             continue;
         };
@@ -350,7 +359,7 @@ unsafe fn take_from_shards(mut others: u64, class: usize) -> *mut u8 {
 /// list and every walk passed them all.
 ///
 /// # Safety
-/// As [`take`].
+/// As [`take_freed`].
 unsafe fn own_free_block(h: &mut crate::heap::types::HeapLocal, class: usize) -> *mut u8 {
     let first = h.avail[class].first;
     if first.is_null() {
@@ -1057,6 +1066,9 @@ mod tests {
     /// block of 12 KiB from the shard of the CPU the thread runs on.
     #[test]
     fn blocks_above_16_kib_share_one_shard() {
+        let _turn = crate::api::libc::tests::FORKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         crate::core::config::init();
         let shard_heap = |i: usize| SHARDS.0[i].heap.get() as usize;
         let owner = |p: *mut u8| {
@@ -1127,6 +1139,9 @@ mod tests {
     /// at is given: which shards the process made depends on its CPUs.)
     #[test]
     fn a_shard_takes_a_block_another_shard_holds_free() {
+        let _turn = crate::api::libc::tests::FORKS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         crate::core::config::init();
         let owner = |p: *mut u8| {
             let head = crate::core::pagemap::PAGEMAP.lookup(p as usize);
@@ -1149,14 +1164,14 @@ mod tests {
             let made = MADE_MASK.load(Ordering::Acquire);
             assert_ne!(made & (1 << home), 0, "the blocks' shard is made");
             // Another shard short of a block of the class looks there.
-            let b = take_from_shards(1 << home, class);
+            let b = take_from_shards(1 << home, home, class);
             assert!(!b.is_null(), "the shard holding free blocks gave none");
             assert_eq!(owner(b), SHARDS.0[home].heap.get() as usize);
             assert!((*slab_of(b)).class as usize >= class);
             free_locked(owner(b), slab_of(b), b.cast(), b as usize);
             // With that shard held by someone, it passes it and returns.
             let held = SHARDS.0[home].lock.lock();
-            assert!(take_from_shards(1 << home, class).is_null());
+            assert!(take_from_shards(1 << home, home, class).is_null());
             drop(held);
         }
     }
