@@ -14,7 +14,7 @@
 //! `core::size_class`, `core::slab`, `core::span`, `heap::abandoned`, `heap::alloc`,
 //! `heap::free`, `heap::hook`, `heap::lifecycle`, `heap::medium`,
 //! `heap::secure`, `heap::tls`, `heap::types`, `insight`, `os`,
-//! `os::errno`, `util::diag`.
+//! `os::errno`, `util::diag`, `util::lock`.
 
 use crate::api::foreign;
 use crate::api::process::ensure_init;
@@ -568,18 +568,12 @@ pub(crate) fn trim() -> bool {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::api::process::ensure_init;
     use std::sync::mpsc;
 
-    /// The tests that fork take turns: one holds every allocator lock in
-    /// a thread while it forks, which would poison every shard in the
-    /// other's child. The tests that hold shard locks of their own
-    /// (`heap::medium`) take their turn too: holding one while the
-    /// holder waits for it, and waiting for one the holder holds, they
-    /// would wait for each other.
-    pub(crate) static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    use crate::util::lock::FORKS;
 
     /// Wait for fork child `pid` for at most 5 s (a child that hangs is
     /// killed, and the test fails saying `what`); its status.

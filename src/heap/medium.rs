@@ -1066,7 +1066,7 @@ mod tests {
     /// block of 12 KiB from the shard of the CPU the thread runs on.
     #[test]
     fn blocks_above_16_kib_share_one_shard() {
-        let _turn = crate::api::libc::tests::FORKS
+        let _turn = crate::util::lock::FORKS
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         crate::core::config::init();
@@ -1139,7 +1139,7 @@ mod tests {
     /// at is given: which shards the process made depends on its CPUs.)
     #[test]
     fn a_shard_takes_a_block_another_shard_holds_free() {
-        let _turn = crate::api::libc::tests::FORKS
+        let _turn = crate::util::lock::FORKS
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         crate::core::config::init();

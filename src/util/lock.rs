@@ -164,6 +164,15 @@ impl<T> Drop for LockGuard<'_, T> {
     }
 }
 
+/// Unit tests that fork take turns: one (`api::libc`) holds every
+/// allocator lock in a thread while it forks, which would poison every
+/// shard in another's child. The tests that hold shard locks of their own
+/// (`heap::medium`) take their turn too: holding one while that holder
+/// waits for it, and waiting for one the holder holds, they would wait
+/// for each other.
+#[cfg(test)]
+pub(crate) static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[cfg(test)]
 mod tests {
     use super::*;
