@@ -573,7 +573,7 @@ mod tests {
     use crate::api::process::ensure_init;
     use std::sync::mpsc;
 
-    use crate::util::lock::FORKS;
+    use crate::util::lock::fork_turn;
 
     /// Wait for fork child `pid` for at most 5 s (a child that hangs is
     /// killed, and the test fails saying `what`); its status.
@@ -695,7 +695,7 @@ mod tests {
     /// child is done).
     #[test]
     fn a_fork_child_rebuilds_what_another_thread_was_changing() {
-        let _turn = FORKS.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = fork_turn();
         ensure_init();
         // Blocks of every kind first, so the structures are not empty.
         // SAFETY: plain allocations and frees of the pool.
@@ -768,7 +768,7 @@ mod tests {
     #[test]
     fn a_poisoned_shard_is_skipped_when_the_cpu_changes_during_the_walk() {
         use crate::heap::medium::{poison_for_test, MAX_SHARDS};
-        let _turn = FORKS.lock().unwrap_or_else(|e| e.into_inner());
+        let _turn = fork_turn();
         ensure_init();
         // SAFETY: fork; the child only calls allocator functions, libc
         // and _exit.

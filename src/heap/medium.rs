@@ -336,7 +336,7 @@ unsafe fn take_from_shards(others: u64, after: usize, class: usize) -> *mut u8 {
         if st.poisoned || !st.made {
             continue;
         }
-        // SAFETY: we hold shard `j`'s lock, and its heap is made; `class`
+        // SAFETY: we hold this shard's lock, and its heap is made; `class`
         // is medium (contract).
         let b = unsafe { take_freed(&mut (*s.heap.get().cast::<Heap>()).local, class) };
         if !b.is_null() {
@@ -758,6 +758,13 @@ mod tests {
         crate::core::pagemap::PAGEMAP.lookup(b as usize).cast()
     }
 
+    /// The owner word (without its flags) of the live slab block `p`.
+    fn owner_of(p: *mut u8) -> usize {
+        let head = crate::core::pagemap::PAGEMAP.lookup(p as usize);
+        // SAFETY: `p` is a live slab block: its span header is live.
+        unsafe { (*head).owner.load(Ordering::Relaxed) & !OWNER_FLAGS }
+    }
+
     /// Free block `b` into its slab of the test heap `hp`.
     ///
     /// # Safety
@@ -1066,16 +1073,9 @@ mod tests {
     /// block of 12 KiB from the shard of the CPU the thread runs on.
     #[test]
     fn blocks_above_16_kib_share_one_shard() {
-        let _turn = crate::util::lock::FORKS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _turn = crate::util::lock::fork_turn();
         crate::core::config::init();
         let shard_heap = |i: usize| SHARDS.0[i].heap.get() as usize;
-        let owner = |p: *mut u8| {
-            let head = crate::core::pagemap::PAGEMAP.lookup(p as usize);
-            // SAFETY: `p` is a live slab block: its span header is live.
-            unsafe { (*head).owner.load(Ordering::Relaxed) & !OWNER_FLAGS }
-        };
         assert_eq!(class_of(16 * 1024 + 1), ONE_SHARD_FROM);
         assert_eq!(class_of(16 * 1024) + 1, ONE_SHARD_FROM);
         // SAFETY: the calling thread's affinity mask, read into a zeroed set.
@@ -1098,14 +1098,14 @@ mod tests {
                     libc::sched_setaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), &one);
                     let (b, _) = alloc(class_of(16 * 1024 + 1));
                     assert!(!b.is_null());
-                    let big_owner = owner(b);
+                    let big_owner = owner_of(b);
                     free_locked(big_owner, slab_of(b), b.cast(), b as usize);
                     let pinned = crate::os::process::cpu() == c;
                     ready_tx.send(pinned).unwrap();
                     go_rx.recv().unwrap();
                     let (s, _) = alloc(class_of(12 * 1024));
                     assert!(!s.is_null());
-                    let small_owner = owner(s);
+                    let small_owner = owner_of(s);
                     free_locked(small_owner, slab_of(s), s.cast(), s as usize);
                     (big_owner, small_owner, pinned)
                 }
@@ -1139,15 +1139,8 @@ mod tests {
     /// at is given: which shards the process made depends on its CPUs.)
     #[test]
     fn a_shard_takes_a_block_another_shard_holds_free() {
-        let _turn = crate::util::lock::FORKS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let _turn = crate::util::lock::fork_turn();
         crate::core::config::init();
-        let owner = |p: *mut u8| {
-            let head = crate::core::pagemap::PAGEMAP.lookup(p as usize);
-            // SAFETY: `p` is a live slab block: its span header is live.
-            unsafe { (*head).owner.load(Ordering::Relaxed) & !OWNER_FLAGS }
-        };
         let class = class_of(6 * 1024);
         assert!(class < ONE_SHARD_FROM);
         // SAFETY: blocks of the shards, each freed once under its lock;
@@ -1157,22 +1150,31 @@ mod tests {
             let blocks: std::vec::Vec<*mut u8> = (0..4).map(|_| alloc(class).0).collect();
             for &b in &blocks {
                 assert!(!b.is_null());
-                free_locked(owner(b), slab_of(b), b.cast(), b as usize);
+                free_locked(owner_of(b), slab_of(b), b.cast(), b as usize);
             }
             let home =
-                (owner(blocks[0]) - SHARDS.0.as_ptr() as usize) / core::mem::size_of::<Shard>();
+                (owner_of(blocks[0]) - SHARDS.0.as_ptr() as usize) / core::mem::size_of::<Shard>();
             let made = MADE_MASK.load(Ordering::Acquire);
             assert_ne!(made & (1 << home), 0, "the blocks' shard is made");
             // Another shard short of a block of the class looks there.
             let b = take_from_shards(1 << home, home, class);
             assert!(!b.is_null(), "the shard holding free blocks gave none");
-            assert_eq!(owner(b), SHARDS.0[home].heap.get() as usize);
+            assert_eq!(owner_of(b), SHARDS.0[home].heap.get() as usize);
             assert!((*slab_of(b)).class as usize >= class);
-            free_locked(owner(b), slab_of(b), b.cast(), b as usize);
-            // With that shard held by someone, it passes it and returns.
+            free_locked(owner_of(b), slab_of(b), b.cast(), b as usize);
+            // With that shard held by someone, it passes it and returns
+            // (in a thread watched for 10 s: waiting would hang).
             let held = SHARDS.0[home].lock.lock();
-            assert!(take_from_shards(1 << home, home, class).is_null());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                // (Within the test's unsafe block: this thread holds no
+                // shard lock, and the set holds a made shard.)
+                let b = take_from_shards(1 << home, home, class);
+                tx.send(b as usize).unwrap();
+            });
+            let got = rx.recv_timeout(std::time::Duration::from_secs(10));
             drop(held);
+            assert_eq!(got, Ok(0), "a held shard was waited for, or gave a block");
         }
     }
 }

@@ -210,25 +210,42 @@ unsafe fn retire_idle_slabs(h: &mut HeapLocal, class: usize) {
             {
                 continue;
             }
-            // The count walks the lists; releasing an empty slab clears
-            // no other slab's lingering mark.
-            let lingering = h.lingering;
-            h.clear_current_of(c);
-            let in_use = (*s).used;
+            let in_use = recount_current(h, c, s);
             if in_use == 0 {
-                // SAFETY: no longer current, and its exact count says no
-                // block of it is out: nobody uses it; it is on `avail[c]`.
-                (*s).check_empty();
-                release_listed(h, c, s);
-                h.lingering = lingering;
                 h.idle_sig[c] = 0;
-                h.idle_need[c] = 0;
-            } else {
-                h.idle_need[c] = in_use.min(CURRENT_TICKS - 1) as u16;
             }
-            h.set_current(c);
+            h.idle_need[c] = in_use.min(CURRENT_TICKS - 1) as u16;
         }
     }
+}
+
+/// Count the blocks in use of `s`, class `c`'s current slab (it stops
+/// being current: `HeapLocal::clear_current_of` walks its lists), give it
+/// back if none is (checked as every slab that empties is:
+/// `Slab::check_empty`), and make the class's first available slab
+/// current again (`s` itself if it stayed). Returns the count. The
+/// heap's lingering mark is as before: a slab the count found empty is
+/// gone. `retire_idle_slabs` and `release_empty` share it.
+///
+/// # Safety
+/// The caller owns the heap of `h`; `s` is `h.biased[c]`, not the empty
+/// slab.
+unsafe fn recount_current(h: &mut HeapLocal, c: usize, s: *mut Slab) -> u32 {
+    let lingering = h.lingering;
+    h.clear_current_of(c);
+    // SAFETY: contract: a live slab of ours, on `avail[c]`.
+    let in_use = unsafe { (*s).used };
+    if in_use == 0 {
+        // SAFETY: no longer current, and its exact count says no block
+        // of it is out: nobody uses it; it is on `avail[c]`.
+        unsafe {
+            (*s).check_empty();
+            release_listed(h, c, s);
+        }
+        h.lingering = lingering;
+    }
+    h.set_current(c);
+    in_use
 }
 
 /// Give a slab's span back to the span cache.
@@ -489,11 +506,7 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
             if s == empty_slab_ptr() || (*s).used == CURRENT_TICKS {
                 continue;
             }
-            h.clear_current_of(c);
-            if (*s).used == 0 {
-                release_listed(h, c, s);
-            }
-            h.set_current(c);
+            recount_current(h, c, s);
         }
         // The slabs the loop found empty went back.
         h.lingering = false;

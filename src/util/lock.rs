@@ -171,7 +171,14 @@ impl<T> Drop for LockGuard<'_, T> {
 /// waits for it, and waiting for one the holder holds, they would wait
 /// for each other.
 #[cfg(test)]
-pub(crate) static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static FORKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Wait for the turn of [`FORKS`] (a test that failed holding it does
+/// not end the others' turns).
+#[cfg(test)]
+pub(crate) fn fork_turn() -> std::sync::MutexGuard<'static, ()> {
+    FORKS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[cfg(test)]
 mod tests {
