@@ -36,7 +36,7 @@ use crate::core::large;
 use crate::core::lookup::{span_of, Span};
 use crate::core::pagemap::{PAGEMAP, TAG_SLAB};
 use crate::core::size_class::{
-    block_size, class_of, MAX_REQUEST, MIN_ALIGN, SHARED_FROM, SMALL_MAX,
+    block_size, class_of, direct_index, DIRECT_MAX, MAX_REQUEST, MIN_ALIGN, SHARED_FROM, SMALL_MAX,
 };
 use crate::core::slab::Slab;
 use crate::core::span::SPANS;
@@ -177,22 +177,27 @@ unsafe fn alloc_zero(size: usize, align: usize, kind: u8, zero: bool) -> *mut u8
     if size <= SHORT_SLAB_MAX - RECORD && align <= MIN_ALIGN {
         ensure_init();
         let need = (size + RECORD).max(MIN_BLOCK);
-        let c = class_of(need);
-        if c < SHARED_FROM {
-            // A small class: a pop from the current slab, which knows
-            // its key (no lookup of the block's slab).
-            // SAFETY: c < NUM_CLASSES; the calling thread's heap, whose
-            // slabs only it pops (an empty heap's are the empty slab).
+        if need <= DIRECT_MAX {
+            // A small class: a pop from the current slab (the direct
+            // table's entry for `need`), which knows its key and block
+            // size (no lookup of the block's slab).
+            // SAFETY: the index is below DIRECT_LEN for need <=
+            // DIRECT_MAX; the calling thread's heap, whose slabs only it
+            // pops (an empty heap's are the empty slab).
             unsafe {
-                let slab = *(*tls::heap()).local.current.get_unchecked(c);
+                let slab = *(*tls::heap())
+                    .local
+                    .direct
+                    .get_unchecked(direct_index(need));
                 let b = (*slab).pop() as usize;
                 if b != 0 {
-                    return hand_out(slab, b, block_size(c), b, size, kind, zero);
+                    let bs = (*slab).block_size as usize;
+                    return hand_out(slab, b, bs, b, size, kind, zero);
                 }
             }
         }
-        // SAFETY: c < NUM_CLASSES for need <= SMALL_MAX.
-        return unsafe { slab_block(c, size, 0, kind, zero) };
+        // SAFETY: class_of(need) < NUM_CLASSES for need <= SMALL_MAX.
+        return unsafe { slab_block(class_of(need), size, 0, kind, zero) };
     }
     // SAFETY: forwarded contract.
     unsafe { alloc_other(size, align, kind, zero) }

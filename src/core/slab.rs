@@ -697,7 +697,9 @@ impl Slab {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            order.swap(i, (x % (i as u64 + 1)) as usize);
+            // An index below i + 1 from the high half of x's low 32
+            // bits times i + 1 (a multiply, not a division).
+            order.swap(i, (((x & 0xffff_ffff) * (i as u64 + 1)) >> 32) as usize);
         }
         let mut next = self.free;
         for &i in order[..n].iter() {

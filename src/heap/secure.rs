@@ -42,31 +42,30 @@ pub(crate) unsafe fn is_quarantined(b: usize) -> bool {
 /// Are the bytes `[from, to)` all zero?
 ///
 /// # Safety
-/// The range is readable.
+/// The range is readable; both bounds are 16-aligned (a block's, or 16
+/// bytes into one: blocks are 16-aligned multiples of 16 bytes).
 #[inline(always)]
 pub(crate) unsafe fn still_zero(from: usize, to: usize) -> bool {
-    if from % 8 != 0 || to % 8 != 0 {
-        // SAFETY: contract.
-        return (from..to).all(|a| unsafe { *(a as *const u8) } == 0);
-    }
-    // Block bounds always are whole words: a word to reach 16-byte
-    // alignment, then 16-byte loads OR-ed together and one test at the
-    // end (a non-zero byte stops the program: no need to stop early).
-    let mut a = from;
-    let mut acc = 0u64;
-    // SAFETY: contract; aligned loads inside the range.
+    debug_assert!(from % 16 == 0 && to % 16 == 0);
+    // SAFETY: contract.
+    unsafe { or_16(from, to) == 0 }
+}
+
+/// Is the quarantined block at `b` as [`quarantine`] left it, as far as
+/// its first `n` bytes (a multiple of 16, at least 16): its first word
+/// the mark, the rest zero? One test for both (a non-zero byte stops the
+/// program: no need to stop early).
+///
+/// # Safety
+/// `[b, b + n)` is readable; `b` is 16-aligned.
+#[inline(always)]
+pub(crate) unsafe fn still_quarantined(b: usize, n: usize) -> bool {
+    debug_assert!(b % 16 == 0 && n % 16 == 0 && n >= 16);
+    // SAFETY: contract.
     unsafe {
-        if a % 16 != 0 && a < to {
-            acc = *(a as *const u64);
-            a += 8;
-        }
-        let wide = a + (to.saturating_sub(a) & !15);
-        acc |= or_16(a, wide);
-        if wide < to {
-            acc |= *(wide as *const u64);
-        }
+        let head = (*(b as *const usize) ^ mark(b)) | *((b + 8) as *const usize);
+        head == 0 && or_16(b + 16, b + n) == 0
     }
-    acc == 0
 }
 
 /// The OR of the 16-byte words of `[from, to)` (16-aligned bounds),
@@ -145,7 +144,7 @@ pub(crate) unsafe fn quarantine(heap: *mut Heap, b: usize, size: usize) {
             // writes through a stale pointer land first): the whole block
             // is checked when it leaves, and a full pass here would read
             // up to a whole block (64 KiB) per free.
-            if !is_quarantined(s) || !still_zero(s + 8, s + n.min(SWEEP_BYTES)) {
+            if !still_quarantined(s, n.min(SWEEP_BYTES)) {
                 written_after_free(s, n);
             }
         }
@@ -186,7 +185,7 @@ unsafe fn shed(heap: *mut Heap, keep: usize, seed: usize) {
 unsafe fn leave(heap: *mut Heap, b: usize, size: usize) {
     // SAFETY: contract.
     unsafe {
-        if !still_zero(b + 8, b + size) || !is_quarantined(b) {
+        if !still_quarantined(b, size) {
             written_after_free(b, size);
         }
         *(b as *mut usize) = 0;
