@@ -210,7 +210,10 @@ unsafe fn retire_idle_slabs(h: &mut HeapLocal, class: usize) {
             {
                 continue;
             }
-            let in_use = recount_current(h, c, s);
+            // Counted in address order: an idle slab is often empty,
+            // every block of it on its lists, which a walk would visit one
+            // link at a time.
+            let in_use = recount_current(h, c, s, true);
             if in_use == 0 {
                 h.idle_sig[c] = 0;
             }
@@ -219,27 +222,37 @@ unsafe fn retire_idle_slabs(h: &mut HeapLocal, class: usize) {
     }
 }
 
-/// Count the blocks in use of `s`, class `c`'s current slab (it stops
-/// being current: `HeapLocal::clear_current_of` walks its lists), give it
-/// back if none is (checked as every slab that empties is:
-/// `Slab::check_empty`), and make the class's first available slab
-/// current again (`s` itself if it stayed). Returns the count. The
-/// heap's lingering mark is as before: a slab the count found empty is
-/// gone. `retire_idle_slabs` and `release_empty` share it.
+/// Count the blocks in use of `s`, class `c`'s current slab, in address
+/// order (`scan`: `Slab::used_by_scan`, whose count of 0 is
+/// `Slab::check_empty`'s test passed) or by a walk of its lists
+/// (`Slab::exact_used`); it stops being current with that count, goes
+/// back if it is 0 (checked as every slab that empties is), and the
+/// class's first available slab becomes current again (`s` itself if it
+/// stayed). Returns the count. The heap's lingering mark is as before: a
+/// slab the count found empty is gone. `retire_idle_slabs` and
+/// `release_empty` share it.
 ///
 /// # Safety
 /// The caller owns the heap of `h`; `s` is `h.biased[c]`, not the empty
 /// slab.
-unsafe fn recount_current(h: &mut HeapLocal, c: usize, s: *mut Slab) -> u32 {
+unsafe fn recount_current(h: &mut HeapLocal, c: usize, s: *mut Slab, scan: bool) -> u32 {
     let lingering = h.lingering;
-    h.clear_current_of(c);
-    // SAFETY: contract: a live slab of ours, on `avail[c]`.
-    let in_use = unsafe { (*s).used };
+    // SAFETY: contract: a live slab of ours, its owner thread.
+    let in_use = unsafe {
+        if scan {
+            (*s).used_by_scan()
+        } else {
+            (*s).exact_used()
+        }
+    };
+    h.clear_current_counted(c, in_use);
     if in_use == 0 {
-        // SAFETY: no longer current, and its exact count says no block
-        // of it is out: nobody uses it; it is on `avail[c]`.
+        // SAFETY: no longer current, and its count says no block of it is
+        // out: nobody uses it; it is on `avail[c]`.
         unsafe {
-            (*s).check_empty();
+            if !scan {
+                (*s).check_empty();
+            }
             release_listed(h, c, s);
         }
         h.lingering = lingering;
@@ -506,7 +519,7 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
             if s == empty_slab_ptr() || (*s).used == CURRENT_TICKS {
                 continue;
             }
-            recount_current(h, c, s);
+            recount_current(h, c, s, false);
         }
         // The slabs the loop found empty went back.
         h.lingering = false;

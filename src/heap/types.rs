@@ -314,6 +314,13 @@ impl HeapLocal {
     /// whose count of blocks in use is recomputed. The old current slab
     /// must still be alive (on a list of this heap).
     pub(crate) fn set_current(&mut self, class: usize) {
+        self.set_current_counted(class, None);
+    }
+
+    /// [`set_current`](Self::set_current), the old current slab's count
+    /// of blocks in use given (`Some`: its caller counted it) or counted
+    /// here by a walk of its lists (`None`).
+    fn set_current_counted(&mut self, class: usize, old_used: Option<u32>) {
         let new = if self.avail[class].first.is_null() {
             empty_slab_ptr()
         } else {
@@ -326,7 +333,7 @@ impl HeapLocal {
             unsafe {
                 if old != empty_slab_ptr() {
                     // malloc does not count on the current slab: count now.
-                    (*old).used = (*old).exact_used();
+                    (*old).used = old_used.unwrap_or_else(|| (*old).exact_used());
                     (*old).current = false;
                     self.lingering |= (*old).used == 0;
                 }
@@ -373,6 +380,14 @@ impl HeapLocal {
     pub(crate) fn clear_current_of(&mut self, class: usize) {
         let saved = core::mem::replace(&mut self.avail[class], EMPTY_LIST);
         self.set_current(class);
+        self.avail[class] = saved;
+    }
+
+    /// [`clear_current_of`](Self::clear_current_of) when the caller
+    /// counted the current slab's blocks in use: `used`.
+    pub(crate) fn clear_current_counted(&mut self, class: usize, used: u32) {
+        let saved = core::mem::replace(&mut self.avail[class], EMPTY_LIST);
+        self.set_current_counted(class, Some(used));
         self.avail[class] = saved;
     }
 }
