@@ -159,6 +159,42 @@ fn random_operations_match_the_model() {
     }
 }
 
+/// The model on instrumented heaps (`MMPOOL_STATS=1`: every allocation
+/// and free takes the slow paths, and the fast paths' tables hold the
+/// empty slab): the mode is fixed when the pool starts, so this test runs
+/// the binary again, only `instrumented_child`, with the variable set.
+#[test]
+fn the_model_holds_on_an_instrumented_heap() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "instrumented_child", "--test-threads", "1"])
+        .env("MMPOOL_STATS", "1")
+        .env("MMPOOL_MODEL_CHILD", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}\n{err}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test: {stdout}"
+    );
+    assert!(
+        err.contains("mmpool statistics"),
+        "the child's heap was not instrumented: {err}"
+    );
+}
+
+/// `the_model_holds_on_an_instrumented_heap`'s child (does nothing in a
+/// plain run).
+#[test]
+fn instrumented_child() {
+    if std::env::var_os("MMPOOL_MODEL_CHILD").is_none() {
+        return;
+    }
+    run_model(7, 5_000);
+    std::thread::spawn(|| run_model(8, 5_000)).join().unwrap();
+}
+
 #[test]
 fn model_in_parallel_threads() {
     let threads: Vec<_> = (0..4)

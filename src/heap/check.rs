@@ -124,9 +124,22 @@ pub(crate) fn check_thread_heap() -> usize {
                 } else {
                     list.first
                 };
-                if h.current[class] != want {
+                if h.biased[class] != want {
                     fail(
                         "check: current slab is not the first available",
+                        h.biased[class],
+                    );
+                }
+                // An instrumented heap publishes the empty slab: its
+                // allocations all take the slow paths.
+                let published = if h.instrumented {
+                    empty_slab_ptr()
+                } else {
+                    want
+                };
+                if h.current[class] != published {
+                    fail(
+                        "check: the fast paths' current slab is not the first available",
                         h.current[class],
                     );
                 }
