@@ -575,26 +575,6 @@ mod tests {
 
     use crate::util::lock::fork_turn;
 
-    /// Wait for fork child `pid` for at most 5 s (a child that hangs is
-    /// killed, and the test fails saying `what`); its status.
-    fn wait_child(pid: libc::pid_t, what: &str) -> i32 {
-        let mut status = 0;
-        // SAFETY: waiting for (and at the deadline killing) our own child.
-        unsafe {
-            let mut waited = 0;
-            while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
-                waited += 1;
-                if waited > 500 {
-                    libc::kill(pid, libc::SIGKILL);
-                    libc::waitpid(pid, &mut status, 0);
-                    panic!("the fork child hung ({what})");
-                }
-                libc::usleep(10_000);
-            }
-        }
-        status
-    }
-
     /// `calloc` of a block bigger than any cached large range: the block
     /// is assembled from the cached (dirty) ranges and fresh memory, and
     /// only the reused part is cleared; the fresh part stays untouched
@@ -747,7 +727,7 @@ mod tests {
         }
         assert!(pid > 0, "fork failed");
         // It must finish while the parent still holds every lock.
-        let status = wait_child(pid, "locks held by a thread it does not have");
+        let status = crate::util::lock::wait_child(pid, "locks held by a thread it does not have");
         done_tx.send(()).unwrap();
         holder.join().unwrap();
         assert!(
@@ -804,7 +784,7 @@ mod tests {
             }
         }
         assert!(pid > 0, "fork failed");
-        let status = wait_child(pid, "the walk past poisoned shards");
+        let status = crate::util::lock::wait_child(pid, "the walk past poisoned shards");
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "child status {status:#x} (exit 1: the medium allocation failed)"

@@ -47,14 +47,18 @@ static SLAB_SERIAL: AtomicUsize = AtomicUsize::new(0);
 /// a free block is misaligned unless that word ends in 0xf).
 pub(crate) fn slab_key(span: usize) -> usize {
     let serial = SLAB_SERIAL.fetch_add(1, Ordering::Relaxed);
-    let mut x = (free_key() ^ span ^ serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u64;
-    // splitmix64's finaliser: every input bit reaches every output bit.
+    let x = mix((free_key() ^ span ^ serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u64);
+    (x as usize) | (1 << 63) | 0xf
+}
+
+/// splitmix64's finaliser: every input bit reaches every output bit (two
+/// inputs a bit apart give unrelated outputs).
+pub(crate) fn mix(mut x: u64) -> u64 {
     x ^= x >> 30;
     x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x ^= x >> 27;
     x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^= x >> 31;
-    (x as usize) | (1 << 63) | 0xf
+    x ^ (x >> 31)
 }
 
 /// Make the key from the kernel's random bytes and read the options.

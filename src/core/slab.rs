@@ -48,10 +48,11 @@
 //! `encode(next)`. The current slab's `used` is not kept by `malloc` (one
 //! instruction less on the fast path): `free` counts it down from
 //! [`CURRENT_TICKS`] (its upkeep tick), and the exact count is recomputed
-//! ([`Slab::exact_used`]) when the slab stops being current.
+//! ([`Slab::exact_used`], or [`Slab::used_by_scan`] for an idle one) when
+//! the slab stops being current.
 //!
 //! Uses: `core::config`, `core::pagemap`, `core::size_class`, `os`,
-//! `os::pages`, `util::diag`, `util::list`.
+//! `os::pages`, `util::diag`, `util::list`, `util::lock`.
 
 use crate::core::pagemap::{SpanHead, TAG_SLAB};
 
@@ -84,7 +85,8 @@ pub(crate) struct Block {
 /// first 64-byte line (free: the tag and owner, the block-start test,
 /// the free-block test, `free` and `used`; malloc: `free` and
 /// `link_key`): a free into a slab whose header is not in cache costs one
-/// miss, not two.
+/// miss, not two. (The secure build's fast paths read more of it: the
+/// check key, the block size.)
 #[repr(C)]
 pub(crate) struct Slab {
     /// Tag `SLAB`, length, owner (heap address | flags).
@@ -173,8 +175,13 @@ unsafe impl crate::util::list::Linked for Slab {
 /// heap's periodic upkeep due: a thread that frees and allocates in a
 /// loop without ever emptying its current slab still collects its remote
 /// frees and sends its outbox. When the slab stops being current its
-/// count is recomputed ([`Slab::exact_used`]).
+/// count is recomputed ([`Slab::exact_used`], [`Slab::used_by_scan`]).
 pub(crate) const CURRENT_TICKS: u32 = 256;
+
+/// Blocks [`Slab::used_by_scan`] keeps a bit for (on its stack): every
+/// one-granule slab's (blocks of 16 bytes or more).
+const SCAN_BLOCKS: usize = 4096;
+const _: () = assert!(SCAN_BLOCKS * crate::core::size_class::MIN_ALIGN >= GRANULE);
 
 /// Owner flag: the slab is on its heap's full list.
 pub(crate) const OWNER_FULL: usize = 1;
@@ -563,17 +570,54 @@ impl Slab {
     /// address order by their links ([`Slab::check_empty`]'s test: 0 here
     /// is that test passing): a pass the prefetcher streams, where
     /// [`Slab::exact_used`]'s walk of the lists waits for each link in
-    /// turn. It trusts the links as `check_empty` does, and does not look
-    /// for loops in the lists.
+    /// turn. It stops the program where the walk would: a block that two
+    /// links name, or a list head that a link names (a block pushed while
+    /// it was on a list: a double free after a write wiped its mark makes
+    /// such a loop), or a link to no block. A slab of more than
+    /// [`SCAN_BLOCKS`] blocks is walked instead.
     ///
     /// # Safety
     /// As [`Slab::check_empty`].
     pub(crate) unsafe fn used_by_scan(&self) -> u32 {
-        // SAFETY: forwarded contract.
-        (self.first_block()..self.bump())
-            .step_by(self.block_size as usize)
-            .filter(|&b| unsafe { self.unlisted(b) })
-            .count() as u32
+        if self.capacity as usize > SCAN_BLOCKS {
+            // SAFETY: forwarded contract.
+            return unsafe { self.exact_used() };
+        }
+        let first = self.first_block();
+        // Which blocks some link names (the lists' heads count as named:
+        // nothing links to a head).
+        let mut named = [0u64; SCAN_BLOCKS / 64];
+        let mut name = |b: *mut Block| {
+            if b == self.terminator() {
+                return;
+            }
+            if !self.is_block_start(b as usize) {
+                corrupted(b, self.block_size);
+            }
+            // The index by the reciprocal (see `block_containing`).
+            let t = (b as usize - first) as u64;
+            let i = ((t as u128 * self.magic as u128) >> 64) as usize;
+            let bit = 1u64 << (i % 64);
+            if named[i / 64] & bit != 0 {
+                // Two links to one block, or a link to a head: a block
+                // pushed while it was on a list already.
+                listed_twice(b, self.block_size);
+            }
+            named[i / 64] |= bit;
+        };
+        name(self.free);
+        name(self.local_free);
+        let mut in_use = 0;
+        for b in (first..self.bump()).step_by(self.block_size as usize) {
+            // SAFETY: contract: a carved block (below `bump`).
+            if unsafe { self.unlisted(b) } {
+                in_use += 1;
+            } else {
+                // SAFETY: as above.
+                name(self.decode(unsafe { core::ptr::read_volatile(b as *const usize) }));
+            }
+        }
+        in_use
     }
 
     /// Push a block freed by the owner onto `local_free` (the owner's slow
@@ -713,7 +757,9 @@ impl Slab {
         for (i, o) in order.iter_mut().enumerate().take(n) {
             *o = i as u16;
         }
-        let mut x = (self.check_key ^ start) as u64 | 1;
+        // Mixed: carves of one slab differ in a few bits of `start`,
+        // which xorshift alone would turn into related orders.
+        let mut x = crate::core::config::mix((self.check_key ^ start) as u64) | 1;
         for i in (1..n).rev() {
             x ^= x << 13;
             x ^= x >> 7;
@@ -875,7 +921,6 @@ mod tests {
                 assert!(!s.push_local(c));
                 assert!(s.push_local(a), "the count says empty");
                 assert_eq!(s.first_unlisted(), Some(x), "x is on no list");
-                assert_eq!(s.used_by_scan(), 1, "the scan counts x in use");
                 // Handed out instead (its first word cleared): the same.
                 (*x).link = 0;
                 assert_eq!(s.first_unlisted(), Some(x));
@@ -888,6 +933,44 @@ mod tests {
                 assert_eq!(s.used_by_scan(), 0);
             }
         });
+    }
+
+    /// A block pushed twice (a double free after a write wiped its mark)
+    /// makes its list a loop, which the scan stops at as the walk does:
+    /// in a child process, which must end on `abort`.
+    #[test]
+    fn the_scan_stops_at_a_block_pushed_twice() {
+        let _turn = crate::util::lock::fork_turn();
+        // SAFETY: fork; the child touches only the slab's span and exits
+        // (or aborts) without taking a lock.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // (A failed assertion must not look like a clean exit.)
+            // SAFETY: `_exit` ends the child at once.
+            std::panic::set_hook(Box::new(|_| unsafe { libc::_exit(2) }));
+            with_slab(class_of(48), |s| {
+                // SAFETY: single-threaded owner; blocks come from pop.
+                unsafe {
+                    assert!(s.refill());
+                    let a = s.pop();
+                    let c = s.pop();
+                    let _in_use = s.pop();
+                    s.used = 3;
+                    assert!(!s.push_local(a));
+                    (*a).link = 0x2222_2222_2222_2222;
+                    assert!(!s.push_local(c));
+                    s.push_local(a);
+                    let _ = s.used_by_scan();
+                    libc::_exit(0);
+                }
+            });
+        }
+        assert!(pid > 0, "fork failed");
+        let status = crate::util::lock::wait_child(pid, "the scan of a looped list");
+        assert!(
+            libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGABRT,
+            "the scan went on past a loop: status {status:#x}"
+        );
     }
 
     #[test]

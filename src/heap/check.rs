@@ -112,6 +112,16 @@ pub(crate) fn check_thread_heap() -> usize {
                 if total != sl.capacity as usize {
                     fail("check: used + free + local_free + uncarved != capacity", s);
                 }
+                // The count in address order (idle current slabs are
+                // counted so) agrees with the lists.
+                let listed_used =
+                    sl.capacity as usize - count(sl.free) - count(sl.local_free) - uncarved;
+                if sl.used_by_scan() as usize != listed_used {
+                    fail(
+                        "check: the scan's count of blocks in use is not the lists'",
+                        s,
+                    );
+                }
                 prev = s;
                 s = sl.next;
             }

@@ -229,3 +229,40 @@ pub(crate) unsafe fn drain(heap: *mut Heap) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A quarantined block's check sees a change of any of its words (the
+    /// mark, the second word, every other word up to `n`) and nothing
+    /// past `n`; `still_zero` sees any non-zero word of its range.
+    #[test]
+    fn the_checks_see_every_word_and_no_more() {
+        crate::core::config::init();
+        #[repr(C, align(16))]
+        struct Buf([u64; 80]);
+        for n in [16usize, 32, 48, 64, 256, 512] {
+            let mut buf = Buf([0; 80]);
+            let b = buf.0.as_mut_ptr() as usize;
+            // SAFETY: our own buffer, 16-aligned, 640 bytes (n + 8 fit).
+            unsafe {
+                *(b as *mut usize) = mark(b);
+                assert!(still_quarantined(b, n), "n {n}: intact");
+                for w in 0..n / 8 {
+                    let p = (b + w * 8) as *mut u64;
+                    let old = *p;
+                    *p ^= 1 << (w % 64);
+                    assert!(!still_quarantined(b, n), "n {n}: word {w} written");
+                    if w >= 2 {
+                        assert!(!still_zero(b + 16, b + n), "n {n}: word {w}");
+                    }
+                    *p = old;
+                }
+                *((b + n) as *mut u64) = 7;
+                assert!(still_quarantined(b, n), "n {n}: a word past the block");
+                assert!(still_zero(b + 16, b + n));
+            }
+        }
+    }
+}

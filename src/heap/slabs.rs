@@ -182,8 +182,8 @@ unsafe fn idle_signature(s: *mut Slab) -> usize {
 /// keeps its slab), and at least as many blocks were freed into the slab
 /// since it became current as the last count found in use (`idle_need`;
 /// `used` counts frees down from `CURRENT_TICKS`): else it cannot be
-/// empty. Only those slabs' lists are walked (`HeapLocal::clear_current_of`
-/// counts them); one found still in use becomes current again, its count
+/// empty. Only those slabs are counted, in address order
+/// (`Slab::used_by_scan`); one found still in use becomes current again, its count
 /// of frees restarted, and is not counted again until that many blocks
 /// were freed into it. An empty one is checked as every slab that empties
 /// is (`Slab::check_empty`) and becomes a spare (`release_listed`), which

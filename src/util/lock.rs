@@ -180,6 +180,27 @@ pub(crate) fn fork_turn() -> std::sync::MutexGuard<'static, ()> {
     FORKS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Wait for fork child `pid` for at most 5 s (a child that hangs is
+/// killed, and the test fails saying `what`); its status.
+#[cfg(test)]
+pub(crate) fn wait_child(pid: libc::pid_t, what: &str) -> i32 {
+    let mut status = 0;
+    // SAFETY: waiting for (and at the deadline killing) our own child.
+    unsafe {
+        let mut waited = 0;
+        while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
+            waited += 1;
+            if waited > 500 {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+                panic!("the fork child hung ({what})");
+            }
+            libc::usleep(10_000);
+        }
+    }
+    status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
