@@ -166,7 +166,13 @@ fn random_operations_match_the_model() {
 #[test]
 fn the_model_holds_on_an_instrumented_heap() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "instrumented_child", "--ignored", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "instrumented_child",
+            "--ignored",
+            "--test-threads",
+            "1",
+        ])
         .env("MMPOOL_STATS", "1")
         .env("MMPOOL_MODEL_CHILD", "1")
         .output()
