@@ -252,6 +252,16 @@ fn cross_thread_frees_are_collected_by_the_owner() {
     mmpool::check_heap();
 }
 
+/// A block of `size` bytes from the pool, every byte `byte`.
+fn filled(size: usize, byte: u8) -> usize {
+    // SAFETY: a plain allocation.
+    let p = unsafe { mmpool_malloc(size) };
+    assert!(!p.is_null(), "allocation of {size} failed");
+    // SAFETY: `size` bytes of ours.
+    unsafe { std::ptr::write_bytes(p.cast::<u8>(), byte, size) };
+    p as usize
+}
+
 /// Blocks freed by another thread wait (in its outbox, then our queue)
 /// with a mark, off their slab's lists: the count of an idle current
 /// slab, which gives up a slab it finds empty, must see them in use. A
@@ -273,37 +283,19 @@ fn blocks_waiting_elsewhere_keep_an_idle_slab() {
             // Exits (sending its outbox) only when told.
             go_rx.recv().unwrap();
         });
-        // SAFETY: plain allocations of 40 bytes, filled.
-        let mine: Vec<usize> = (0..20)
-            .map(|_| unsafe {
-                let p = mmpool_malloc(40);
-                std::ptr::write_bytes(p.cast::<u8>(), 0x11, 40);
-                p as usize
-            })
-            .collect();
+        let mine: Vec<usize> = (0..20).map(|_| filled(40, 0x11)).collect();
         tx.send(mine).unwrap();
         freed_rx.recv().unwrap();
         let mut others = Vec::new();
         for size in [16usize, 80, 112, 200, 300, 500, 700, 1000, 24, 64, 96, 128] {
             for _ in 0..65536 / size.max(32) + 10 {
-                // SAFETY: a plain allocation, filled.
-                let p = unsafe { mmpool_malloc(size) };
-                // SAFETY: `size` bytes of ours.
-                unsafe { std::ptr::write_bytes(p.cast::<u8>(), 0x33, size) };
-                others.push((p as usize, size));
+                others.push((filled(size, 0x33), size));
             }
         }
         mmpool::check_heap();
         go_tx.send(()).unwrap();
         other.join().unwrap();
-        // SAFETY: plain allocations of 40 bytes, filled.
-        let again: Vec<usize> = (0..2000)
-            .map(|_| unsafe {
-                let p = mmpool_malloc(40);
-                std::ptr::write_bytes(p.cast::<u8>(), 0x22, 40);
-                p as usize
-            })
-            .collect();
+        let again: Vec<usize> = (0..2000).map(|_| filled(40, 0x22)).collect();
         for &(p, size) in &others {
             // SAFETY: a live block of `size` bytes.
             let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size) };

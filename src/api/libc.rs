@@ -573,7 +573,7 @@ mod tests {
     use crate::api::process::ensure_init;
     use std::sync::mpsc;
 
-    use crate::util::lock::fork_turn;
+    use crate::util::lock::{fork_turn, wait_child};
 
     /// `calloc` of a block bigger than any cached large range: the block
     /// is assembled from the cached (dirty) ranges and fresh memory, and
@@ -727,7 +727,7 @@ mod tests {
         }
         assert!(pid > 0, "fork failed");
         // It must finish while the parent still holds every lock.
-        let status = crate::util::lock::wait_child(pid, "locks held by a thread it does not have");
+        let status = wait_child(pid, "locks held by a thread it does not have");
         done_tx.send(()).unwrap();
         holder.join().unwrap();
         assert!(
@@ -784,7 +784,7 @@ mod tests {
             }
         }
         assert!(pid > 0, "fork failed");
-        let status = crate::util::lock::wait_child(pid, "the walk past poisoned shards");
+        let status = wait_child(pid, "the walk past poisoned shards");
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "child status {status:#x} (exit 1: the medium allocation failed)"

@@ -550,20 +550,24 @@ impl Slab {
         // SAFETY: forwarded contract.
         (self.first_block()..self.bump())
             .step_by(bs)
-            .find(|&b| unsafe { self.unlisted(b) })
+            .find(|&b| unsafe { self.listed_link(b) }.is_none())
             .map(|b| b as *mut Block)
     }
 
-    /// Is the carved block at `b` on no list by its link (in use, or
-    /// waiting elsewhere: see [`Slab::check_empty`])?
+    /// Where the link of the carved block at `b` leads if the block is on
+    /// a list by it (another block or the lists' end); `None` when it is
+    /// on no list (in use, or waiting elsewhere: see
+    /// [`Slab::check_empty`]).
     ///
     /// # Safety
     /// As [`Slab::check_empty`]; `b` is a carved block of this slab.
     #[inline(always)]
-    unsafe fn unlisted(&self, b: usize) -> bool {
+    unsafe fn listed_link(&self, b: usize) -> Option<*mut Block> {
         // SAFETY: contract: a carved block (below `bump`).
         let next = self.decode(unsafe { core::ptr::read_volatile(b as *const usize) });
-        next as usize == b || (next != self.terminator() && !self.is_block_start(next as usize))
+        let listed =
+            next as usize != b && (next == self.terminator() || self.is_block_start(next as usize));
+        listed.then_some(next)
     }
 
     /// Blocks handed out and not back on this slab's lists, counted in
@@ -574,14 +578,20 @@ impl Slab {
     /// links name, or a list head that a link names (a block pushed while
     /// it was on a list: a double free after a write wiped its mark makes
     /// such a loop), or a link to no block. A slab of more than
-    /// [`SCAN_BLOCKS`] blocks is walked instead.
+    /// [`SCAN_BLOCKS`] blocks is walked instead (and, counted empty,
+    /// checked as `check_empty` does).
     ///
     /// # Safety
     /// As [`Slab::check_empty`].
     pub(crate) unsafe fn used_by_scan(&self) -> u32 {
         if self.capacity as usize > SCAN_BLOCKS {
             // SAFETY: forwarded contract.
-            return unsafe { self.exact_used() };
+            let used = unsafe { self.exact_used() };
+            if used == 0 {
+                // SAFETY: as above.
+                unsafe { self.check_empty() };
+            }
+            return used;
         }
         let first = self.first_block();
         // Which blocks some link names (the lists' heads count as named:
@@ -610,11 +620,9 @@ impl Slab {
         let mut in_use = 0;
         for b in (first..self.bump()).step_by(self.block_size as usize) {
             // SAFETY: contract: a carved block (below `bump`).
-            if unsafe { self.unlisted(b) } {
-                in_use += 1;
-            } else {
-                // SAFETY: as above.
-                name(self.decode(unsafe { core::ptr::read_volatile(b as *const usize) }));
+            match unsafe { self.listed_link(b) } {
+                Some(next) => name(next),
+                None => in_use += 1,
             }
         }
         in_use

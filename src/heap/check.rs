@@ -113,10 +113,8 @@ pub(crate) fn check_thread_heap() -> usize {
                     fail("check: used + free + local_free + uncarved != capacity", s);
                 }
                 // The count in address order (idle current slabs are
-                // counted so) agrees with the lists.
-                let listed_used =
-                    sl.capacity as usize - count(sl.free) - count(sl.local_free) - uncarved;
-                if sl.used_by_scan() as usize != listed_used {
+                // counted so) agrees with the lists' (just checked).
+                if sl.used_by_scan() != used {
                     fail(
                         "check: the scan's count of blocks in use is not the lists'",
                         s,

@@ -210,10 +210,7 @@ unsafe fn retire_idle_slabs(h: &mut HeapLocal, class: usize) {
             {
                 continue;
             }
-            // Counted in address order: an idle slab is often empty,
-            // every block of it on its lists, which a walk would visit one
-            // link at a time.
-            let in_use = recount_current(h, c, s, true);
+            let in_use = recount_current(h, c, s);
             if in_use == 0 {
                 h.idle_sig[c] = 0;
             }
@@ -223,38 +220,27 @@ unsafe fn retire_idle_slabs(h: &mut HeapLocal, class: usize) {
 }
 
 /// Count the blocks in use of `s`, class `c`'s current slab, in address
-/// order (`scan`: `Slab::used_by_scan`, whose count of 0 is
-/// `Slab::check_empty`'s test passed) or by a walk of its lists
-/// (`Slab::exact_used`); it stops being current with that count, goes
-/// back if it is 0 (checked as every slab that empties is), and the
-/// class's first available slab becomes current again (`s` itself if it
-/// stayed). Returns the count. The heap's lingering mark is as before: a
-/// slab the count found empty is gone. `retire_idle_slabs` and
-/// `release_empty` share it.
+/// order (`Slab::used_by_scan`: a current slab is counted when it may be
+/// empty, and then every block is on its lists, which a walk would visit
+/// one link at a time; a count of 0 is `Slab::check_empty`'s test
+/// passed); it stops being current with that count, goes back if it is
+/// 0, and the class's first available slab becomes current again (`s`
+/// itself if it stayed). Returns the count. The heap's lingering mark is
+/// as before: a slab the count found empty is gone. `retire_idle_slabs`
+/// and `release_empty` share it.
 ///
 /// # Safety
 /// The caller owns the heap of `h`; `s` is `h.biased[c]`, not the empty
 /// slab.
-unsafe fn recount_current(h: &mut HeapLocal, c: usize, s: *mut Slab, scan: bool) -> u32 {
+unsafe fn recount_current(h: &mut HeapLocal, c: usize, s: *mut Slab) -> u32 {
     let lingering = h.lingering;
     // SAFETY: contract: a live slab of ours, its owner thread.
-    let in_use = unsafe {
-        if scan {
-            (*s).used_by_scan()
-        } else {
-            (*s).exact_used()
-        }
-    };
-    h.clear_current_counted(c, in_use);
+    let in_use = unsafe { (*s).used_by_scan() };
+    h.clear_current_of(c, Some(in_use));
     if in_use == 0 {
         // SAFETY: no longer current, and its count says no block of it is
         // out: nobody uses it; it is on `avail[c]`.
-        unsafe {
-            if !scan {
-                (*s).check_empty();
-            }
-            release_listed(h, c, s);
-        }
+        unsafe { release_listed(h, c, s) };
         h.lingering = lingering;
     }
     h.set_current(c);
@@ -485,9 +471,10 @@ unsafe fn release_listed(h: &mut HeapLocal, class: usize, s: *mut Slab) {
 /// A slab that empties goes back at once unless it is current
 /// ([`slab_emptied`]), so only two kinds can be left: a current slab, and
 /// one that stopped being current with no block in use (`lingering`).
-/// A current slab is counted (a walk of its free lists) only if a block
-/// was freed into it since it became current (it held a block in use
-/// then, and the count of frees starts at [`CURRENT_TICKS`] only then);
+/// A current slab is counted (a pass over its blocks: `recount_current`)
+/// only if a block was freed into it since it became current (it held a
+/// block in use then, and the count of frees starts at [`CURRENT_TICKS`]
+/// only then);
 /// the lists are walked only if a slab lingers. stress-ng's malloc
 /// stressor calls `malloc_trim` every 8 operations: recounting every
 /// class's current slab and walking every list took 26,000 instructions
@@ -519,7 +506,7 @@ pub(crate) unsafe fn release_empty(h: *mut Heap) {
             if s == empty_slab_ptr() || (*s).used == CURRENT_TICKS {
                 continue;
             }
-            recount_current(h, c, s, false);
+            recount_current(h, c, s);
         }
         // The slabs the loop found empty went back.
         h.lingering = false;

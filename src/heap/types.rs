@@ -371,23 +371,16 @@ impl HeapLocal {
     /// their counts of blocks in use back).
     pub(crate) fn clear_current(&mut self) {
         for c in 0..NUM_CLASSES {
-            self.clear_current_of(c);
+            self.clear_current_of(c, None);
         }
     }
 
     /// Make `class`'s current slab the empty slab (the old one gets its
-    /// count of blocks in use back), until the next `set_current(class)`.
-    pub(crate) fn clear_current_of(&mut self, class: usize) {
+    /// count of blocks in use back: `used` when its caller counted it,
+    /// else counted here), until the next `set_current(class)`.
+    pub(crate) fn clear_current_of(&mut self, class: usize, used: Option<u32>) {
         let saved = core::mem::replace(&mut self.avail[class], EMPTY_LIST);
-        self.set_current(class);
-        self.avail[class] = saved;
-    }
-
-    /// [`clear_current_of`](Self::clear_current_of) when the caller
-    /// counted the current slab's blocks in use: `used`.
-    pub(crate) fn clear_current_counted(&mut self, class: usize, used: u32) {
-        let saved = core::mem::replace(&mut self.avail[class], EMPTY_LIST);
-        self.set_current_counted(class, Some(used));
+        self.set_current_counted(class, used);
         self.avail[class] = saved;
     }
 }
