@@ -7,9 +7,10 @@
 //! block. Here: exact 16-byte steps up to 128 bytes, then four classes per
 //! doubling (worst internal waste 20%, 12.5% on average) up to 4 KiB, then
 //! eight per doubling (512-byte steps to 8 KiB, 1 KiB steps to 16 KiB,
-//! 2 KiB steps to 32 KiB, 4 KiB steps to [`SMALL_MAX`]: at most 12.5%
-//! waste), and one class 256 bytes above each power of two from 4 KiB on
-//! for a power of two plus a header ([`HEADER_ROOM`]): 64 classes;
+//! 2 KiB steps to 32 KiB, 4 KiB steps to [`SMALL_MAX`] but no 60 KiB
+//! class: at most 12.5% waste), and one class 256 bytes above each power
+//! of two from 2 KiB on for a power of two plus a header ([`HEADER_ROOM`]):
+//! 64 classes;
 //! larger requests are large blocks. A table lookup,
 //! not a loop, maps a size to its class.
 //!
@@ -82,17 +83,22 @@ pub(crate) const MAX_SLAB_GRANULES: usize = 16;
 const FINE_FROM: usize = 4096;
 const FINE_PER_DOUBLING: usize = 8;
 
-/// A class just above each power of two from 4 KiB on: requests of a
+/// A class just above each power of two from 2 KiB on: requests of a
 /// power of two plus a small header (an 8 KiB buffer with its bookkeeping
 /// in front, SQLite's 4 KiB pages with theirs) are common, and the next
-/// regular class is 1/8 above the power of two: 12.5% of every such block
-/// resident for nothing. These blocks take at most [`HEADER_ROOM`] bytes
-/// more than the power of two (the default build's block record
-/// included). CPython's test_fstring holds 9,935 blocks of 8200 bytes at
+/// regular class is 1/8 (from 4 KiB; 1/4 below) above the power of two:
+/// 12.5-25% of every such block resident for nothing. These blocks take
+/// at most [`HEADER_ROOM`] bytes more than the power of two (the default
+/// build's block record included: a plain `malloc(2048)` is a medium
+/// block with an 8-byte record, which took a 2560-byte block when this
+/// class began at 4 KiB). CPython's test_fstring holds 9,935 blocks of 8200 bytes at
 /// once (`MMPOOL_STATS`); 10,000 such blocks, each written whole, peaked
 /// at 90.9 MiB in 9216-byte blocks, 82.2 MiB in 8448-byte ones (glibc
 /// 79.5; `/usr/bin/time`).
 const HEADER_ROOM: usize = 256;
+/// The first power of two with a [`HEADER_ROOM`] class: the first whose
+/// plain requests carry a record (medium blocks, above [`DIRECT_MAX`]).
+const HEADER_FROM: usize = 2048;
 
 const fn build_sizes() -> ([u32; 64], usize) {
     let mut sizes = [0u32; 64];
@@ -111,14 +117,20 @@ const fn build_sizes() -> ([u32; 64], usize) {
             4
         };
         let step = base / per;
-        if base >= FINE_FROM && base + HEADER_ROOM < SMALL_MAX {
+        if base >= HEADER_FROM && base + HEADER_ROOM < SMALL_MAX {
             sizes[n] = (base + HEADER_ROOM) as u32;
             n += 1;
         }
         let mut k = 1;
         while k <= per {
-            sizes[n] = (base + k * step) as u32;
-            n += 1;
+            // The top doubling has no class one step below SMALL_MAX (60
+            // KiB): the table holds at most 64 classes (class sets are
+            // u64 masks), and 56-60 KiB requests lose at most 1/8 to the
+            // 64 KiB class.
+            if !(base * 2 == SMALL_MAX && k == per - 1) {
+                sizes[n] = (base + k * step) as u32;
+                n += 1;
+            }
             k += 1;
         }
         base *= 2;
@@ -347,22 +359,29 @@ mod tests {
         }
     }
 
-    /// A power of two from 4 KiB on plus a header of up to
+    /// A power of two from 2 KiB on plus a header of up to
     /// `HEADER_ROOM` bytes takes a block just that big, not the next
-    /// eighth.
+    /// quarter or eighth.
     #[test]
     fn a_power_of_two_plus_a_header_fits_closely() {
         let mut seen = 0;
-        let mut base = FINE_FROM;
+        let mut base = HEADER_FROM;
         while base < SMALL_MAX {
             let c = class_of(base + 1);
             assert_eq!(block_size(c), base + HEADER_ROOM, "{base} + 1");
             assert_eq!(class_of(base + HEADER_ROOM), c);
-            assert_eq!(block_size(c + 1), base + base / FINE_PER_DOUBLING);
+            let per = if base >= FINE_FROM {
+                FINE_PER_DOUBLING
+            } else {
+                4
+            };
+            assert_eq!(block_size(c + 1), base + base / per);
             seen += 1;
             base *= 2;
         }
-        assert_eq!(seen, 4);
+        assert_eq!(seen, 5);
+        // The top doubling makes room for them: no 60 KiB class.
+        assert_eq!(block_size(NUM_CLASSES - 2), 56 * 1024);
         assert_eq!(NUM_CLASSES, 64);
     }
 
