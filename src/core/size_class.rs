@@ -33,7 +33,7 @@
 //! when the classes doubled there: 1.5x glibc's memory). The cost of a
 //! class is the high-water mark its heap keeps, and medium blocks (above
 //! 1 KiB) come from one heap per CPU, not one per thread, so the eighteen
-//! classes from 8 to 32 KiB cost a few slabs per CPU (and the nine above
+//! classes from 8 to 32 KiB cost a few slabs per CPU (and the eight above
 //! 32 KiB come from one heap only, `heap::medium`). (When medium blocks
 //! lived in thread heaps, nine such classes per thread held 1.6x glibc's
 //! resident set on the arena bench.)
@@ -91,8 +91,8 @@ const FINE_PER_DOUBLING: usize = 8;
 /// at most [`HEADER_ROOM`] bytes more than the power of two (the default
 /// build's block record included: a plain `malloc(2048)` is a medium
 /// block with an 8-byte record, which took a 2560-byte block when this
-/// class began at 4 KiB). CPython's test_fstring holds 9,935 blocks of 8200 bytes at
-/// once (`MMPOOL_STATS`); 10,000 such blocks, each written whole, peaked
+/// class began at 4 KiB). CPython's test_fstring holds 9,935 blocks of
+/// 8200 bytes at once (`MMPOOL_STATS`); 10,000 such blocks, each written whole, peaked
 /// at 90.9 MiB in 9216-byte blocks, 82.2 MiB in 8448-byte ones (glibc
 /// 79.5; `/usr/bin/time`).
 const HEADER_ROOM: usize = 256;

@@ -94,8 +94,9 @@ pub(crate) unsafe fn retire_full(h: &mut HeapLocal, class: usize, s: *mut Slab) 
 /// current one and pop its first block; null (errno `ENOMEM`) when no
 /// span can be had. When the class's usual span cannot be had (a tight
 /// address-space limit), the smallest span that holds a block serves
-/// (`fallback_granules`: one granule, two for the classes above 60 KiB,
-/// whose blocks do not fit in one beside the header; a one-granule slab
+/// (`fallback_granules`: one granule, two for the 64 KiB class (and the
+/// 56 KiB one in the secure build), whose blocks do not fit in one beside
+/// the header; a one-granule slab
 /// of those held no block, and each failed malloc left one behind).
 ///
 /// # Safety
