@@ -953,25 +953,35 @@ mod tests {
         // (or aborts) without taking a lock.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            // (A failed assertion must not look like a clean exit.)
-            // SAFETY: `_exit` ends the child at once.
-            std::panic::set_hook(Box::new(|_| unsafe { libc::_exit(2) }));
-            with_slab(class_of(48), |s| {
-                // SAFETY: single-threaded owner; blocks come from pop.
-                unsafe {
-                    assert!(s.refill());
-                    let a = s.pop();
-                    let c = s.pop();
-                    let _in_use = s.pop();
-                    s.used = 3;
-                    assert!(!s.push_local(a));
-                    (*a).link = 0x2222_2222_2222_2222;
-                    assert!(!s.push_local(c));
-                    s.push_local(a);
-                    let _ = s.used_by_scan();
-                    libc::_exit(0);
-                }
+            // A failed assertion must not look like a clean exit, nor
+            // return into the test harness. (Not a panic hook: setting
+            // one takes std's hook lock, which another test's thread may
+            // have held, printing its own panic, when we forked; the
+            // child then waited for it forever.)
+            let body = std::panic::AssertUnwindSafe(|| {
+                with_slab(class_of(48), |s| {
+                    // SAFETY: single-threaded owner; blocks come from pop.
+                    unsafe {
+                        assert!(s.refill());
+                        let a = s.pop();
+                        let c = s.pop();
+                        let _in_use = s.pop();
+                        s.used = 3;
+                        assert!(!s.push_local(a));
+                        (*a).link = 0x2222_2222_2222_2222;
+                        assert!(!s.push_local(c));
+                        s.push_local(a);
+                        let _ = s.used_by_scan();
+                    }
+                })
             });
+            let code = if std::panic::catch_unwind(body).is_ok() {
+                0
+            } else {
+                2
+            };
+            // SAFETY: `_exit` ends the child at once.
+            unsafe { libc::_exit(code) };
         }
         assert!(pid > 0, "fork failed");
         let status = crate::util::lock::wait_child(pid, "the scan of a looped list");
