@@ -78,53 +78,32 @@ static bool watch_child(void (*body)(void), double limit_s, watch_result *w)
 {
     memset(w, 0, sizeof *w);
     memset(prog, 0, sizeof *prog);
-    int pfd[2];
-    if (pipe(pfd) != 0)
+    int rfd;
+    pid_t pid = tu_fork_capturing(&rfd, true);
+    if (pid < 0)
         return false;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return false;
-    }
     if (pid == 0) {
-        setpgid(0, 0);
-        close(pfd[0]);
-        dup2(pfd[1], 2);
-        close(pfd[1]);
-        struct rlimit rl = {0, 0};
-        setrlimit(RLIMIT_CORE, &rl);
         tu_case_body b = {body};
         tu_case_child_main(&b); /* _exit()s */
     }
-    setpgid(pid, pid); /* either of the two calls wins; both mean the same */
-    close(pfd[1]);
-    fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+    fcntl(rfd, F_SETFL, O_NONBLOCK);
     size_t len = 0;
     double t0 = tu_now(), last_change = t0;
     long last = -1;
     bool pipe_open = true;
     for (;;) {
         if (pipe_open) {
-            struct pollfd p = {pfd[0], POLLIN, 0};
+            struct pollfd p = {rfd, POLLIN, 0};
             poll(&p, 1, 50);
         } else {
             usleep(50 * 1000);
         }
         for (;;) {
-            char buf[512];
-            ssize_t n = read(pfd[0], buf, sizeof buf);
+            ssize_t n = tu_read_append(rfd, w->err, sizeof w->err, &len);
             if (n == 0)
                 pipe_open = false;
             if (n <= 0)
                 break;
-            size_t take = (size_t)n;
-            if (take > sizeof w->err - 1 - len)
-                take = sizeof w->err - 1 - len;
-            memcpy(w->err + len, buf, take);
-            len += take;
         }
         /* exited? (WNOWAIT: the zombie keeps the process group id ours
          * until the group is killed below) */
@@ -154,19 +133,10 @@ static bool watch_child(void (*body)(void), double limit_s, watch_result *w)
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
     w->status = st;
-    for (;;) { /* the rest of what it wrote */
-        char buf[512];
-        ssize_t n = read(pfd[0], buf, sizeof buf);
-        if (n <= 0)
-            break;
-        size_t take = (size_t)n;
-        if (take > sizeof w->err - 1 - len)
-            take = sizeof w->err - 1 - len;
-        memcpy(w->err + len, buf, take);
-        len += take;
-    }
+    while (tu_read_append(rfd, w->err, sizeof w->err, &len) > 0)
+        ; /* the rest of what it wrote */
     w->err[len] = 0;
-    close(pfd[0]);
+    close(rfd);
     return true;
 }
 

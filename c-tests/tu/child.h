@@ -20,51 +20,81 @@ typedef struct {
     char err[4096];      /* captured stderr (truncated, NUL-terminated) */
 } tu_child_result;
 
-static bool TU_UNUSED tu_run_child(void (*fn)(void *), void *arg,
-                                   unsigned timeout_s, tu_child_result *res)
+/* Fork a child whose stderr goes into a pipe (no core files from its
+ * intentional aborts; in a process group of its own when own_group).
+ * Parent: the child's pid (-1 when pipe or fork failed) and *read_fd,
+ * the pipe's read end. Child: returns 0 with stderr redirected. */
+static pid_t TU_UNUSED tu_fork_capturing(int *read_fd, bool own_group)
 {
-    memset(res, 0, sizeof *res);
     int pfd[2];
     if (pipe(pfd) != 0)
-        return false;
+        return -1;
     fflush(stdout);
     fflush(stderr);
     pid_t pid = fork();
     if (pid < 0) {
         close(pfd[0]);
         close(pfd[1]);
-        return false;
+        return -1;
     }
     if (pid == 0) {
+        if (own_group)
+            setpgid(0, 0);
         close(pfd[0]);
         dup2(pfd[1], 2);
         close(pfd[1]);
-        signal(SIGABRT, SIG_DFL);
-        signal(SIGALRM, SIG_DFL);   /* not tu_alarm's handler */
-        /* no core files from intentional aborts */
         struct rlimit rl = {0, 0};
         setrlimit(RLIMIT_CORE, &rl);
+        return 0;
+    }
+    if (own_group)
+        setpgid(pid, pid); /* either of the two calls wins; both mean the same */
+    close(pfd[1]);
+    *read_fd = pfd[0];
+    return pid;
+}
+
+/* Append what one read() of fd gives to buf (cap bytes, *len used,
+ * kept NUL-terminable: at most cap - 1 bytes); the read's result. */
+static ssize_t TU_UNUSED tu_read_append(int fd, char *buf, size_t cap, size_t *len)
+{
+    char chunk[512];
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n > 0) {
+        size_t take = (size_t)n;
+        if (take > cap - 1 - *len)
+            take = cap - 1 - *len;
+        memcpy(buf + *len, chunk, take);
+        *len += take;
+    }
+    return n;
+}
+
+static bool TU_UNUSED tu_run_child(void (*fn)(void *), void *arg,
+                                   unsigned timeout_s, tu_child_result *res)
+{
+    memset(res, 0, sizeof *res);
+    int rfd;
+    pid_t pid = tu_fork_capturing(&rfd, false);
+    if (pid < 0)
+        return false;
+    if (pid == 0) {
+        signal(SIGABRT, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);   /* not tu_alarm's handler */
         alarm(timeout_s);
         fn(arg);
         _exit(0);
     }
-    close(pfd[1]);
     size_t len = 0;
     for (;;) {
-        char buf[512];
-        ssize_t n = read(pfd[0], buf, sizeof buf);
+        ssize_t n = tu_read_append(rfd, res->err, sizeof res->err, &len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             break;
-        size_t take = (size_t)n;
-        if (take > sizeof res->err - 1 - len)
-            take = sizeof res->err - 1 - len;
-        memcpy(res->err + len, buf, take);
-        len += take;
     }
     res->err[len] = 0;
-    close(pfd[0]);
+    close(rfd);
     int st;
     while (waitpid(pid, &st, 0) < 0) {
         if (errno != EINTR)
