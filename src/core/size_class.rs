@@ -92,13 +92,18 @@ const FINE_PER_DOUBLING: usize = 8;
 /// build's block record included: a plain `malloc(2048)` is a medium
 /// block with an 8-byte record, which took a 2560-byte block when this
 /// class began at 4 KiB). CPython's test_fstring holds 9,935 blocks of
-/// 8200 bytes at once (`MMPOOL_STATS`); 10,000 such blocks, each written whole, peaked
-/// at 90.9 MiB in 9216-byte blocks, 82.2 MiB in 8448-byte ones (glibc
-/// 79.5; `/usr/bin/time`).
+/// 8200 bytes at once (`MMPOOL_STATS`); 10,000 such blocks, each written
+/// whole, peaked at 90.9 MiB in 9216-byte blocks, 82.2 MiB in 8448-byte
+/// ones (glibc 79.5; `/usr/bin/time`).
 const HEADER_ROOM: usize = 256;
 /// The first power of two with a [`HEADER_ROOM`] class: the first whose
 /// plain requests carry a record (medium blocks, above [`DIRECT_MAX`]).
 const HEADER_FROM: usize = 2048;
+/// The one regular step left out of the table (60 KiB, one step below
+/// [`SMALL_MAX`]): the table holds at most 64 classes (class sets are u64
+/// masks, and `MMPOOL_MAX_CLASSES` in mmpool.h), and 56-60 KiB requests
+/// lose at most 1/8 to the 64 KiB class.
+const LEFT_OUT: usize = SMALL_MAX - SMALL_MAX / 2 / FINE_PER_DOUBLING;
 
 const fn build_sizes() -> ([u32; 64], usize) {
     let mut sizes = [0u32; 64];
@@ -123,11 +128,7 @@ const fn build_sizes() -> ([u32; 64], usize) {
         }
         let mut k = 1;
         while k <= per {
-            // The top doubling has no class one step below SMALL_MAX (60
-            // KiB): the table holds at most 64 classes (class sets are
-            // u64 masks), and 56-60 KiB requests lose at most 1/8 to the
-            // 64 KiB class.
-            if !(base * 2 == SMALL_MAX && k == per - 1) {
+            if base + k * step != LEFT_OUT {
                 sizes[n] = (base + k * step) as u32;
                 n += 1;
             }
