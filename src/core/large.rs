@@ -744,6 +744,54 @@ fn map_granules(base: usize, map_size: usize, head: *mut SpanHead) -> bool {
     PAGEMAP.set(base, map_size >> GRANULE_SHIFT, head, &OS)
 }
 
+/// Mappings of at least this many bytes are whole multiples of it and
+/// aligned to it (a page-table page's reach, 2 MiB on x86-64): when
+/// `mremap` moves such a block (a growing `realloc`, or cached ranges
+/// moved side by side for a new block), the kernel moves a page-table
+/// page per 2 MiB instead of an entry per page, where both ends are
+/// aligned. At most 2 MiB - 64 KiB of address space is added at the end
+/// of a block, untouched (not resident) unless the range was used before.
+/// Not in the secure build: its `mprotect` calls on a freed block's slack
+/// and guard page would walk the added pages too.
+const PMD: usize = 2 << 20;
+
+/// Whether a mapping of `map_size` bytes (whole granules) is laid out
+/// in whole [`PMD`]s.
+fn pmd_sized(map_size: usize) -> bool {
+    !crate::core::config::SECURE && map_size >= PMD
+}
+
+/// The mapping size of a large block whose mapping must hold `n` bytes:
+/// whole granules, whole [`PMD`]s from one on (see [`pmd_sized`]).
+fn map_size_for(n: usize) -> Option<usize> {
+    let m = align_up(n, GRANULE)?;
+    if pmd_sized(m) {
+        align_up(m, PMD)
+    } else {
+        Some(m)
+    }
+}
+
+/// The alignment of a fresh mapping of `map_size` bytes.
+fn map_align(map_size: usize) -> usize {
+    if pmd_sized(map_size) {
+        PMD
+    } else {
+        GRANULE
+    }
+}
+
+/// A fresh mapping of `map_size` bytes at [`map_align`] (at a granule
+/// when the address space is too short for more).
+fn map_fresh(map_size: usize) -> Option<NonNull<u8>> {
+    let align = map_align(map_size);
+    OS.map(map_size, align).or_else(|| {
+        (align > GRANULE)
+            .then(|| OS.map(map_size, GRANULE))
+            .flatten()
+    })
+}
+
 /// Large blocks of up to this many bytes are cleared when the secure build
 /// reuses their memory.
 const SECURE_ZERO_MAX: usize = 256 << 10;
@@ -756,10 +804,7 @@ const SECURE_ZERO_MAX: usize = 256 << 10;
 pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
     let align = align.max(MIN_ALIGN);
     let offset = user_offset(align);
-    let map_size = match offset
-        .checked_add(size.max(1))
-        .and_then(|n| align_up(n, GRANULE))
-    {
+    let map_size = match offset.checked_add(size.max(1)).and_then(map_size_for) {
         Some(n) if n <= isize::MAX as usize => n,
         _ => return (null_mut(), 0),
     };
@@ -789,7 +834,7 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
                 }
             }
             None => match if align <= GRANULE {
-                OS.map(map_size, GRANULE)
+                map_fresh(map_size)
             } else {
                 OS.map_offset_aligned(map_size, align, offset)
             } {
@@ -1012,7 +1057,7 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<(usize, u
     }
     drop(c);
     FRESH_BYTES.fetch_add(map_size - got.min(map_size), Ordering::Relaxed);
-    let target = OS.map(map_size, GRANULE).map(|p| p.as_ptr() as usize);
+    let target = map_fresh(map_size).map(|p| p.as_ptr() as usize);
     let mut off = 0;
     for &(base, size, closed) in &pieces[..n] {
         // Reopened where it lies (one mapping again, which mremap needs),
@@ -1177,9 +1222,7 @@ unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mu
     if user - base != LARGE_HEADER {
         return None;
     }
-    let need = LARGE_HEADER
-        .checked_add(new_size)
-        .and_then(|n| align_up(n, GRANULE))?;
+    let need = LARGE_HEADER.checked_add(new_size).and_then(map_size_for)?;
     if need > isize::MAX as usize {
         return None;
     }
@@ -1231,7 +1274,7 @@ unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mu
             NonNull::new_unchecked(base as *mut u8),
             old_map,
             need,
-            GRANULE,
+            map_align(need),
         )
     };
     let new_base = match moved {
@@ -1380,6 +1423,47 @@ mod tests {
         fill(base, size);
         assert!(ev.n == 0);
         unmap_block(base, size);
+    }
+
+    /// Mappings of 2 MiB and more are whole, aligned 2 MiB units in the
+    /// default build (`mremap` then moves a page-table page per 2 MiB),
+    /// smaller ones whole granules; so is a block a growing `realloc`
+    /// moved. The secure build keeps granules.
+    #[test]
+    fn mappings_from_two_mib_on_are_whole_aligned_pmds() {
+        crate::core::config::init();
+        let pmd = !crate::core::config::SECURE;
+        let g = |n: usize| align_up(n, GRANULE).unwrap();
+        assert_eq!(map_size_for(PMD - GRANULE), Some(PMD - GRANULE));
+        assert_eq!(map_size_for(PMD), Some(PMD));
+        assert_eq!(
+            map_size_for(PMD + 1),
+            Some(if pmd { 2 * PMD } else { g(PMD + 1) })
+        );
+        assert_eq!(map_align(PMD - GRANULE), GRANULE);
+        assert_eq!(map_align(PMD), if pmd { PMD } else { GRANULE });
+        // A fresh mapping is aligned so.
+        let fresh = map_fresh(3 * PMD).expect("memory").as_ptr() as usize;
+        assert_eq!(fresh % map_align(3 * PMD), 0);
+        unmap_block(fresh, 3 * PMD);
+        // A block, from fresh memory or a cached range, and grown.
+        let (p, _) = alloc(3 << 20, MIN_ALIGN);
+        assert!(!p.is_null());
+        let lb = PAGEMAP.lookup(p as usize).cast::<LargeBlock>();
+        // SAFETY: our live block's header.
+        let size = unsafe { (*lb).map_size };
+        assert_eq!(size, map_size_for(LARGE_HEADER + (3 << 20)).unwrap());
+        // SAFETY: our live block, which the call may move.
+        let q = unsafe { realloc(p, lb.cast(), 9 << 20) }.expect("grown");
+        let lb = PAGEMAP.lookup(q as usize).cast::<LargeBlock>();
+        // SAFETY: as above.
+        let size = unsafe { (*lb).map_size };
+        assert_eq!(size, map_size_for(LARGE_HEADER + (9 << 20)).unwrap());
+        if pmd {
+            assert_eq!(size % PMD, 0);
+        }
+        // SAFETY: our live block, freed once.
+        unsafe { free(q, lb.cast()) };
     }
 
     /// The secure build: a large block sits against its closed guard page
