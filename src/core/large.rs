@@ -993,6 +993,22 @@ fn unmap_block(base: usize, map_size: usize) {
     unsafe { OS.unmap(NonNull::new_unchecked(base as *mut u8), map_size) };
 }
 
+/// How much of the back of a cached range (`size` bytes ending at `end`)
+/// to move to offset `got` of a block of `map_size` bytes being
+/// assembled: all it can give, but only whole, aligned [`PMD`]s of it
+/// while the block is laid out in them and `got` is a whole number of
+/// them (a move of page-table pages; the rest of the range stays
+/// cached for a later piece or block).
+fn piece_size(end: usize, size: usize, map_size: usize, got: usize) -> usize {
+    let n = size.min(map_size - got);
+    let whole = n - n % PMD;
+    if pmd_sized(map_size) && got % PMD == 0 && end % PMD == 0 && whole > 0 {
+        whole
+    } else {
+        n
+    }
+}
+
 /// A cached range for a block of `map_size` bytes whose point `offset`
 /// bytes in must be aligned to `align`: the best-fitting range (the rest
 /// split off and kept), or cached ranges moved side by side (what they
@@ -1049,7 +1065,8 @@ fn take_cached(map_size: usize, align: usize, offset: usize) -> Option<(usize, u
         let Some(largest) = largest else {
             break;
         };
-        let size = c.ranges[largest].size.min(map_size - got);
+        let r = c.ranges[largest];
+        let size = piece_size(r.base + r.size, r.size, map_size, got);
         let (base, closed) = c.take(largest, size);
         pieces[n] = (base, size, closed);
         got += size;
@@ -1464,6 +1481,27 @@ mod tests {
         }
         // SAFETY: our live block, freed once.
         unsafe { free(q, lb.cast()) };
+    }
+
+    /// A block assembled from cached ranges takes whole, aligned 2 MiB
+    /// units of a range's back while it can (the default build).
+    #[test]
+    fn assembled_pieces_keep_whole_aligned_pmds() {
+        let pmd = !crate::core::config::SECURE;
+        let (m, g) = (8 * PMD, GRANULE);
+        // A range of 5 MiB ending at an aligned address gives 4 MiB.
+        assert_eq!(
+            piece_size(16 * PMD, 5 << 20, m, 0),
+            if pmd { 2 * PMD } else { 5 << 20 }
+        );
+        // Ending elsewhere, or when the block is not laid out in whole
+        // units so far, or is small: all it can.
+        assert_eq!(piece_size(16 * PMD + g, 5 << 20, m, 0), 5 << 20);
+        assert_eq!(piece_size(16 * PMD, 5 << 20, m, g), 5 << 20);
+        assert_eq!(piece_size(16 * PMD, 3 * g, PMD - g, 0), 3 * g);
+        // Less than a unit of it: all of it; never more than the block needs.
+        assert_eq!(piece_size(16 * PMD, PMD - g, m, 0), PMD - g);
+        assert_eq!(piece_size(16 * PMD, 20 * PMD, m, 2 * PMD), 6 * PMD);
     }
 
     /// The secure build: a large block sits against its closed guard page
