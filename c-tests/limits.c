@@ -76,8 +76,9 @@ static long vmsize_kib_noalloc(void)
 /* ------------------------------------------------------------------ */
 /* 3. RLIMIT_AS = address space in use + 2 MiB.                         */
 
-/* Sets the limit; false (and a failure or skip recorded) when it cannot. */
-static bool set_tight_as_limit(long *vm_kib)
+/* Sets the limit to the address space in use plus `extra` bytes; false
+ * (and a failure or skip recorded) when it cannot. */
+static bool set_as_limit(long *vm_kib, rlim_t extra)
 {
     long kib = vmsize_kib_noalloc();
     *vm_kib = kib;
@@ -90,10 +91,10 @@ static bool set_tight_as_limit(long *vm_kib)
         FAILF("getrlimit(RLIMIT_AS): %s", strerror(errno));
         return false;
     }
-    rlim_t want = (rlim_t)kib * 1024 + 2 * MiB;
+    rlim_t want = (rlim_t)kib * 1024 + extra;
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
-        SKIP("the hard RLIMIT_AS (%llu) is below VmSize + 2 MiB",
-             (unsigned long long)rl.rlim_max);
+        SKIP("the hard RLIMIT_AS (%llu) is below VmSize + %llu KiB",
+             (unsigned long long)rl.rlim_max, (unsigned long long)extra / 1024);
         return false;
     }
     rl.rlim_cur = want;
@@ -102,6 +103,11 @@ static bool set_tight_as_limit(long *vm_kib)
         return false;
     }
     return true;
+}
+
+static bool set_tight_as_limit(long *vm_kib)
+{
+    return set_as_limit(vm_kib, 2 * MiB);
 }
 
 /* malloc(256) first, then a handful of other sizes (small, medium, one
@@ -247,6 +253,37 @@ static void exec_big_medium_child(void)
 static void test_rlimit_as_big_medium_classes(void)
 {
     tu_case_in_child(exec_big_medium_child, 20);
+}
+
+/* A large block of 3 MiB with RLIMIT_AS = address space in use +
+ * 3.75 MiB: its mapping of whole 64 KiB granules fits (with room for a
+ * page-map leaf), the 4 MiB that blocks of 2 MiB and more are rounded
+ * to (2 MiB units, for mremap) does not: the allocator falls back to
+ * granules instead of failing. Twice: the second one takes the first
+ * one's range, or (the secure build, whose quarantine holds freed ranges
+ * back) fresh memory once the cached ranges went back to the OS. */
+static void rlimit_large_body(void)
+{
+    long vm;
+    if (!set_as_limit(&vm, 3 * MiB + 768 * 1024))
+        return;
+    for (int k = 0; k < 2; k++) {
+        errno = 0;
+        unsigned char *p = xmalloc(3 * MiB);
+        if (!p) {
+            FAILF("malloc(3 MiB) returned NULL (errno %s), try %d, with RLIMIT_AS = VmSize "
+                  "(%ld KiB) + 3.75 MiB", errname(errno), k + 1, vm);
+            return;
+        }
+        memset(p, 0x5a, 3 * MiB);
+        CHECK(p[0] == 0x5a && p[3 * MiB - 1] == 0x5a, "the 3 MiB block does not hold its bytes");
+        xfree(p);
+    }
+}
+
+static void test_rlimit_as_large_block(void)
+{
+    tu_case_in_child(rlimit_large_body, 20);
 }
 
 /* A thread started before the limit (its stack is mapped then) makes its
@@ -759,6 +796,7 @@ int main(int argc, char **argv)
     tu_init(argc, argv);
     RUN(rlimit_as_small_malloc);
     RUN(rlimit_as_small_malloc_after_use);
+    RUN(rlimit_as_large_block);
     RUN(rlimit_as_small_malloc_new_thread);
     RUN(rlimit_as_big_medium_classes);
     RUN(overcommit_impossible_malloc);

@@ -792,6 +792,28 @@ fn map_fresh(map_size: usize) -> Option<NonNull<u8>> {
     })
 }
 
+/// Fresh memory for a block whose mapping holds `n` bytes: `map_size`
+/// of them ([`map_fresh`]) while the address space allows; short of it
+/// (`RLIMIT_AS`), whole granules only, and when even those are refused,
+/// once more after every cached range (the secure build's quarantine
+/// included) went back to the OS. Returns the mapping and its size.
+fn map_new(map_size: usize, n: usize) -> Option<(NonNull<u8>, usize)> {
+    if let Some(p) = map_fresh(map_size) {
+        return Some((p, map_size));
+    }
+    let granules = align_up(n, GRANULE)?;
+    let short = || {
+        (granules < map_size)
+            .then(|| OS.map(granules, GRANULE))
+            .flatten()
+            .map(|p| (p, granules))
+    };
+    short().or_else(|| {
+        (trim() > 0).then_some(())?;
+        map_fresh(map_size).map(|p| (p, map_size)).or_else(short)
+    })
+}
+
 /// Large blocks of up to this many bytes are cleared when the secure build
 /// reuses their memory.
 const SECURE_ZERO_MAX: usize = 256 << 10;
@@ -804,7 +826,7 @@ const SECURE_ZERO_MAX: usize = 256 << 10;
 pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
     let align = align.max(MIN_ALIGN);
     let offset = user_offset(align);
-    let map_size = match offset.checked_add(size.max(1)).and_then(map_size_for) {
+    let mut map_size = match offset.checked_add(size.max(1)).and_then(map_size_for) {
         Some(n) if n <= isize::MAX as usize => n,
         _ => return (null_mut(), 0),
     };
@@ -834,7 +856,11 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
                 }
             }
             None => match if align <= GRANULE {
-                map_fresh(map_size)
+                // (`offset + size` fit in `map_size` above: no overflow.)
+                map_new(map_size, offset + size.max(1)).map(|(p, n)| {
+                    map_size = n;
+                    p
+                })
             } else {
                 OS.map_offset_aligned(map_size, align, offset)
             } {
