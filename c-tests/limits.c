@@ -259,7 +259,8 @@ static void test_rlimit_as_big_medium_classes(void)
  * 3.75 MiB: its mapping of whole 64 KiB granules fits (with room for a
  * page-map leaf), the 4 MiB that blocks of 2 MiB and more are rounded
  * to (2 MiB units, for mremap) does not: the allocator falls back to
- * granules instead of failing. Twice: the second one takes the first
+ * granules instead of failing, and a realloc to a little more stays in
+ * them. Twice: the second one takes the first
  * one's range, or (the secure build, whose quarantine holds freed ranges
  * back) fresh memory once the cached ranges went back to the OS. */
 static void rlimit_large_body(void)
@@ -277,7 +278,18 @@ static void rlimit_large_body(void)
         }
         memset(p, 0x5a, 3 * MiB);
         CHECK(p[0] == 0x5a && p[3 * MiB - 1] == 0x5a, "the 3 MiB block does not hold its bytes");
-        xfree(p);
+        /* A little more still fits in its granules: no new mapping. */
+        errno = 0;
+        unsigned char *q = xrealloc(p, 3 * MiB + 1000);
+        if (!q) {
+            FAILF("realloc(3 MiB -> 3 MiB + 1000) returned NULL (errno %s), try %d, under the limit",
+                  errname(errno), k + 1);
+            xfree(p);
+            return;
+        }
+        CHECK(q[0] == 0x5a && q[3 * MiB - 1] == 0x5a, "realloc lost the 3 MiB block's bytes");
+        q[3 * MiB + 999] = 1;
+        xfree(q);
     }
 }
 

@@ -1265,11 +1265,18 @@ unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mu
     if user - base != LARGE_HEADER {
         return None;
     }
-    let need = LARGE_HEADER.checked_add(new_size).and_then(map_size_for)?;
+    // What the new size takes in whole granules, and the mapping a block
+    // of it gets (`map_size_for`). A block the address space was too
+    // short for has whole granules only: it keeps them while they hold
+    // the new size.
+    let fit = LARGE_HEADER
+        .checked_add(new_size)
+        .and_then(|n| align_up(n, GRANULE))?;
+    let need = map_size_for(fit)?;
     if need > isize::MAX as usize {
         return None;
     }
-    if need <= old_map && need >= old_map / 2 {
+    if fit <= old_map && need >= old_map / 2 {
         return Some(p);
     }
     let lbm = lb;
