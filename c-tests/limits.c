@@ -28,6 +28,7 @@
  * (a binary linked with -lmmpool gets mmpool's malloc even without
  * LD_PRELOAD: libmmpool comes before libc in its lookup order.) */
 #include "testutil.h"
+#include "mmpool.h"
 
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
@@ -260,7 +261,7 @@ static void test_rlimit_as_big_medium_classes(void)
  * page-map leaf), the 4 MiB that blocks of 2 MiB and more are rounded
  * to (2 MiB units, for mremap) does not: the allocator falls back to
  * granules instead of failing, and a realloc to a little more stays in
- * them. Twice: the second one takes the first
+ * them; so does a block aligned to 128 KiB. Twice: the second one takes the first
  * one's range, or (the secure build, whose quarantine holds freed ranges
  * back) fresh memory once the cached ranges went back to the OS. */
 static void rlimit_large_body(void)
@@ -290,6 +291,17 @@ static void rlimit_large_body(void)
         CHECK(q[0] == 0x5a && q[3 * MiB - 1] == 0x5a, "realloc lost the 3 MiB block's bytes");
         q[3 * MiB + 999] = 1;
         xfree(q);
+        /* The same with an alignment above a granule's 64 KiB. */
+        void *al = NULL;
+        int rc = posix_memalign(&al, 128 * 1024, 3 * MiB);
+        if (rc != 0) {
+            FAILF("posix_memalign(128 KiB, 3 MiB) = %s, try %d, under the limit", errname(rc),
+                  k + 1);
+            return;
+        }
+        CHECK(((uintptr_t)al & (128 * 1024 - 1)) == 0, "posix_memalign gave %p", al);
+        memset(al, 0x33, 3 * MiB);
+        free(al);
     }
 }
 
@@ -399,6 +411,49 @@ static void overcommit_malloc_body(void)
 static void test_overcommit_impossible_malloc(void)
 {
     tu_case_in_child(overcommit_malloc_body, 20);
+}
+
+/* An impossible request does not empty the secure build's quarantine
+ * of freed large ranges (only a request that the cached bytes could
+ * make room for gives them back): the next block of a freed block's size
+ * does not take its address. It did when every failed large mapping
+ * emptied the cache. */
+static void impossible_keeps_quarantine_body(void)
+{
+    void (*get)(mmpool_stats_t *) =
+        (void (*)(mmpool_stats_t *))dlsym(RTLD_DEFAULT, "mmpool_stats_get");
+    mmpool_stats_t st;
+    memset(&st, 0, sizeof st);
+    if (get)
+        get(&st);
+    if (!st.secure) {
+        SKIP("only the secure build has a quarantine of large ranges (this is %s)",
+             get ? "the default build" : "not mmpool");
+        return;
+    }
+    unsigned char *a = xmalloc(3 * MiB);
+    REQUIRE(a != NULL, "malloc(3 MiB) failed");
+    memset(a, 1, 3 * MiB);
+    xfree(a);
+    errno = ERRNO_MARK;
+    void *huge = xmalloc((size_t)1 << 46);
+    int e = errno;
+    if (huge) {
+        xfree(huge);
+        SKIP("the kernel granted 64 TiB (vm.overcommit_memory = %d)", overcommit_mode());
+        return;
+    }
+    CHECK(e == ENOMEM, "malloc(64 TiB) = NULL with errno %s, want ENOMEM", errname(e));
+    unsigned char *b = xmalloc(3 * MiB);
+    CHECK(b != NULL && b != a,
+          "malloc(3 MiB) after a failed malloc(64 TiB) = %p, the block freed before it: "
+          "the quarantine was emptied", (void *)b);
+    xfree(b);
+}
+
+static void test_impossible_malloc_keeps_quarantine(void)
+{
+    tu_case_in_child(impossible_keeps_quarantine_body, 20);
 }
 
 static void overcommit_calloc_body(void)
@@ -812,6 +867,7 @@ int main(int argc, char **argv)
     RUN(rlimit_as_small_malloc_new_thread);
     RUN(rlimit_as_big_medium_classes);
     RUN(overcommit_impossible_malloc);
+    RUN(impossible_malloc_keeps_quarantine);
     RUN(overcommit_impossible_calloc);
     RUN(overcommit_impossible_realloc);
     RUN(overcommit_impossible_posix_memalign);

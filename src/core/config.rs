@@ -7,7 +7,7 @@
 //! Everything here is a relaxed atomic that only changes before the
 //! first heap is made.
 //!
-//! Uses: `os::env`, `os::process`.
+//! Uses: `os::env`, `os::file`, `os::process`.
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -18,6 +18,7 @@ static TRIM_THRESHOLD: AtomicUsize = AtomicUsize::new(16 << 20);
 static TRIM_THRESHOLD_SET: AtomicBool = AtomicBool::new(false);
 static MMAP_THRESHOLD: AtomicUsize = AtomicUsize::new(DEFAULT_MMAP_THRESHOLD);
 static MMAP_THRESHOLD_SET: AtomicBool = AtomicBool::new(false);
+static THP_ALWAYS: AtomicBool = AtomicBool::new(false);
 
 /// The secure build (cargo feature `secure`, `make secure`): guard pages,
 /// canaries on every block, zero on free, a quarantine, randomised slots
@@ -69,6 +70,27 @@ pub(crate) fn init() {
         crate::os::env::flag(b"MMPOOL_ARENA_DEBUG"),
         Ordering::Relaxed,
     );
+    let mut mode = [0u8; 64];
+    let n = crate::os::file::read_into(b"/sys/kernel/mm/transparent_hugepage/enabled", &mut mode);
+    THP_ALWAYS.store(
+        n.is_some_and(|n| thp_always_in(&mode[..n])),
+        Ordering::Relaxed,
+    );
+}
+
+/// Does the kernel's transparent huge page setting (the text of
+/// `/sys/kernel/mm/transparent_hugepage/enabled`, the chosen mode in
+/// brackets) say `always`?
+fn thp_always_in(mode: &[u8]) -> bool {
+    mode.windows(8).any(|w| w == b"[always]")
+}
+
+/// The kernel backs any 2 MiB-aligned range of an anonymous mapping
+/// with a huge page at its first touch (transparent huge pages
+/// `always`), so a mapping's untouched end is not free of memory there
+/// (`core::large` does not round mappings up then).
+pub(crate) fn thp_always() -> bool {
+    THP_ALWAYS.load(Ordering::Relaxed)
 }
 
 /// Statistics, leak checks or tracing are on: heaps made from now on
@@ -124,4 +146,17 @@ pub(crate) fn set_mmap_threshold(bytes: usize) {
 /// `MMPOOL_ARENA_DEBUG=1`: every arena allocation is its own block.
 pub(crate) fn arena_debug() -> bool {
     ARENA_DEBUG.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_huge_page_mode_is_the_bracketed_word() {
+        assert!(thp_always_in(b"[always] madvise never\n"));
+        assert!(!thp_always_in(b"always [madvise] never\n"));
+        assert!(!thp_always_in(b"always madvise [never]\n"));
+        assert!(!thp_always_in(b""));
+    }
 }

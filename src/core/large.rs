@@ -744,28 +744,37 @@ fn map_granules(base: usize, map_size: usize, head: *mut SpanHead) -> bool {
     PAGEMAP.set(base, map_size >> GRANULE_SHIFT, head, &OS)
 }
 
-/// Mappings of at least this many bytes are whole multiples of it and
-/// aligned to it (a page-table page's reach, 2 MiB on x86-64): when
-/// `mremap` moves such a block (a growing `realloc`, or cached ranges
-/// moved side by side for a new block), the kernel moves a page-table
-/// page per 2 MiB instead of an entry per page, where both ends are
-/// aligned. At most 2 MiB - 64 KiB of address space is added at the end
-/// of a block, untouched (not resident) unless the range was used before.
-/// Not in the secure build: its `mprotect` calls on a freed block's slack
-/// and guard page would walk the added pages too.
+/// Mappings of at least this many bytes are aligned to it (a page-table
+/// page's reach, 2 MiB on x86-64) and, where that is free of memory,
+/// whole multiples of it ([`pmd_units`]): when `mremap` moves such a
+/// block (a growing `realloc`, or cached ranges moved side by side for
+/// a new block), the kernel moves a page-table page per 2 MiB instead of
+/// an entry per page, where both ends are aligned. Not in the secure
+/// build: its `mprotect` calls on a freed block's slack and guard page
+/// would walk the added pages too.
 const PMD: usize = 2 << 20;
 
-/// Whether a mapping of `map_size` bytes (whole granules) is laid out
-/// in whole [`PMD`]s.
-fn pmd_sized(map_size: usize) -> bool {
+/// Whether a mapping of `map_size` bytes (whole granules) is placed at
+/// a [`PMD`] boundary.
+fn pmd_aligned(map_size: usize) -> bool {
     !crate::core::config::SECURE && map_size >= PMD
 }
 
+/// Whether a mapping of `map_size` bytes (whole granules) is rounded up
+/// to whole [`PMD`]s: up to 2 MiB - 64 KiB of address space added at its
+/// end, untouched (not resident) unless the range was used before; not
+/// when the kernel backs every aligned 2 MiB of a mapping with a huge
+/// page at its first touch (`config::thp_always`): a touch of the last
+/// unit would make the added part resident.
+fn pmd_units(map_size: usize) -> bool {
+    pmd_aligned(map_size) && !crate::core::config::thp_always()
+}
+
 /// The mapping size of a large block whose mapping must hold `n` bytes:
-/// whole granules, whole [`PMD`]s from one on (see [`pmd_sized`]).
+/// whole granules, or whole [`PMD`]s (see [`pmd_units`]).
 fn map_size_for(n: usize) -> Option<usize> {
     let m = align_up(n, GRANULE)?;
-    if pmd_sized(m) {
+    if pmd_units(m) {
         align_up(m, PMD)
     } else {
         Some(m)
@@ -774,7 +783,7 @@ fn map_size_for(n: usize) -> Option<usize> {
 
 /// The alignment of a fresh mapping of `map_size` bytes.
 fn map_align(map_size: usize) -> usize {
-    if pmd_sized(map_size) {
+    if pmd_aligned(map_size) {
         PMD
     } else {
         GRANULE
@@ -792,25 +801,32 @@ fn map_fresh(map_size: usize) -> Option<NonNull<u8>> {
     })
 }
 
-/// Fresh memory for a block whose mapping holds `n` bytes: `map_size`
-/// of them ([`map_fresh`]) while the address space allows; short of it
-/// (`RLIMIT_AS`), whole granules only, and when even those are refused,
-/// once more after every cached range (the secure build's quarantine
-/// included) went back to the OS. Returns the mapping and its size.
-fn map_new(map_size: usize, n: usize) -> Option<(NonNull<u8>, usize)> {
-    if let Some(p) = map_fresh(map_size) {
+/// Fresh memory, by `map`, for a block whose mapping holds `n` bytes:
+/// `map_size` of them while the address space allows; short of it
+/// (`RLIMIT_AS`), whole granules only; when even those are refused and
+/// the cached ranges (the secure build's quarantine included) hold as
+/// many bytes, once more after they went back to the OS (a request that
+/// no cached memory could make room for, an impossible size, leaves
+/// the cache, and the quarantine's protection, alone). Returns the
+/// mapping and its size.
+fn map_new(
+    map_size: usize,
+    n: usize,
+    map: impl Fn(usize) -> Option<NonNull<u8>>,
+) -> Option<(NonNull<u8>, usize)> {
+    if let Some(p) = map(map_size) {
         return Some((p, map_size));
     }
     let granules = align_up(n, GRANULE)?;
     let short = || {
         (granules < map_size)
-            .then(|| OS.map(granules, GRANULE))
+            .then(|| map(granules))
             .flatten()
             .map(|p| (p, granules))
     };
     short().or_else(|| {
-        (trim() > 0).then_some(())?;
-        map_fresh(map_size).map(|p| (p, map_size)).or_else(short)
+        (cached_bytes() >= granules && trim() > 0).then_some(())?;
+        map(map_size).map(|p| (p, map_size)).or_else(short)
     })
 }
 
@@ -855,15 +871,18 @@ pub(crate) fn alloc(size: usize, align: usize) -> (*mut u8, usize) {
                     (b, reused.saturating_sub(offset).min(size))
                 }
             }
-            None => match if align <= GRANULE {
-                // (`offset + size` fit in `map_size` above: no overflow.)
-                map_new(map_size, offset + size.max(1)).map(|(p, n)| {
-                    map_size = n;
-                    p
-                })
-            } else {
-                OS.map_offset_aligned(map_size, align, offset)
-            } {
+            // (`offset + size` fit in `map_size` above: no overflow.)
+            None => match map_new(map_size, offset + size.max(1), |n| {
+                if align <= GRANULE {
+                    map_fresh(n)
+                } else {
+                    OS.map_offset_aligned(n, align, offset)
+                }
+            })
+            .map(|(p, n)| {
+                map_size = n;
+                p
+            }) {
                 Some(p) => {
                     MAPS.fetch_add(1, Ordering::Relaxed);
                     FRESH_BYTES.fetch_add(map_size, Ordering::Relaxed);
@@ -1028,7 +1047,7 @@ fn unmap_block(base: usize, map_size: usize) {
 fn piece_size(end: usize, size: usize, map_size: usize, got: usize) -> usize {
     let n = size.min(map_size - got);
     let whole = n - n % PMD;
-    if pmd_sized(map_size) && got % PMD == 0 && end % PMD == 0 && whole > 0 {
+    if pmd_aligned(map_size) && got % PMD == 0 && end % PMD == 0 && whole > 0 {
         whole
     } else {
         n
@@ -1272,7 +1291,7 @@ unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mu
     let fit = LARGE_HEADER
         .checked_add(new_size)
         .and_then(|n| align_up(n, GRANULE))?;
-    let need = map_size_for(fit)?;
+    let mut need = map_size_for(fit)?;
     if need > isize::MAX as usize {
         return None;
     }
@@ -1319,14 +1338,20 @@ unsafe fn resize(p: *mut u8, lb: *mut LargeBlock, new_size: usize) -> Option<*mu
     // address range may be handed to anybody.
     map_granules(base, old_map, null_mut());
     // SAFETY: the mapping is ours; on success the old range is dead.
-    let moved = unsafe {
+    let remap = |size: usize, align: usize| unsafe {
         OS.remap(
             NonNull::new_unchecked(base as *mut u8),
             old_map,
-            need,
-            map_align(need),
+            size,
+            align,
         )
     };
+    // Short of address space (`RLIMIT_AS`): whole granules, at a granule.
+    let moved = remap(need, map_align(need)).or_else(|| {
+        let p = (fit < need || map_align(need) > GRANULE).then(|| remap(fit, GRANULE))??;
+        need = fit;
+        Some(p)
+    });
     let new_base = match moved {
         Some(b) => b.as_ptr() as usize,
         None => {
@@ -1476,19 +1501,21 @@ mod tests {
     }
 
     /// Mappings of 2 MiB and more are whole, aligned 2 MiB units in the
-    /// default build (`mremap` then moves a page-table page per 2 MiB),
-    /// smaller ones whole granules; so is a block a growing `realloc`
-    /// moved. The secure build keeps granules.
+    /// default build (`mremap` then moves a page-table page per 2 MiB;
+    /// only aligned where the kernel's huge pages are `always`), smaller
+    /// ones whole granules; so is a block a growing `realloc` moved. The
+    /// secure build keeps granules.
     #[test]
     fn mappings_from_two_mib_on_are_whole_aligned_pmds() {
         crate::core::config::init();
         let pmd = !crate::core::config::SECURE;
+        let units = pmd && !crate::core::config::thp_always();
         let g = |n: usize| align_up(n, GRANULE).unwrap();
         assert_eq!(map_size_for(PMD - GRANULE), Some(PMD - GRANULE));
         assert_eq!(map_size_for(PMD), Some(PMD));
         assert_eq!(
             map_size_for(PMD + 1),
-            Some(if pmd { 2 * PMD } else { g(PMD + 1) })
+            Some(if units { 2 * PMD } else { g(PMD + 1) })
         );
         assert_eq!(map_align(PMD - GRANULE), GRANULE);
         assert_eq!(map_align(PMD), if pmd { PMD } else { GRANULE });
@@ -1509,8 +1536,8 @@ mod tests {
         // SAFETY: as above.
         let size = unsafe { (*lb).map_size };
         assert_eq!(size, map_size_for(LARGE_HEADER + (9 << 20)).unwrap());
-        if pmd {
-            assert_eq!(size % PMD, 0);
+        if pmd && q != p {
+            assert_eq!(lb as usize % PMD, 0, "a moved block is aligned");
         }
         // SAFETY: our live block, freed once.
         unsafe { free(q, lb.cast()) };

@@ -94,6 +94,31 @@ pub(crate) fn write_all(fd: i32, mut b: &[u8]) {
     }
 }
 
+/// Read the start of a small file (a `/proc` or `/sys` one) into `buf`:
+/// how many bytes were read, `None` when it cannot be opened or read.
+/// `errno` is left as it was.
+pub(crate) fn read_into(path: &[u8], buf: &mut [u8]) -> Option<usize> {
+    let _errno = crate::os::errno::ErrnoGuard::save();
+    let p = CPath::new(path)?;
+    // SAFETY: a NUL-terminated path; the read writes at most `buf.len()`
+    // bytes into `buf`; the descriptor is ours and closed here.
+    unsafe {
+        let fd = libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let n = loop {
+            let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+            if n < 0 && crate::os::errno::get() == libc::EINTR {
+                continue;
+            }
+            break n;
+        };
+        libc::close(fd);
+        (n >= 0).then_some(n as usize)
+    }
+}
+
 /// Close a descriptor this crate opened.
 pub(crate) fn close(fd: i32) {
     // SAFETY: closing our own descriptor.
@@ -120,5 +145,9 @@ mod tests {
         let f = map_readonly(b"/proc/self/exe").expect("our own executable");
         assert_eq!(&f[..4], b"\x7fELF");
         assert!(map_readonly(b"/nonexistent/file").is_none());
+        let mut buf = [0u8; 64];
+        let n = read_into(b"/proc/self/stat", &mut buf).expect("our own stat");
+        assert!(n > 0 && buf[..n].iter().all(|&c| c != 0));
+        assert!(read_into(b"/nonexistent/file", &mut buf).is_none());
     }
 }
