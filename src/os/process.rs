@@ -1,7 +1,7 @@
 //! Facts about the process and its threads: resident memory, thread
 //! ids, the CPU a thread runs on, the randomness the kernel gave us.
 //!
-//! Uses: `os::errno`.
+//! Uses: `os::errno`, `os::file`.
 
 /// The calling thread's identity: its thread pointer (what
 /// `pthread_self` returns), never 0, the same in a fork child as in the
@@ -92,23 +92,11 @@ pub(crate) fn random_word(fallback: usize) -> usize {
 /// (0, 0 when it cannot be read).
 pub(crate) fn rss() -> (usize, usize) {
     let mut buf = [0u8; 4096];
-    // SAFETY: NUL-terminated path; `buf` is a valid buffer.
-    let n = unsafe {
-        let fd = libc::open(
-            c"/proc/self/status".as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        );
-        if fd < 0 {
-            return (0, 0);
-        }
-        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
-        libc::close(fd);
-        n
+    let n = match crate::os::file::read_into(b"/proc/self/status", &mut buf) {
+        Some(n) if n > 0 => n,
+        _ => return (0, 0),
     };
-    if n <= 0 {
-        return (0, 0);
-    }
-    let text = &buf[..n as usize];
+    let text = &buf[..n];
     let field = |name: &[u8]| -> usize {
         text.split(|&c| c == b'\n')
             .find(|l| l.starts_with(name))
