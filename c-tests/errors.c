@@ -556,7 +556,46 @@ static void foreign_case(void (*fn)(void *), const char *what)
               r.exit_code, r.err);
 }
 
+/* glibc's blocks from another thread's arena (its chunks carry the
+ * NON_MAIN_ARENA bit; their arena is found through their heap), freed
+ * and sized by the main thread. */
+static void *glibc_arena_thread(void *out)
+{
+    static const size_t sizes[] = {24, 100, 1000, 5000, 70000};
+    void **v = out;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        v[i] = g.malloc(sizes[i]);
+        if (v[i])
+            memset(v[i], 0x23, sizes[i]);
+    }
+    return NULL;
+}
+
+static void foreign_arena_child(void *a)
+{
+    (void)a;
+    for (int round = 0; round < 3; round++) {
+        void *v[5] = {NULL};
+        pthread_t t;
+        if (pthread_create(&t, NULL, glibc_arena_thread, v) != 0)
+            _exit(77);
+        pthread_join(t, NULL);
+        for (int i = 0; i < 5; i++) {
+            if (!v[i])
+                _exit(70);
+            if (malloc_usable_size(v[i]) < 24)
+                _exit(76);
+            xfree(v[i]);
+        }
+    }
+    _exit(0);
+}
+
 static void test_foreign_free(void) { foreign_case(foreign_free_child, "free(glibc block)"); }
+static void test_foreign_free_other_arena(void)
+{
+    foreign_case(foreign_arena_child, "free(glibc block of another thread's arena)");
+}
 static void test_foreign_realloc(void) { foreign_case(foreign_realloc_child, "realloc(glibc block)"); }
 static void test_foreign_usable_size(void)
 {
@@ -565,6 +604,49 @@ static void test_foreign_usable_size(void)
 static void test_foreign_free_other_thread(void)
 {
     foreign_case(foreign_thread_child, "free(glibc block) in another thread");
+}
+
+/* ------------------------------------------------------------------ */
+/* free of memory that looks like a glibc chunk but is none              */
+
+/* A pointer into the stack or a global, behind a word that passes for a
+ * glibc chunk's size (64 bytes, previous chunk in use), once with the
+ * NON_MAIN_ARENA bit: glibc looked for that arena in unmapped memory and
+ * crashed; once without: glibc put the memory on its free list, to hand
+ * it out later. Both are invalid frees for mmpool to stop, by name. */
+enum { LOOK_STACK_MAIN, LOOK_STACK_ARENA, LOOK_GLOBAL_MAIN, LOOK_GLOBAL_ARENA, LOOKS };
+static const char *const look_names[] = {"stack, main arena", "stack, NON_MAIN_ARENA",
+                                         "global, main arena", "global, NON_MAIN_ARENA"};
+static uint64_t look_global[16] __attribute__((aligned(64)));
+
+static void lookalike_child(void *arg)
+{
+    uintptr_t how = (uintptr_t)arg;
+    uint64_t on_stack[16] __attribute__((aligned(64)));
+    uint64_t *w = how == LOOK_STACK_MAIN || how == LOOK_STACK_ARENA ? on_stack : look_global;
+    memset(w, 0, 16 * sizeof *w);
+    w[1] = 0x40 | 1 | (how == LOOK_STACK_ARENA || how == LOOK_GLOBAL_ARENA ? 4 : 0);
+    w[9] = 0x40 | 1; /* the next "chunk" */
+    void *p = &w[2];
+    fprintf(stderr, "addr %p\n", p);
+    fflush(stderr);
+    free(*(void *volatile *)&p);
+    _exit(0);
+}
+
+static void test_free_of_a_chunk_lookalike_stops(void)
+{
+    for (uintptr_t i = 0; i < LOOKS; i++) {
+        tu_child_result r;
+        REQUIRE(tu_run_child(lookalike_child, (void *)i, 20, &r), "fork");
+        char addr[64] = "";
+        sscanf(r.err, "addr %63s", addr);
+        CHECK(r.signaled && r.sig == SIGABRT && addr[0] &&
+                  strstr(r.err, "mmpool: free(): invalid pointer") && strstr(r.err, addr),
+              "free(%s lookalike): not stopped with \"mmpool: free(): invalid pointer ... %s\" "
+              "(%s %d); stderr: \"%.300s\"", look_names[i], addr,
+              r.signaled ? "signal" : "exit", r.signaled ? r.sig : r.exit_code, r.err);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -789,11 +871,13 @@ int main(int argc, char **argv)
     RUN(double_free_other_entry_points_abort);
     RUN(double_free_message_names_block);
     RUN(free_4gib_away_is_no_block);
+    RUN(free_of_a_chunk_lookalike_stops);
     RUN(underflow_into_slab_header_stops);
     RUN(free_sized_mismatch_aborts);
     RUN(free_sized_right_sizes_pass);
     RUN(parent_still_fine);
     RUN(foreign_free);
+    RUN(foreign_free_other_arena);
     RUN(foreign_realloc);
     RUN(foreign_usable_size);
     RUN(foreign_free_other_thread);

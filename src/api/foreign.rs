@@ -5,7 +5,7 @@
 //! doing so cannot crash it: a large block we already returned to the OS
 //! is a double free, and an address nobody mapped is an invalid pointer.
 //!
-//! Uses: `core::large`, `os`, `os::errno`, `util::diag`.
+//! Uses: `core::large`, `os`, `os::errno`, `os::process`, `util::diag`.
 
 use crate::os::errno::ErrnoGuard;
 use crate::os::PAGE;
@@ -59,17 +59,28 @@ fn check_foreign(p: *const u8, freed: &str, unmapped: &str, invalid: &str) {
     }
 }
 
-/// Would glibc's `free` accept `p` past its first checks? The same tests
-/// glibc runs before anything else (and aborts on), so a pointer that
-/// fails them is reported here, by name, instead of by glibc: the chunk
-/// (16 bytes before `p`) is 16-byte aligned, its size at least 32 and a
-/// multiple of 16 without wrapping the address space, and a chunk glibc
-/// mapped on its own (`IS_MMAPPED`) spans whole pages. Nothing more: a
-/// chunk that passes may still be rejected by glibc's later checks, never
-/// the other way round. (x86-64 glibc's layout; the caller made sure the
-/// header's page is mapped.)
+/// Would glibc's `free` accept `p` past its first checks, and find
+/// readable memory where it looks next? The same tests glibc runs before
+/// anything else (and aborts on), so a pointer that fails them is
+/// reported here, by name, instead of by glibc: the chunk (16 bytes
+/// before `p`) is 16-byte aligned, its size at least 32 and a multiple of
+/// 16 without wrapping the address space, and a chunk glibc mapped on its
+/// own (`IS_MMAPPED`) spans whole pages. And where the chunk must lie: a
+/// chunk of another arena than the main one (`NON_MAIN_ARENA`) in a heap
+/// whose first word, which glibc reads and then locks as the arena,
+/// points into the first page of such a heap (an arena heap is aligned
+/// to `GLIBC_HEAP_MAX`); a chunk of the main arena in the program break's
+/// heap. Memory elsewhere (the stack, a global, a mapping of the
+/// program's) that happens to hold a plausible size word before `p` was
+/// handed to glibc, which then crashed reading an arena that is not
+/// there, or took the memory into its free lists to hand out later. A
+/// chunk that passes may still be rejected by glibc's later checks.
+/// (x86-64 glibc's layout with its default heap size; the caller made
+/// sure the header's page is mapped.)
 fn glibc_chunk_plausible(p: usize) -> bool {
     const IS_MMAPPED: usize = 2;
+    const NON_MAIN_ARENA: usize = 4;
+    const GLIBC_HEAP_MAX: usize = 64 << 20;
     if p % 16 != 0 {
         return false;
     }
@@ -87,7 +98,18 @@ fn glibc_chunk_plausible(p: usize) -> bool {
         let total = prev_size.wrapping_add(size);
         return start % PAGE == 0 && total % PAGE == 0;
     }
-    true
+    let end = chunk + size;
+    if size_field & NON_MAIN_ARENA != 0 {
+        let heap = chunk & !(GLIBC_HEAP_MAX - 1);
+        if end > heap + GLIBC_HEAP_MAX || !page_mapped(heap) {
+            return false;
+        }
+        // SAFETY: the page of `heap` is mapped (checked just above).
+        let arena = unsafe { *(heap as *const usize) };
+        return arena % 8 == 0 && arena % GLIBC_HEAP_MAX < PAGE && page_mapped(arena);
+    }
+    let (start, brk) = crate::os::process::break_heap();
+    chunk >= start && end <= brk
 }
 
 /// A pointer that is not ours: a large block we already unmapped (a double

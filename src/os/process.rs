@@ -111,9 +111,56 @@ pub(crate) fn rss() -> (usize, usize) {
     (field(b"VmRSS:"), field(b"VmHWM:"))
 }
 
+/// The program break's heap, `[start, end)`: where glibc's main arena
+/// lives (it grows the break with `sbrk`; this crate never does). The
+/// start is the kernel's `start_brk` (field 47 of `/proc/self/stat`,
+/// read once); 0 when it cannot be read, so the range is then everything
+/// below the break.
+pub(crate) fn break_heap() -> (usize, usize) {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    const UNKNOWN: usize = usize::MAX;
+    static START: AtomicUsize = AtomicUsize::new(UNKNOWN);
+    let mut start = START.load(Ordering::Relaxed);
+    if start == UNKNOWN {
+        start = read_start_brk().unwrap_or(0);
+        START.store(start, Ordering::Relaxed);
+    }
+    let _errno = crate::os::errno::ErrnoGuard::save();
+    // SAFETY: brk(0) changes nothing and returns the current break.
+    let end = unsafe { libc::syscall(libc::SYS_brk, 0usize) } as usize;
+    (start, end.max(start))
+}
+
+/// `start_brk` from `/proc/self/stat`: the 45th field after the command
+/// name's closing parenthesis (which the name itself may contain).
+fn read_start_brk() -> Option<usize> {
+    let mut buf = [0u8; 1024];
+    let n = crate::os::file::read_into(b"/proc/self/stat", &mut buf)?;
+    let text = &buf[..n];
+    let after = text.iter().rposition(|&c| c == b')')? + 1;
+    let field = text[after..]
+        .split(|&c| c == b' ')
+        .filter(|f| !f.is_empty())
+        .nth(44)?;
+    field.iter().try_fold(0usize, |a, &c| {
+        c.is_ascii_digit()
+            .then(|| a.wrapping_mul(10).wrapping_add((c - b'0') as usize))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_break_heap_holds_the_break() {
+        let (start, end) = break_heap();
+        assert!(start > 0, "start_brk not read");
+        assert!(start <= end);
+        // The break heap lies above this test binary's data.
+        static MARK: u8 = 0;
+        assert!(start > &MARK as *const u8 as usize);
+    }
 
     #[test]
     fn facts_are_plausible() {
