@@ -355,27 +355,43 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
     LIVE_HEAPS.fetch_sub(1, Ordering::Relaxed);
     // SAFETY: `h` was this thread's heap; it no longer uses it.
     unsafe {
-        // Its quarantined blocks go back to their slabs.
-        if crate::core::config::SECURE {
-            crate::heap::secure::drain(h);
-        }
-        // Parked or not, its cached medium blocks go back to the per-CPU
-        // heaps for other threads, and its outbox to the blocks' owners.
-        medium::flush_cache(h);
-        free::flush_outbox(h);
+        // Parked or not, what it holds for others goes back.
+        hand_back(h);
         // Only the current slabs stay with the heap; the others go back
         // (empty) or to the abandoned lists, where any thread short of
         // their class adopts them. A heap parked with all its slabs kept
         // their free space from every live thread until a new thread
         // took it: in a larson-style server (each thread frees the blocks
         // of its exited predecessor) that free space was a third of the
-        // peak (see the README's "Thread exit"). Spare spans go back too.
-        free::drain_remote(h);
+        // peak (see the README's "Thread exit").
         abandoned::abandon_slabs(&mut (*h).local, true);
-        slabs::release_spares(&mut (*h).local);
         if !heap_park(h) {
             abandon(h);
         }
+    }
+}
+
+/// What a heap whose thread is gone (or exiting) holds for others goes
+/// back, in this order: its quarantined blocks (the secure build) to
+/// their slabs, its cached medium blocks to the per-CPU heaps, its
+/// outbox to the blocks' owners, the blocks other threads freed into its
+/// slabs (its remote queue) to those slabs, and its spare spans to the
+/// span cache. Its slabs stay: the caller abandons all of them
+/// ([`abandon`]) or all but the current ones (a heap that parks).
+///
+/// # Safety
+/// Nobody else uses `heap`: the calling thread's own heap at its exit,
+/// or a heap given up ([`abandon`]'s contract).
+unsafe fn hand_back(heap: *mut Heap) {
+    // SAFETY: contract.
+    unsafe {
+        if crate::core::config::SECURE {
+            crate::heap::secure::drain(heap);
+        }
+        medium::flush_cache(heap);
+        free::flush_outbox(heap);
+        free::drain_remote(heap);
+        slabs::release_spares(&mut (*heap).local);
     }
 }
 
@@ -388,14 +404,8 @@ extern "C" fn on_thread_exit(arg: *mut libc::c_void) {
 pub(crate) unsafe fn abandon(heap: *mut Heap) {
     // SAFETY: contract: the heap is ours alone now.
     unsafe {
-        if crate::core::config::SECURE {
-            crate::heap::secure::drain(heap);
-        }
-        medium::flush_cache(heap);
-        free::flush_outbox(heap);
-        free::drain_remote(heap);
+        hand_back(heap);
         let h = &mut (*heap).local;
-        slabs::release_spares(h);
         h.clear_current();
         h.slab_cache = [SLAB_CACHE_EMPTY; SLAB_CACHE_LEN];
         abandoned::abandon_slabs(h, false);
