@@ -449,4 +449,56 @@ workers_join(void *ws, int threads, size_t size)
     return sum;
 }
 
+/*
+ * Producer/consumer pairs (prodcons, prodcons-pairs): THREADS/2 pairs (at
+ * least one), each a struct whose first member is a struct bench_pair,
+ * `size` bytes (a multiple of WORKER_ALIGN). Pair i gets its share of
+ * `total` items; its consumer starts first, then its producer. The
+ * consumer sets `received` and `sum`; every item must arrive.
+ */
+struct bench_pair {
+    pthread_t prod, cons;
+    int id;
+    uint64_t items;
+    uint64_t sum, received;
+} __attribute__((aligned(WORKER_ALIGN)));
+
+/* Run the pairs and print "NAME pairs=P blocks=N checksum=X". */
+static inline int
+pairs_main(const char *name, int argc, char **argv, double base_items, size_t size,
+           void *(*producer)(void *), void *(*consumer)(void *))
+{
+    int threads;
+    double scale;
+    bench_args(argc, argv, &threads, &scale);
+    int pairs = threads / 2 > 0 ? threads / 2 : 1;
+    uint64_t items = scaled(base_items, scale, 1000);
+
+    char *qs = aligned_zeroed((size_t)pairs, size);
+    for (int i = 0; i < pairs; i++) {
+        struct bench_pair *q = (struct bench_pair *)(qs + (size_t)i * size);
+        uint64_t lo, hi;
+        share(items, i, pairs, &lo, &hi);
+        q->id = i;
+        q->items = hi - lo;
+        xpthread_create(&q->cons, consumer, q);
+        xpthread_create(&q->prod, producer, q);
+    }
+    uint64_t sum = 0, received = 0;
+    for (int i = 0; i < pairs; i++) {
+        struct bench_pair *q = (struct bench_pair *)(qs + (size_t)i * size);
+        xpthread_join(q->prod);
+        xpthread_join(q->cons);
+        if (q->received != q->items)
+            die("%s: pair %d received %llu of %llu blocks", name, i,
+                (unsigned long long)q->received, (unsigned long long)q->items);
+        sum += q->sum;
+        received += q->received;
+    }
+    free(qs);
+    printf("%s pairs=%d blocks=%llu checksum=%016llx\n", name, pairs,
+           (unsigned long long)received, (unsigned long long)sum);
+    return 0;
+}
+
 #endif

@@ -24,13 +24,10 @@ struct batch {
 };
 
 struct pair {
+    struct bench_pair b; /* first */
     _Alignas(64) _Atomic size_t head; /* consumer's */
     _Alignas(64) _Atomic size_t tail; /* producer's */
     _Alignas(64) struct batch *slot[RING];
-    pthread_t prod, cons;
-    int id;
-    uint64_t items;
-    uint64_t sum, received;
 };
 
 static void
@@ -70,10 +67,10 @@ static void *
 producer(void *arg)
 {
     struct pair *q = arg;
-    rng_t r = rng_seed(0x70726f64ULL + (uint64_t)q->id);
-    uint64_t base = (uint64_t)q->id << 40;
+    rng_t r = rng_seed(0x70726f64ULL + (uint64_t)q->b.id);
+    uint64_t base = (uint64_t)q->b.id << 40;
     struct batch *b = NULL;
-    for (uint64_t i = 0; i < q->items; i++) {
+    for (uint64_t i = 0; i < q->b.items; i++) {
         if (!b) {
             b = xmalloc("prodcons batch", sizeof *b);
             b->n = 0;
@@ -100,7 +97,7 @@ static void *
 consumer(void *arg)
 {
     struct pair *q = arg;
-    uint64_t expect = (uint64_t)q->id << 40;
+    uint64_t expect = (uint64_t)q->b.id << 40;
     uint64_t sum = 0, received = 0;
     struct batch *b;
     while ((b = pop(q)) != NULL) {
@@ -121,44 +118,13 @@ consumer(void *arg)
         }
         free(b);
     }
-    q->sum = sum;
-    q->received = received;
+    q->b.sum = sum;
+    q->b.received = received;
     return NULL;
 }
 
 int
 main(int argc, char **argv)
 {
-    int threads;
-    double scale;
-    bench_args(argc, argv, &threads, &scale);
-    int pairs = threads / 2 > 0 ? threads / 2 : 1;
-    uint64_t items = scaled(BASE_ITEMS, scale, 1000);
-
-    struct pair *qs = aligned_alloc(64, sizeof(struct pair) * (size_t)pairs);
-    if (!qs)
-        fatal("out of memory");
-    memset(qs, 0, sizeof(struct pair) * (size_t)pairs);
-    for (int i = 0; i < pairs; i++) {
-        uint64_t lo, hi;
-        share(items, i, pairs, &lo, &hi);
-        qs[i].id = i;
-        qs[i].items = hi - lo;
-        xpthread_create(&qs[i].cons, consumer, &qs[i]);
-        xpthread_create(&qs[i].prod, producer, &qs[i]);
-    }
-    uint64_t sum = 0, received = 0;
-    for (int i = 0; i < pairs; i++) {
-        xpthread_join(qs[i].prod);
-        xpthread_join(qs[i].cons);
-        if (qs[i].received != qs[i].items)
-            die("prodcons: pair %d received %llu of %llu blocks", i,
-                (unsigned long long)qs[i].received, (unsigned long long)qs[i].items);
-        sum += qs[i].sum;
-        received += qs[i].received;
-    }
-    free(qs);
-    printf("prodcons pairs=%d blocks=%llu checksum=%016llx\n", pairs,
-           (unsigned long long)received, (unsigned long long)sum);
-    return 0;
+    return pairs_main("prodcons", argc, argv, BASE_ITEMS, sizeof(struct pair), producer, consumer);
 }

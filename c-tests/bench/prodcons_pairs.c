@@ -23,13 +23,10 @@
 #define STRIDE 64
 
 struct pair {
+    struct bench_pair b; /* first */
     _Alignas(64) _Atomic size_t head; /* consumer's */
     _Alignas(64) _Atomic size_t tail; /* producer's */
     _Alignas(64) unsigned char *slot[RING];
-    pthread_t prod, cons;
-    int id;
-    uint64_t items;
-    uint64_t sum, received;
 };
 
 static size_t
@@ -57,11 +54,11 @@ static void *
 producer(void *arg)
 {
     struct pair *q = arg;
-    uint64_t base = (uint64_t)q->id << 40;
+    uint64_t base = (uint64_t)q->b.id << 40;
     size_t tail = 0, head = 0; /* head: the consumer's, as last seen */
-    for (uint64_t i = 0; i <= q->items; i++) {
+    for (uint64_t i = 0; i <= q->b.items; i++) {
         unsigned char *p = NULL;
-        if (i < q->items) {
+        if (i < q->b.items) {
             uint64_t key = base + i;
             size_t n = item_size(key);
             p = xmalloc("prodcons-pairs", n);
@@ -97,8 +94,8 @@ static void *
 consumer(void *arg)
 {
     struct pair *q = arg;
-    rng_t r = rng_seed(0x636f6e73ULL + (uint64_t)q->id);
-    uint64_t expect = (uint64_t)q->id << 40;
+    rng_t r = rng_seed(0x636f6e73ULL + (uint64_t)q->b.id);
+    uint64_t expect = (uint64_t)q->b.id << 40;
     uint64_t sum = 0, received = 0;
     struct held res[RESERVOIR];
     size_t nres = 0;
@@ -126,44 +123,13 @@ consumer(void *arg)
     }
     for (size_t j = 0; j < nres; j++)
         release(&res[j], &sum);
-    q->sum = sum;
-    q->received = received;
+    q->b.sum = sum;
+    q->b.received = received;
     return NULL;
 }
 
 int
 main(int argc, char **argv)
 {
-    int threads;
-    double scale;
-    bench_args(argc, argv, &threads, &scale);
-    int pairs = threads / 2 > 0 ? threads / 2 : 1;
-    uint64_t items = scaled(BASE_ITEMS, scale, 1000);
-
-    struct pair *qs = aligned_alloc(64, sizeof(struct pair) * (size_t)pairs);
-    if (!qs)
-        fatal("out of memory");
-    memset(qs, 0, sizeof(struct pair) * (size_t)pairs);
-    for (int i = 0; i < pairs; i++) {
-        uint64_t lo, hi;
-        share(items, i, pairs, &lo, &hi);
-        qs[i].id = i;
-        qs[i].items = hi - lo;
-        xpthread_create(&qs[i].cons, consumer, &qs[i]);
-        xpthread_create(&qs[i].prod, producer, &qs[i]);
-    }
-    uint64_t sum = 0, received = 0;
-    for (int i = 0; i < pairs; i++) {
-        xpthread_join(qs[i].prod);
-        xpthread_join(qs[i].cons);
-        if (qs[i].received != qs[i].items)
-            die("prodcons-pairs: pair %d received %llu of %llu blocks", i,
-                (unsigned long long)qs[i].received, (unsigned long long)qs[i].items);
-        sum += qs[i].sum;
-        received += qs[i].received;
-    }
-    free(qs);
-    printf("prodcons-pairs pairs=%d blocks=%llu checksum=%016llx\n", pairs,
-           (unsigned long long)received, (unsigned long long)sum);
-    return 0;
+    return pairs_main("prodcons-pairs", argc, argv, BASE_ITEMS, sizeof(struct pair), producer, consumer);
 }

@@ -31,9 +31,7 @@ static void double_free_now(size_t size, long arg)
     bug();
     xfree(p);
     v[VICTIM] = NULL;
-    free_hood(v);
-    exercise(size);
-    not_stopped(NULL);
+    hood_survived(v, size, NULL);
 }
 
 /* free(p), then blocks of other sizes come and go, then free(p) again. */
@@ -52,9 +50,7 @@ static void double_free_delayed(size_t size, long arg)
     bug();
     xfree(p);
     v[VICTIM] = NULL;
-    free_hood(v);
-    exercise(size);
-    not_stopped(NULL);
+    hood_survived(v, size, NULL);
 }
 
 /* free(p); free(q); free(p): the classic a-b-a that passes a check of
@@ -70,9 +66,7 @@ static void double_free_interleaved(size_t size, long arg)
     bug();
     xfree(p);
     v[VICTIM] = v[VICTIM + 1] = NULL;
-    free_hood(v);
-    exercise(size);
-    not_stopped(NULL);
+    hood_survived(v, size, NULL);
 }
 
 /* free(p); the address is handed out again (q); the stale free(p) frees
@@ -107,9 +101,8 @@ static void double_free_reused(size_t size, long arg)
         xfree(got[i]);
     xfree(r1);
     xfree(r2);
-    free_hood(v);
-    exercise(size);
-    not_stopped(owner >= 0 ? "the address was handed out again" : "the address did not come back");
+    hood_survived(v, size,
+                  owner >= 0 ? "the address was handed out again" : "the address did not come back");
 }
 
 static void *remote_free(void *p)
@@ -131,9 +124,7 @@ static void double_free_thread(size_t size, long arg)
     if (pthread_create(&t, NULL, remote_free, p) != 0)
         setup_failed("pthread_create");
     pthread_join(t, NULL);
-    free_hood(v);
-    exercise(size);
-    not_stopped(NULL);
+    hood_survived(v, size, NULL);
 }
 
 static void *plain_free(void *p)
@@ -156,9 +147,7 @@ static void double_free_remote_first(size_t size, long arg)
     pthread_join(t, NULL);
     bug();
     xfree(p);
-    free_hood(v);
-    exercise(size);
-    not_stopped(NULL);
+    hood_survived(v, size, NULL);
 }
 
 /* realloc() of a freed block. */
@@ -239,9 +228,7 @@ static void invalid_free_offset(size_t size, long arg)
     }
     bug();
     xfree(bad);
-    free_hood(v);
-    exercise(size);
-    not_stopped(NULL);
+    hood_survived(v, size, NULL);
 }
 
 static int unmapped(void *page)
@@ -324,9 +311,7 @@ static void overflow(size_t size, long arg)
             for (size_t i = 0; i < n; i++)
                 ((volatile char *)p)[end + i] = 0x41;
     }
-    free_hood(v);
-    exercise(size);
-    not_stopped(NULL);
+    hood_survived(v, size, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -368,9 +353,7 @@ static void write_after_free(size_t size, long arg)
         if (!((char *)got[i] >= forged && (char *)got[i] < forged + sizeof forged))
             xfree(got[i]);
     xfree(q);
-    free_hood(v);
-    exercise(size);
-    not_stopped(forged_out ? "malloc returned the forged address" : NULL);
+    hood_survived(v, size, forged_out ? "malloc returned the forged address" : NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -398,9 +381,7 @@ static void malloc0(size_t size, long arg)
         else
             p[i] = 0x48;
     }
-    free_hood(v);
-    exercise(16);
-    not_stopped(NULL);
+    hood_survived(v, 16, NULL);
 }
 
 /* ------------------------------------------------------------------ */
