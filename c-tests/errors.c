@@ -855,6 +855,67 @@ static void test_underflow_into_slab_header_stops(void)
     }
 }
 
+/* The secure build: an 8-byte underflow out of a block lands in the
+ * record of the block before it, and the free stops, naming the block
+ * freed; a second line names the block before and the word its record
+ * holds (here the bytes written), so a report from the field says whether
+ * the program wrote there. */
+static void record_underflow_child(void *arg)
+{
+    (void)arg;
+    char *v[3];
+    for (int i = 0; i < 3; i++) {
+        v[i] = malloc(3000);
+        if (!v[i])
+            _exit(77);
+        memset(v[i], 0x11, 3000);
+    }
+    /* two neighbours in one slab, b right after a (blocks are handed out
+     * in a random order: find a pair) */
+    char *a = NULL, *b = NULL;
+    for (int i = 0; i < 3 && !a; i++)
+        for (int j = 0; j < 3; j++)
+            if (v[j] == v[i] + 3072) {
+                a = v[i];
+                b = v[j];
+                break;
+            }
+    if (!a)
+        _exit(78);
+    fprintf(stderr, "before %p\n", (void *)a);
+    fflush(stderr);
+    volatile char *w = (volatile char *)b;
+    for (int i = 1; i <= 8; i++)
+        w[-i] = 0x42;
+    free(b);
+    _exit(0);
+}
+
+static void test_record_underflow_names_the_block_before(void)
+{
+    mmpool_stats_t st;
+    mmpool_stats_get(&st);
+    if (!st.secure) {
+        printf("  (skipped: the default build checks a neighbour's record only for medium "
+               "blocks at free, without this detail)\n");
+        return;
+    }
+    int tries = 0;
+    tu_child_result r;
+    do {
+        REQUIRE(tu_run_child(record_underflow_child, NULL, 20, &r), "fork");
+    } while (r.exited && r.exit_code == 78 && ++tries < 20);
+    REQUIRE(!(r.exited && r.exit_code == 78), "no two neighbouring 3000-byte blocks in 20 tries");
+    char before[64] = "";
+    sscanf(r.err, "before %63s", before);
+    CHECK(r.signaled && r.sig == SIGABRT &&
+              strstr(r.err, "mmpool: heap underflow: the record of the block before") &&
+              strstr(r.err, "\nmmpool:   the block before starts at ") && before[0] &&
+              strstr(r.err, before) && strstr(r.err, "reads 0x4242424242424242"),
+          "an 8-byte underflow into the record before: %s %d; stderr \"%.400s\"",
+          r.signaled ? "signal" : "exit", r.signaled ? r.sig : r.exit_code, r.err);
+}
+
 int main(int argc, char **argv)
 {
     tu_init(argc, argv);
@@ -873,6 +934,7 @@ int main(int argc, char **argv)
     RUN(free_4gib_away_is_no_block);
     RUN(free_of_a_chunk_lookalike_stops);
     RUN(underflow_into_slab_header_stops);
+    RUN(record_underflow_names_the_block_before);
     RUN(free_sized_mismatch_aborts);
     RUN(free_sized_right_sizes_pass);
     RUN(parent_still_fine);

@@ -555,10 +555,24 @@ unsafe fn check_before(s: *mut Slab, start: usize, p: usize) {
         && p_prev + size + RECORD <= start
         && canary::record_check_matches(key, p_prev, size, check);
     if !ok {
-        fatal_block(
+        // The word itself tells a program's write (bytes of its data) from
+        // a record the slab's key no longer matches (a plausible size and
+        // offset).
+        crate::util::diag::fatal_block_with(
             "heap underflow: the record of the block before this one was overwritten at",
             p,
             bs,
+            |l| {
+                l.str("the block before starts at ")
+                    .hex(prev as u64)
+                    .str("; its record reads ")
+                    .hex(w)
+                    .str(" (size ")
+                    .dec(size as u64)
+                    .str(", offset ")
+                    .dec(offset as u64)
+                    .str(")");
+            },
         );
     }
 }

@@ -131,6 +131,20 @@ pub(crate) fn fatal(what: &str, addr: usize) -> ! {
 #[cold]
 #[inline(never)]
 pub(crate) fn fatal_block(what: &str, addr: usize, size: usize) -> ! {
+    fatal_block_with(what, addr, size, |_| {})
+}
+
+/// [`fatal_block`], then a second line, `mmpool:   <detail>` (what
+/// `detail` writes, if anything): what the check saw, for whoever
+/// debugs the report. Tools that read the report take its first line.
+#[cold]
+#[inline(never)]
+pub(crate) fn fatal_block_with(
+    what: &str,
+    addr: usize,
+    size: usize,
+    detail: impl FnOnce(&mut Line),
+) -> ! {
     let mut l = Line::new();
     l.str("mmpool: ")
         .str(what)
@@ -140,6 +154,13 @@ pub(crate) fn fatal_block(what: &str, addr: usize, size: usize) -> ! {
         .dec(size as u64)
         .str("-byte block)\n");
     l.write_to(2);
+    let mut d = Line::new();
+    detail(&mut d);
+    if !d.as_bytes().is_empty() {
+        let mut l = Line::new();
+        l.str("mmpool:   ").bytes(d.as_bytes()).str("\n");
+        l.write_to(2);
+    }
     // SAFETY: abort never returns and is async-signal-safe.
     unsafe { libc::abort() }
 }
