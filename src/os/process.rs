@@ -100,11 +100,7 @@ pub(crate) fn rss() -> (usize, usize) {
     let field = |name: &[u8]| -> usize {
         text.split(|&c| c == b'\n')
             .find(|l| l.starts_with(name))
-            .map(|l| {
-                l.iter()
-                    .filter(|c| c.is_ascii_digit())
-                    .fold(0usize, |a, &c| a * 10 + (c - b'0') as usize)
-            })
+            .map(digits)
             .unwrap_or(0)
             * 1024
     };
@@ -142,10 +138,17 @@ fn read_start_brk() -> Option<usize> {
         .split(|&c| c == b' ')
         .filter(|f| !f.is_empty())
         .nth(44)?;
-    field.iter().try_fold(0usize, |a, &c| {
-        c.is_ascii_digit()
-            .then(|| a.wrapping_mul(10).wrapping_add((c - b'0') as usize))
-    })
+    Some(digits(field))
+}
+
+/// The number the decimal digits of `text` spell, other bytes skipped
+/// (`/proc` fields: "VmRSS:  1234 kB", "94371840").
+fn digits(text: &[u8]) -> usize {
+    text.iter()
+        .filter(|c| c.is_ascii_digit())
+        .fold(0usize, |a, &c| {
+            a.wrapping_mul(10).wrapping_add((c - b'0') as usize)
+        })
 }
 
 #[cfg(test)]
