@@ -918,7 +918,8 @@ static void test_record_underflow_names_the_block_before(void)
     CHECK(r.signaled && r.sig == SIGABRT &&
               strstr(r.err, "mmpool: heap underflow: the record of the block before") &&
               strstr(r.err, "\nmmpool:   the block before starts at ") && before[0] &&
-              strstr(r.err, before) && strstr(r.err, "reads 0x4242424242424242"),
+              strstr(r.err, before) && strstr(r.err, "reads 0x4242424242424242") &&
+              strstr(r.err, "; that block is in use"),
           "an 8-byte underflow into the record before: %s %d; stderr \"%.400s\"",
           r.signaled ? "signal" : "exit", r.signaled ? r.sig : r.exit_code, r.err);
 }

@@ -557,7 +557,20 @@ unsafe fn check_before(s: *mut Slab, start: usize, p: usize) {
     if !ok {
         // The word itself tells a program's write (bytes of its data) from
         // a record the slab's key no longer matches (a plausible size and
-        // offset).
+        // offset); the state of the block before tells whether a record
+        // was due there at all (a block in use has one, a free one none).
+        // SAFETY: `prev` is a carved block of the live slab `s`.
+        let state = unsafe {
+            if is_quarantined(prev) {
+                "quarantined"
+            } else if (*s).is_waiting(prev as *const _) {
+                "waiting in a cache or queue"
+            } else if (*s).looks_free(prev as *const _) {
+                "free"
+            } else {
+                "in use"
+            }
+        };
         crate::util::diag::fatal_block_with(
             "heap underflow: the record of the block before this one was overwritten at",
             p,
@@ -571,7 +584,8 @@ unsafe fn check_before(s: *mut Slab, start: usize, p: usize) {
                     .dec(size as u64)
                     .str(", offset ")
                     .dec(offset as u64)
-                    .str(")");
+                    .str("); that block is ")
+                    .str(state);
             },
         );
     }
