@@ -63,14 +63,25 @@ fn kind_check(key: usize, p: usize, size: usize, kind: u8) -> u64 {
     check_word(key, p, size) ^ kind_tag(kind)
 }
 
-/// The kind whose check word's low half is `check`, for a block handed
-/// out at `p` for `size` bytes, and that whole check word: `None` when
-/// no kind's is (one hash).
+/// What a record keeps of the check word `check`: its low half with the
+/// lowest bit set, so never 0. A record whose check is 0 holds no block
+/// (freed: the secure build clears the whole record, the default build
+/// its check); the plain low half is 0 for one block and size in 2^32,
+/// and such a record, sealed for a block in use, was taken for a
+/// damaged one (the secure build's neighbour check stopped correct
+/// programs: a CPython run seals hundreds of millions of records).
+#[inline(always)]
+fn stored_check(check: u64) -> u32 {
+    check as u32 | 1
+}
+
+/// The kind whose check word's kept half ([`stored_check`]) is `check`,
+/// for a block handed out at `p` for `size` bytes, and that whole check
+/// word: `None` when no kind's is (one hash).
 #[inline]
 fn kind_of(key: usize, p: usize, size: usize, check: u32) -> Option<(u8, u64)> {
     let hash = check_word(key, p, size);
-    let x = check ^ hash as u32;
-    let kind = (0..KINDS).find(|&k| x == kind_tag(k) as u32)?;
+    let kind = (0..KINDS).find(|&k| stored_check(hash ^ kind_tag(k)) == check)?;
     Some((kind, hash ^ kind_tag(kind)))
 }
 
@@ -127,7 +138,8 @@ unsafe fn intact(from: usize, to: usize, check: u64) -> bool {
 
 /// A medium block's record, in its last [`RECORD`] bytes: the requested
 /// size, where the program's pointer is in the block (aligned blocks),
-/// and the low half of the check word (0 once the block is freed).
+/// and the kept half of the check word ([`stored_check`]: never 0 while
+/// the block is in use, 0 once it is freed).
 #[repr(C)]
 struct Record {
     size: u16,
@@ -159,7 +171,7 @@ pub(crate) unsafe fn seal_medium(
     // One store of the whole record (`Record`'s layout, little-endian):
     // another thread's neighbour check (`api::secure`), or a child forked
     // at this moment, sees the old record or the new one, never a mix.
-    let word = size as u64 | ((p - start) as u64) << 16 | (check as u32 as u64) << 32;
+    let word = size as u64 | ((p - start) as u64) << 16 | (stored_check(check) as u64) << 32;
     // SAFETY: contract: the record (8-aligned: blocks are multiples of
     // 16 bytes) and the pattern lie in the slack.
     unsafe {
@@ -222,12 +234,12 @@ pub(crate) unsafe fn sealed_at_start(key: usize, p: usize, end: usize, kind: u8)
     }
     let check = kind_check(key, p, size, kind);
     // SAFETY: as above: the pattern lies between the size and the record.
-    (w >> 32) as u32 == check as u32
+    (w >> 32) as u32 == stored_check(check)
         && unsafe { intact(p + size, (p + size + TAIL).min(rec), check) }
 }
 
-/// Is `check` the low half of the check word of a block handed out at
-/// `p` for `size` bytes (of any kind)?
+/// Is `check` the kept half ([`stored_check`]) of the check word of a
+/// block handed out at `p` for `size` bytes (of any kind)?
 pub(crate) fn record_check_matches(key: usize, p: usize, size: usize, check: u32) -> bool {
     kind_of(key, p, size, check).is_some()
 }
@@ -282,6 +294,37 @@ pub(crate) unsafe fn large_intact(key: usize, user: usize, size: usize, end: usi
         ((user - 8) as *const u64).read() == check
             && intact(user + size, (user + size + TAIL).min(end), check)
     }
+}
+
+/// A key under which the check word of a block handed out at `p` for
+/// `size` bytes (below 2^32) has a low half of 0, shaped as slab keys
+/// are (top bit set, low four bits 0xf): the multiply is solved for the
+/// key's high half (the hash's high and low halves equal), so tests can
+/// seal such a record without searching 2^32 keys.
+#[cfg(test)]
+pub(crate) fn key_hashing_to_zero(p: usize, size: usize) -> usize {
+    const C: u64 = 0xd6e8_feb8_6659_fd93;
+    let (c_lo, c_hi) = (C as u32, (C >> 32) as u32);
+    // The inverse of the (odd) low half mod 2^32, by Newton's iteration.
+    let mut inv = c_lo;
+    for _ in 0..5 {
+        inv = inv.wrapping_mul(2u32.wrapping_sub(c_lo.wrapping_mul(inv)));
+    }
+    for i in 0u32.. {
+        // The key's low half: low bits 0xf, as the hash input's is then.
+        let a_lo = (i << 4 | 0xf) ^ p as u32;
+        let prod = a_lo as u64 * c_lo as u64;
+        let want = (prod as u32)
+            .wrapping_sub((prod >> 32) as u32)
+            .wrapping_sub(a_lo.wrapping_mul(c_hi));
+        let a_hi = want.wrapping_mul(inv);
+        let key = ((a_hi as u64) << 32 | a_lo as u64) as usize ^ p ^ size.rotate_left(32);
+        if key >> 63 == 1 {
+            debug_assert_eq!(check_word(key, p, size) as u32, 0);
+            return key;
+        }
+    }
+    unreachable!()
 }
 
 #[cfg(test)]
@@ -382,6 +425,31 @@ mod tests {
             assert_eq!(medium_in_use(5, start, end), want.map(|w| w.0));
             seal_medium(5, start, 60, start, end, KIND_MALLOC);
             assert_eq!(medium_record(5, start, start, end), Some((60, KIND_MALLOC)));
+        }
+    }
+
+    #[test]
+    fn a_record_whose_hash_is_zero_still_holds_its_block() {
+        // One block and size in 2^32 has a check word whose low half is
+        // 0; its record must still read as sealed and in use (the
+        // secure build's neighbour check took it for a damaged one).
+        let mut block = [0u64; 32];
+        let start = block.as_mut_ptr() as usize;
+        let end = start + 256;
+        let key = key_hashing_to_zero(start, 200);
+        assert_eq!(check_word(key, start, 200) as u32, 0);
+        assert_eq!((key >> 63, key & 0xf), (1, 0xf), "shaped as a slab key");
+        // SAFETY: the test's own buffer.
+        unsafe {
+            seal_medium(key, start, 200, start, end, KIND_MALLOC);
+            let w = ((end - RECORD) as *const u64).read();
+            assert_ne!(w >> 32, 0, "a sealed record's check is never 0");
+            assert!(record_check_matches(key, start, 200, (w >> 32) as u32));
+            assert!(sealed_at_start(key, start, end, KIND_MALLOC));
+            assert_eq!(medium_size(key, start, start, end), Some(200));
+            assert_eq!(medium_in_use(key, start, end), Some(200));
+            unseal_medium(end);
+            assert_eq!(medium_in_use(key, start, end), None, "freed");
         }
     }
 }
