@@ -69,7 +69,7 @@ fn kind_check(key: usize, p: usize, size: usize, kind: u8) -> u64 {
 /// its check); the plain low half is 0 for one block and size in 2^32,
 /// and such a record, sealed for a block in use, was taken for a
 /// damaged one (the secure build's neighbour check stopped correct
-/// programs: a CPython run seals hundreds of millions of records).
+/// programs that seal many records).
 #[inline(always)]
 fn stored_check(check: u64) -> u32 {
     check as u32 | 1
