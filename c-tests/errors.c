@@ -565,12 +565,11 @@ static const size_t arena_sizes[] = {24, 100, 1000, 5000, 70000};
 
 static void *glibc_arena_thread(void *out)
 {
-    const size_t *sizes = arena_sizes;
     void **v = out;
     for (size_t i = 0; i < ARENA_BLOCKS; i++) {
-        v[i] = g.malloc(sizes[i]);
+        v[i] = g.malloc(arena_sizes[i]);
         if (v[i])
-            memset(v[i], 0x23, sizes[i]);
+            memset(v[i], 0x23, arena_sizes[i]);
     }
     return NULL;
 }

@@ -26,6 +26,9 @@ pub(crate) const TAIL: usize = 16;
 /// Bytes a medium block's record takes at its end.
 pub(crate) const RECORD: usize = 8;
 
+/// The odd multiplier of [`check_word`].
+const CHECK_MUL: u64 = 0xd6e8_feb8_6659_fd93;
+
 /// A keyed hash of a block's user pointer and requested size: one
 /// multiply, its high half folded onto the low one (records keep the low
 /// 32 bits, and the high half of the product depends on every input
@@ -33,7 +36,7 @@ pub(crate) const RECORD: usize = 8;
 /// the pointer changes them). A checksum under a secret key, not a MAC.
 #[inline]
 pub(crate) fn check_word(key: usize, p: usize, size: usize) -> u64 {
-    let x = ((key ^ p ^ size.rotate_left(32)) as u64).wrapping_mul(0xd6e8_feb8_6659_fd93);
+    let x = ((key ^ p ^ size.rotate_left(32)) as u64).wrapping_mul(CHECK_MUL);
     x ^ (x >> 32)
 }
 
@@ -303,8 +306,7 @@ pub(crate) unsafe fn large_intact(key: usize, user: usize, size: usize, end: usi
 /// seal such a record without searching 2^32 keys.
 #[cfg(test)]
 pub(crate) fn key_hashing_to_zero(p: usize, size: usize) -> usize {
-    const C: u64 = 0xd6e8_feb8_6659_fd93;
-    let (c_lo, c_hi) = (C as u32, (C >> 32) as u32);
+    let (c_lo, c_hi) = (CHECK_MUL as u32, (CHECK_MUL >> 32) as u32);
     // The inverse of the (odd) low half mod 2^32, by Newton's iteration.
     let mut inv = c_lo;
     for _ in 0..5 {
