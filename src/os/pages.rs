@@ -385,4 +385,35 @@ mod tests {
             }
         }
     }
+
+    /// A range made of two mappings (a large block joined from cached
+    /// pieces) cannot be moved: `remap` answers `None` and both pieces
+    /// stay where they were, with their bytes.
+    #[test]
+    fn a_range_of_two_mappings_is_not_remapped() {
+        let half = 16 * PAGE;
+        let p = OS.map(2 * half, PAGE).unwrap().as_ptr() as usize;
+        // SAFETY: the second half of our own mapping is replaced by a
+        // mapping that differs in one flag, so the kernel keeps two.
+        let q = unsafe {
+            libc::mmap(
+                (p + half) as *mut libc::c_void,
+                half,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_eq!(q as usize, p + half);
+        // SAFETY: both halves are ours, readable and writable.
+        unsafe {
+            *(p as *mut u8) = 1;
+            *((p + half) as *mut u8) = 2;
+            let base = NonNull::new_unchecked(p as *mut u8);
+            assert!(OS.remap(base, 2 * half, 8 * half, PAGE).is_none());
+            assert_eq!((*(p as *const u8), *((p + half) as *const u8)), (1, 2));
+            OS.unmap(base, 2 * half);
+        }
+    }
 }
