@@ -12,9 +12,9 @@
 //! Uses: `api::foreign`, `api::process`, `api::secure`, `core::canary`,
 //! `core::config`, `core::large`, `core::lookup`, `core::pagemap`,
 //! `core::size_class`, `core::slab`, `core::span`, `heap::abandoned`, `heap::alloc`,
-//! `heap::free`, `heap::hook`, `heap::lifecycle`, `heap::medium`,
-//! `heap::secure`, `heap::tls`, `heap::types`, `insight`, `os`,
-//! `os::errno`, `util::diag`, `util::lock`.
+//! `heap::check`, `heap::free`, `heap::hook`, `heap::lifecycle`,
+//! `heap::medium`, `heap::remote`, `heap::secure`, `heap::tls`,
+//! `heap::types`, `insight`, `os`, `os::errno`, `util::diag`, `util::lock`.
 
 use crate::api::foreign;
 use crate::api::process::ensure_init;
@@ -150,9 +150,13 @@ pub(crate) unsafe fn free(p: *mut u8) {
 /// and `p` first, so the fast path above shares no register work with it
 /// and keeps `p` where it arrived (two instructions less there).
 #[inline(never)]
-unsafe fn free_uncached(p: *mut u8, heap: *mut crate::heap::types::Heap) {
+unsafe fn free_uncached(p: *mut u8, mut heap: *mut crate::heap::types::Heap) {
     let head = PAGEMAP.lookup(p as usize);
     if !head.is_null() {
+        if heap == crate::heap::types::empty_heap() {
+            // SAFETY: the page map says `head` is a live span header.
+            heap = unsafe { heap_for_free(heap, head) };
+        }
         // SAFETY: the page map says `p` lies in a span of ours; `heap` is
         // the calling thread's.
         unsafe {
@@ -161,6 +165,41 @@ unsafe fn free_uncached(p: *mut u8, heap: *mut crate::heap::types::Heap) {
         }
     } else if !p.is_null() {
         foreign::free(p);
+    }
+}
+
+/// A thread without a heap frees a block of another thread's slab: it
+/// gets a heap now, as its first `malloc` would give it one, so that its
+/// frees go through the heap's outbox (one CAS on the owner's queue per
+/// batch of blocks, `heap::remote`) instead of one CAS each on a line
+/// the owner swaps. A consumer thread that only frees what producers
+/// allocated is the common case. Keeps `heap` (the empty heap) for any
+/// other span, and when no heap can be made.
+///
+/// # Safety
+/// `head` is a live span header from the page map.
+#[cold]
+#[inline(never)]
+unsafe fn heap_for_free(
+    heap: *mut crate::heap::types::Heap,
+    head: *mut crate::core::pagemap::SpanHead,
+) -> *mut crate::heap::types::Heap {
+    // SAFETY: contract; a span's tag and a slab's owner word are stable
+    // while one of its blocks is live, and read only to choose a heap.
+    let owner = unsafe {
+        if (*head).tag != crate::core::pagemap::TAG_SLAB {
+            return heap;
+        }
+        (*head).owner.load(core::sync::atomic::Ordering::Relaxed) & !crate::core::slab::OWNER_FLAGS
+    };
+    if owner == 0 || crate::heap::medium::owns(owner) {
+        return heap;
+    }
+    let h = crate::heap::lifecycle::thread_heap();
+    if h.is_null() {
+        heap
+    } else {
+        h
     }
 }
 
@@ -574,6 +613,65 @@ mod tests {
     use std::sync::mpsc;
 
     use crate::util::lock::{fork_turn, wait_child};
+
+    /// A thread that only frees (a consumer of another thread's blocks)
+    /// gets a heap at its first such free and batches in its outbox: the
+    /// owner's queue gets nothing for the first `OUTBOX_BATCH - 1` blocks,
+    /// then all `OUTBOX_BATCH` in one chain; the rest come when the thread
+    /// exits. (`c-tests/errors.c`'s double frees from another thread
+    /// stop a second free of a block waiting there.)
+    #[cfg(not(feature = "secure"))]
+    #[test]
+    fn a_thread_that_only_frees_batches_its_frees() {
+        use crate::heap::remote::{self, OUTBOX_BATCH};
+        use crate::heap::types::{empty_heap, is_thread_heap};
+        let n = OUTBOX_BATCH as usize + 8;
+        // SAFETY: plain allocations, each freed once by the other thread.
+        let blocks: Vec<usize> = (0..n).map(|_| unsafe { malloc(48) } as usize).collect();
+        let heap = tls::heap();
+        assert!(is_thread_heap(heap));
+        // SAFETY: our own heap; heap structs are never unmapped.
+        let queue = unsafe { &(*heap).remote };
+        let chain_len = |mut b: *mut crate::core::slab::Block| {
+            let mut len = 0;
+            while !b.is_null() {
+                len += 1;
+                // SAFETY: a chain of our blocks taken from our queue.
+                b = unsafe { (*b).chain };
+            }
+            len
+        };
+        let (at_tx, at_rx) = mpsc::channel::<usize>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let consumer = std::thread::spawn(move || {
+            assert_eq!(tls::heap(), empty_heap());
+            for (i, &b) in blocks.iter().enumerate() {
+                // SAFETY: blocks handed over, freed once.
+                unsafe { free(b as *mut u8) };
+                if i + 2 >= OUTBOX_BATCH as usize && i < OUTBOX_BATCH as usize {
+                    at_tx.send(i + 1).unwrap();
+                    go_rx.recv().unwrap();
+                }
+            }
+            assert!(is_thread_heap(tls::heap()));
+        });
+        assert_eq!(at_rx.recv().unwrap(), OUTBOX_BATCH as usize - 1);
+        assert!(queue.load(core::sync::atomic::Ordering::Acquire).is_null());
+        go_tx.send(()).unwrap();
+        assert_eq!(at_rx.recv().unwrap(), OUTBOX_BATCH as usize);
+        let first = remote::take(queue);
+        assert_eq!(chain_len(first), OUTBOX_BATCH as usize);
+        go_tx.send(()).unwrap();
+        consumer.join().unwrap();
+        let rest = remote::take(queue);
+        assert_eq!(chain_len(rest), n - OUTBOX_BATCH as usize);
+        // SAFETY: chains of our own blocks, taken from our queue.
+        unsafe {
+            crate::heap::free::free_chain(heap, first);
+            crate::heap::free::free_chain(heap, rest);
+        }
+        crate::heap::check::check_thread_heap();
+    }
 
     /// `malloc` of a power of two from 2 KiB on (a medium request, which
     /// its block's record makes 8 bytes bigger, in both builds) asks for

@@ -28,7 +28,7 @@
 use crate::core::lookup::{classify, Span};
 use crate::core::pagemap::{SpanHead, PAGEMAP, TAG_SLAB};
 use crate::core::size_class::SLAB_HEADER;
-use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INTERIOR};
+use crate::core::slab::{Block, Slab, OWNER_FLAGS, OWNER_INSTR, OWNER_INTERIOR};
 use crate::heap::types::{is_thread_heap, slab_cache_index, Heap};
 use crate::heap::{abandoned, medium, remote, slabs};
 use crate::util::diag::fatal;
@@ -131,10 +131,44 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
             } else {
                 (*heap).local.cache_slab(slab);
             }
-        } else if !free_medium(heap, p, head) {
+        } else if !free_medium(heap, p, head) && !free_remote(heap, p, head) {
             free_slow(heap, p, head);
         }
     }
+}
+
+/// [`free`]'s third case: a block at its start of another thread heap's
+/// slab, freed by a thread heap: [`dispatch`]'s remote case (into the
+/// outbox, [`to_outbox`]) without [`free_slow`]'s general lookup. This
+/// is every free of a producer-consumer program's consumer. False: `p`
+/// is something else (the slow path decides).
+///
+/// # Safety
+/// As [`free`].
+#[inline(always)]
+unsafe fn free_remote(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) -> bool {
+    // SAFETY: `head` is a live span header (contract); a non-zero owner
+    // word is a slab's, and a slab's geometry is stable while a block of
+    // it is live.
+    unsafe {
+        let owner = (*head).owner.load(Ordering::Acquire);
+        let h = owner & !OWNER_FLAGS;
+        if owner & (OWNER_INTERIOR | OWNER_INSTR) != 0
+            || h == 0
+            || h == heap as usize
+            || medium::owns(h)
+            || !is_thread_heap(heap)
+        {
+            return false;
+        }
+        let slab = head.cast::<Slab>();
+        if !(*slab).is_block_start(p as usize) {
+            return false;
+        }
+        crate::core::hooks::on_free(p);
+        to_outbox(heap, slab, p.cast(), p as usize, h);
+    }
+    true
 }
 
 /// [`free`]'s second case: a medium block (of a per-CPU heap's slab,
@@ -268,14 +302,16 @@ pub(crate) unsafe fn dispatch(heap: *mut Heap, slab: *mut Slab, b: *mut Block, u
             return unsafe { medium::free(heap, h, slab, b, user) };
         }
         if h != 0 {
-            // Another thread's heap: one CAS onto its remote queue. Heap
-            // structs are never unmapped, so a stale owner is still safe to
-            // push to; its next user collects the block.
-            // A block that looks free was freed before and not handed out
-            // since (malloc clears its first word): a double free, the
-            // second from another thread, which cannot look at the owner's
-            // lists (user data looks free with a chance of 1 in 2^45 at
-            // most). (Not for blocks from remote queues.)
+            // Another thread's heap. The program's own free from a thread
+            // heap: batched in the outbox (see `heap::remote`).
+            if user != 0 && is_thread_heap(heap) {
+                // SAFETY: forwarded contract; `h` is (or was) a heap.
+                return unsafe { to_outbox(heap, slab, b, user, h) };
+            }
+            // Else one CAS onto its remote queue. Heap structs are never
+            // unmapped, so a stale owner is still safe to push to; its
+            // next user collects the block. The double-free check as in
+            // `to_outbox` (not for blocks from remote queues).
             // SAFETY: `b` is a block of a live slab (contract).
             if user != 0 && !marked_here && unsafe { (*slab).looks_free(b) } {
                 slabs::double_free(user, slab);
@@ -285,19 +321,6 @@ pub(crate) unsafe fn dispatch(heap: *mut Heap, slab: *mut Slab, b: *mut Block, u
             unsafe { (*slab).mark_waiting(b) };
             // SAFETY: heap structs are never unmapped.
             let queue = unsafe { &raw const (*(h as *mut Heap)).remote };
-            // The program's own free from a thread heap: batched in the
-            // outbox (see `heap::remote`).
-            if user != 0 && is_thread_heap(heap) {
-                // SAFETY: the calling thread's heap (contract); `b` is ours
-                // to hand over, marked.
-                unsafe {
-                    let size = (*slab).block_size as usize;
-                    if let Some(batch) = (*heap).local.outbox.add(queue, b, size) {
-                        send_batch(heap, batch);
-                    }
-                }
-                return;
-            }
             // SAFETY: as above.
             let pushed = unsafe { remote::push(&*queue, b, b) };
             if pushed {
@@ -315,6 +338,33 @@ pub(crate) unsafe fn dispatch(heap: *mut Heap, slab: *mut Slab, b: *mut Block, u
     }
 }
 
+/// Hand block `b` of `slab`, owned by the thread heap at `h`, to the
+/// calling thread's outbox for `h`'s remote queue (sending a batch when
+/// one is full). A block that looks free was freed before and not handed
+/// out since (malloc clears its first word): a double free, the second
+/// from another thread, which cannot look at the owner's lists (user data
+/// looks free with a chance of 1 in 2^45 at most); stopped here.
+///
+/// # Safety
+/// `heap` is the calling thread's heap, a thread heap; `b` is a block in
+/// use of the live slab `slab` that the program frees (at `user`); `h` is
+/// (or was) a heap.
+#[inline(always)]
+unsafe fn to_outbox(heap: *mut Heap, slab: *mut Slab, b: *mut Block, user: usize, h: usize) {
+    // SAFETY: contract; heap structs are never unmapped.
+    unsafe {
+        if (*slab).looks_free(b) {
+            slabs::double_free(user, slab);
+        }
+        (*slab).mark_waiting(b);
+        let queue = &raw const (*(h as *mut Heap)).remote;
+        let size = (*slab).block_size as usize;
+        if let Some(batch) = (*heap).local.outbox.add(queue, b, size) {
+            send_batch(heap, batch);
+        }
+    }
+}
+
 /// Free every block of a chain taken from a remote queue.
 ///
 /// # Safety
@@ -322,11 +372,21 @@ pub(crate) unsafe fn dispatch(heap: *mut Heap, slab: *mut Slab, b: *mut Block, u
 pub(crate) unsafe fn free_chain(heap: *mut Heap, mut b: *mut Block) {
     while !b.is_null() {
         // SAFETY: queued blocks are live blocks of our slabs (or of slabs
-        // that were ours while the heap was being given up).
+        // that were ours while the heap was being given up). A slab whose
+        // owner word is our heap's address alone is ours with no flag
+        // set: `slabs::free_in` without a double-free check (done when
+        // the block was first freed) is then just the push, inline here;
+        // any other owner or flag takes the general path.
         unsafe {
             let next = (*b).chain;
             let slab = PAGEMAP.lookup(b as usize).cast::<Slab>();
-            dispatch(heap, slab, b, 0);
+            if (*slab).head.owner.load(Ordering::Relaxed) == heap as usize {
+                if (*slab).push_local(b) {
+                    slabs::slab_emptied(slab, heap);
+                }
+            } else {
+                dispatch(heap, slab, b, 0);
+            }
             b = next;
         }
     }
