@@ -147,13 +147,15 @@ pub(crate) unsafe fn free(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) {
 /// As [`free`].
 #[inline(always)]
 unsafe fn free_remote(heap: *mut Heap, p: *mut u8, head: *mut SpanHead) -> bool {
-    // SAFETY: `head` is a live span header (contract); a non-zero owner
-    // word is a slab's, and a slab's geometry is stable while a block of
-    // it is live.
+    // SAFETY: `head` is a live span header (contract); a span tagged
+    // SLAB is a slab, whose geometry is stable while a block of it is
+    // live (a stale pointer into a released span, tagged FREE, is the
+    // slow path's to report).
     unsafe {
         let owner = (*head).owner.load(Ordering::Acquire);
         let h = owner & !OWNER_FLAGS;
         if owner & (OWNER_INTERIOR | OWNER_INSTR) != 0
+            || (*head).tag != TAG_SLAB
             || h == 0
             || h == heap as usize
             || medium::owns(h)
